@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/term"
+
+	"github.com/raceflow/raceflow/config"
+)
+
+// errNoDatabase is returned by commands that need DATABASE_URL when it is unset.
+var errNoDatabase = errors.New("DATABASE_URL is not set (e.g. postgres://127.0.0.1:5432/raceflow)")
+
+// parseConfig loads the environment, binds the config flags (plus any the
+// command added to fs), parses args and validates.
+func parseConfig(a *app, fs *flag.FlagSet, args []string) (config.Config, error) {
+	cfg, err := config.Load(a.getenv)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.RegisterFlags(fs)
+	fs.SetOutput(a.stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// openPool connects to cfg.DatabaseURL with the configured pool size and
+// checks that the server answers.
+func openPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
+	if cfg.DatabaseURL == "" {
+		return nil, errNoDatabase
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %s", config.RedactDSN(err.Error()))
+	}
+	pc.MaxConns = int32(cfg.DBMaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", config.RedactDSN(cfg.DatabaseURL), err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", config.RedactDSN(cfg.DatabaseURL), err)
+	}
+	return pool, nil
+}
+
+// newLogger builds the process logger: JSON in production, text on a terminal.
+func newLogger(cfg config.Config, w io.Writer) *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(w)
+	if lvl, err := logrus.ParseLevel(cfg.LogLevel); err == nil {
+		l.SetLevel(lvl)
+	}
+	format := cfg.LogFormat
+	if format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	if format == "json" {
+		l.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	return l
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,263 @@
+// Package config holds raceflow's typed configuration: defaults, loading from
+// environment variables, flag overrides and validation. The same variable
+// names are used by every command.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Pub/sub backends.
+const (
+	PubSubPostgres = "postgres"
+	PubSubMemory   = "memory"
+	PubSubNATS     = "nats"
+)
+
+// DefaultAPIURL is the NZ TAB Affiliates API; request paths are relative to it,
+// so it must include /affiliates/v1.
+const DefaultAPIURL = "https://api.tab.co.nz/affiliates/v1"
+
+// Config is everything a raceflow process can be told. Zero values are never
+// used directly: start from Default() or Load().
+type Config struct {
+	DatabaseURL      string        // DATABASE_URL; empty means "start a private server" where a command supports it
+	APIURL           string        // NZTAB_API_URL
+	FromEmail        string        // NZTAB_FROM_EMAIL, sent as the From header
+	PartnerName      string        // NZTAB_PARTNER_NAME, sent as X-Partner
+	PartnerID        string        // NZTAB_PARTNER_ID, sent as X-Partner-ID
+	FetchTimeout     time.Duration // NZTAB_TIMEOUT, per HTTP attempt
+	PubSub           string        // RACEFLOW_PUBSUB: postgres | memory | nats
+	NATSURL          string        // NATS_URL
+	HTTPAddr         string        // RACEFLOW_HTTP_ADDR, metrics and health
+	Shards           int           // RACEFLOW_SHARDS, topic shards per stage
+	DBMaxConns       int           // RACEFLOW_DB_MAX_CONNS, pgx pool size
+	Retention        time.Duration // RACEFLOW_RETENTION, how long race.fetched is kept
+	HistoryRetention time.Duration // RACEFLOW_HISTORY_RETENTION, how long history partitions are kept
+	LogLevel         string        // LOG_LEVEL: trace | debug | info | warn | error
+	LogFormat        string        // LOG_FORMAT: auto | text | json
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		APIURL:           DefaultAPIURL,
+		FromEmail:        "raceflow@example.invalid",
+		PartnerName:      "raceflow",
+		PartnerID:        "raceflow",
+		FetchTimeout:     5 * time.Second,
+		PubSub:           PubSubPostgres,
+		NATSURL:          "nats://127.0.0.1:4222",
+		HTTPAddr:         ":9090",
+		Shards:           4,
+		DBMaxConns:       20,
+		Retention:        7 * 24 * time.Hour,
+		HistoryRetention: 30 * 24 * time.Hour,
+		LogLevel:         "info",
+		LogFormat:        "auto",
+	}
+}
+
+// FieldError says which variable is wrong and why.
+type FieldError struct {
+	Var    string
+	Value  string // already redacted where secret
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s", e.Var, e.Reason)
+	}
+	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Reason)
+}
+
+// Load reads the environment through getenv over the defaults. It reports
+// unparsable values; call Validate for the semantic checks.
+func Load(getenv func(string) string) (Config, error) {
+	c := Default()
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		d, err := ParseDuration(v)
+		if err != nil {
+			errs = append(errs, &FieldError{Var: name, Value: v, Reason: "not a duration (e.g. 5s, 30m, 7d)"})
+			return
+		}
+		*dst = d
+	}
+	num := func(name string, dst *int) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, &FieldError{Var: name, Value: v, Reason: "not an integer"})
+			return
+		}
+		*dst = n
+	}
+	str("DATABASE_URL", &c.DatabaseURL)
+	str("NZTAB_API_URL", &c.APIURL)
+	str("NZTAB_FROM_EMAIL", &c.FromEmail)
+	str("NZTAB_PARTNER_NAME", &c.PartnerName)
+	str("NZTAB_PARTNER_ID", &c.PartnerID)
+	dur("NZTAB_TIMEOUT", &c.FetchTimeout)
+	str("RACEFLOW_PUBSUB", &c.PubSub)
+	str("NATS_URL", &c.NATSURL)
+	str("RACEFLOW_HTTP_ADDR", &c.HTTPAddr)
+	num("RACEFLOW_SHARDS", &c.Shards)
+	num("RACEFLOW_DB_MAX_CONNS", &c.DBMaxConns)
+	dur("RACEFLOW_RETENTION", &c.Retention)
+	dur("RACEFLOW_HISTORY_RETENTION", &c.HistoryRetention)
+	str("LOG_LEVEL", &c.LogLevel)
+	str("LOG_FORMAT", &c.LogFormat)
+	return c, errors.Join(errs...)
+}
+
+// RegisterFlags binds flags that override the loaded values. Call it after
+// Load so each flag's default is what the environment said.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (DATABASE_URL)")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "NZ TAB API base URL incl. /affiliates/v1 (NZTAB_API_URL)")
+	fs.StringVar(&c.PubSub, "pubsub", c.PubSub, "pub/sub backend: postgres | memory | nats (RACEFLOW_PUBSUB)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "metrics and health listen address (RACEFLOW_HTTP_ADDR)")
+	fs.IntVar(&c.Shards, "shards", c.Shards, "topic shards per stage (RACEFLOW_SHARDS)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace | debug | info | warn | error (LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "auto | text | json (LOG_FORMAT)")
+}
+
+// Validate checks every value and names the variable of each one that is bad.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, value, reason string) {
+		errs = append(errs, &FieldError{Var: name, Value: value, Reason: reason})
+	}
+	if c.DatabaseURL != "" {
+		if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+			bad("DATABASE_URL", RedactDSN(c.DatabaseURL), err.Error())
+		}
+	}
+	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("NZTAB_API_URL", c.APIURL, "must be an absolute http(s) URL such as "+DefaultAPIURL)
+	}
+	if _, err := mail.ParseAddress(c.FromEmail); err != nil {
+		bad("NZTAB_FROM_EMAIL", c.FromEmail, "must be an email address (TAB asks callers to identify themselves)")
+	}
+	if strings.TrimSpace(c.PartnerName) == "" {
+		bad("NZTAB_PARTNER_NAME", "", "must not be empty")
+	}
+	if strings.TrimSpace(c.PartnerID) == "" {
+		bad("NZTAB_PARTNER_ID", "", "must not be empty")
+	}
+	if c.FetchTimeout <= 0 || c.FetchTimeout > 2*time.Minute {
+		bad("NZTAB_TIMEOUT", c.FetchTimeout.String(), "must be between 1ms and 2m")
+	}
+	switch c.PubSub {
+	case PubSubPostgres, PubSubMemory, PubSubNATS:
+	default:
+		bad("RACEFLOW_PUBSUB", c.PubSub, "must be postgres, memory or nats")
+	}
+	if c.PubSub == PubSubNATS {
+		if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" {
+			bad("NATS_URL", RedactDSN(c.NATSURL), "must be a URL such as nats://127.0.0.1:4222")
+		}
+	}
+	if _, port, found := strings.Cut(c.HTTPAddr, ":"); !found || port == "" {
+		bad("RACEFLOW_HTTP_ADDR", c.HTTPAddr, "must be host:port or :port")
+	}
+	if c.Shards < 1 || c.Shards > 256 {
+		bad("RACEFLOW_SHARDS", strconv.Itoa(c.Shards), "must be between 1 and 256")
+	}
+	if c.DBMaxConns < 2 || c.DBMaxConns > 1000 {
+		bad("RACEFLOW_DB_MAX_CONNS", strconv.Itoa(c.DBMaxConns), "must be between 2 and 1000")
+	}
+	if c.Retention < time.Hour {
+		bad("RACEFLOW_RETENTION", c.Retention.String(), "must be at least 1h")
+	}
+	if c.HistoryRetention < 24*time.Hour {
+		bad("RACEFLOW_HISTORY_RETENTION", c.HistoryRetention.String(), "must be at least 1d")
+	}
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "warning", "error":
+	default:
+		bad("LOG_LEVEL", c.LogLevel, "must be trace, debug, info, warn or error")
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		bad("LOG_FORMAT", c.LogFormat, "must be auto, text or json")
+	}
+	return errors.Join(errs...)
+}
+
+func checkDatabaseURL(s string) error {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		if _, err := url.Parse(s); err != nil {
+			return errors.New("not a valid URL")
+		}
+		return nil
+	}
+	if strings.Contains(s, "=") { // key=value DSN
+		return nil
+	}
+	return errors.New("must be postgres://user@host:port/db or a key=value DSN")
+}
+
+// String renders the configuration for logs with secrets redacted.
+func (c Config) String() string {
+	return fmt.Sprintf("database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s",
+		RedactDSN(c.DatabaseURL), c.APIURL, c.PubSub, c.HTTPAddr, c.Shards, c.DBMaxConns, c.FetchTimeout,
+		c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat)
+}
+
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+
+// RedactDSN hides the password of a URL or key=value connection string.
+func RedactDSN(s string) string {
+	if s == "" {
+		return ""
+	}
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "<unparsable URL>"
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// ParseDuration accepts Go durations plus a whole-day suffix "d" (7d).
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}

@@ -1,0 +1,95 @@
+package config_test
+
+import (
+	"flag"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/raceflow/raceflow/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaultsAreValid(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(nil))
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Equal(t, config.DefaultAPIURL, c.APIURL)
+	require.Equal(t, config.PubSubPostgres, c.PubSub)
+	require.Equal(t, 4, c.Shards)
+	require.Equal(t, 7*24*time.Hour, c.Retention)
+}
+
+func TestValidateNamesTheBadVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"unknown pubsub", map[string]string{"RACEFLOW_PUBSUB": "kafka"}, "RACEFLOW_PUBSUB"},
+		{"api url without scheme", map[string]string{"NZTAB_API_URL": "api.tab.co.nz"}, "NZTAB_API_URL"},
+		{"from is not an email", map[string]string{"NZTAB_FROM_EMAIL": "nobody"}, "NZTAB_FROM_EMAIL"},
+		{"database url garbage", map[string]string{"DATABASE_URL": "mysql:x"}, "DATABASE_URL"},
+		{"zero shards", map[string]string{"RACEFLOW_SHARDS": "0"}, "RACEFLOW_SHARDS"},
+		{"retention too short", map[string]string{"RACEFLOW_RETENTION": "1m"}, "RACEFLOW_RETENTION"},
+		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"http addr without port", map[string]string{"RACEFLOW_HTTP_ADDR": "localhost"}, "RACEFLOW_HTTP_ADDR"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(env(tc.env))
+			require.NoError(t, err)
+			err = c.Validate()
+			var fe *config.FieldError
+			require.ErrorAs(t, err, &fe)
+			require.Equal(t, tc.wantVar, fe.Var)
+			require.Contains(t, err.Error(), tc.wantVar)
+		})
+	}
+}
+
+func TestLoadReportsUnparsableValuesByName(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env(map[string]string{"RACEFLOW_SHARDS": "four", "NZTAB_TIMEOUT": "soon"}))
+	var fe *config.FieldError
+	require.ErrorAs(t, err, &fe)
+	require.ErrorContains(t, err, "RACEFLOW_SHARDS")
+	require.ErrorContains(t, err, "NZTAB_TIMEOUT")
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"RACEFLOW_SHARDS": "8", "RACEFLOW_PUBSUB": "memory"}))
+	require.NoError(t, err)
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	require.NoError(t, fs.Parse([]string{"-shards", "2"}))
+	require.Equal(t, 2, c.Shards, "flag wins")
+	require.Equal(t, config.PubSubMemory, c.PubSub, "environment kept where no flag is given")
+}
+
+func TestSecretsAreRedacted(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, notWant string }{
+		{"postgres://alice:s3cret@db:5432/race", "s3cret"},
+		{"postgres://alice@db/race?password=s3cret", "s3cret"},
+		{"host=db user=alice password=s3cret dbname=race", "s3cret"},
+		{"host=db password='s3 cret' dbname=race", "s3 cret"},
+	}
+	for _, tc := range tests {
+		require.NotContains(t, config.RedactDSN(tc.in), tc.notWant, tc.in)
+		c := config.Default()
+		c.DatabaseURL = tc.in
+		require.NotContains(t, c.String(), tc.notWant)
+	}
+	c := config.Default()
+	c.DatabaseURL = "postgres://alice:s3cret@db:notaport/race"
+	err := c.Validate()
+	require.ErrorContains(t, err, "DATABASE_URL")
+	require.NotContains(t, err.Error(), "s3cret", "a bad URL is reported without its password")
+}
