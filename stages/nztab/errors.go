@@ -1,0 +1,237 @@
+package nztab
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrUnknownStatus matches (errors.Is) every *UnknownStatusError, for callers
+// that only need the condition and not the offending value.
+var ErrUnknownStatus = errors.New("nztab: unknown race status")
+
+// ErrRaceNotFound matches (errors.Is) a fetch of a race the API answers with
+// 404: the poll should end "skipped" and the race stop being polled, rather
+// than be retried or poisoned.
+var ErrRaceNotFound = errors.New("nztab: race not found")
+
+// maxExcerpt bounds how much of an untrusted body or message is copied into
+// an error, so errors stay loggable.
+const maxExcerpt = 200
+
+// UnknownStatusError is a race status ParseStatus does not know.
+type UnknownStatusError struct {
+	// Value is the raw status as the API sent it.
+	Value string
+}
+
+// Error implements error.
+func (e *UnknownStatusError) Error() string {
+	return fmt.Sprintf("unknown race status %q", excerpt(e.Value))
+}
+
+// Unwrap lets errors.Is(err, ErrUnknownStatus) match.
+func (e *UnknownStatusError) Unwrap() error { return ErrUnknownStatus }
+
+// ValidationError says that a decoded event payload breaks a rule: which race,
+// which field (a JSON path such as data.runners[3].runner_number) and what was
+// wrong. It is permanent: fetching the same payload again cannot fix it.
+type ValidationError struct {
+	// RaceID is the race the payload claims to describe; empty when the
+	// payload names no race.
+	RaceID string
+	// Field is the JSON path of the offending value.
+	Field string
+	// Reason says what is wrong with the value.
+	Reason string
+	// Err is the underlying cause, when there is one (for example an
+	// *UnknownStatusError for data.race.status).
+	Err error
+}
+
+// Error implements error.
+func (e *ValidationError) Error() string {
+	id := e.RaceID
+	if id == "" {
+		id = "<unknown>"
+	}
+	return fmt.Sprintf("race %s: field %s: %s", id, e.Field, e.Reason)
+}
+
+// Unwrap exposes the cause, so errors.As can reach an *UnknownStatusError.
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+// DecodeError is a body that is not valid JSON or whose JSON types do not fit
+// the payload types. It is permanent.
+type DecodeError struct {
+	// Payload names what was being decoded: "event", "meetings" or "meeting".
+	Payload string
+	// Offset is the byte offset encoding/json reported (-1 when it gave none);
+	// for a single meeting it is relative to that meeting's JSON.
+	Offset int64
+	// Field is the Go-side field path of a type mismatch, when known.
+	Field string
+	// Err is the encoding/json error.
+	Err error
+}
+
+// Error implements error.
+func (e *DecodeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "nztab: decode %s", e.Payload)
+	if e.Offset >= 0 {
+		fmt.Fprintf(&b, " at offset %d", e.Offset)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, " (field %s)", e.Field)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
+}
+
+// Unwrap exposes the encoding/json error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// FieldError is a meeting field that breaks a rule. Meetings have no race id,
+// so they are reported by field alone inside a MeetingError.
+type FieldError struct {
+	// Field is the JSON path inside the meeting, e.g. "date" or "races[2].id".
+	Field string
+	// Reason says what is wrong with the value.
+	Reason string
+	// Err is the underlying cause, when there is one.
+	Err error
+}
+
+// Error implements error.
+func (e *FieldError) Error() string { return fmt.Sprintf("field %s: %s", e.Field, e.Reason) }
+
+// Unwrap exposes the cause.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// MeetingError reports one element of data.meetings that was skipped. Err is
+// a *DecodeError (wrong JSON type) or a *FieldError (rule broken).
+type MeetingError struct {
+	// Index is the element's position in the whole day's list, counting
+	// across pages.
+	Index int
+	// MeetingID is the element's "meeting" value when it could be read.
+	MeetingID string
+	// Err says why the meeting was skipped.
+	Err error
+}
+
+// Error implements error.
+func (e *MeetingError) Error() string {
+	id := e.MeetingID
+	if id == "" {
+		id = "<unknown>"
+	}
+	return fmt.Sprintf("data.meetings[%d] (meeting %s): %v", e.Index, id, e.Err)
+}
+
+// Unwrap exposes the cause.
+func (e *MeetingError) Unwrap() error { return e.Err }
+
+// BodyTooLargeError is a response body longer than ClientConfig.MaxBodyBytes.
+// It is permanent: the same request would return the same body.
+type BodyTooLargeError struct {
+	// Limit is the configured maximum in bytes.
+	Limit int64
+	// ContentLength is the length the server announced, or -1 when the body
+	// was cut off while reading.
+	ContentLength int64
+}
+
+// Error implements error.
+func (e *BodyTooLargeError) Error() string {
+	if e.ContentLength >= 0 {
+		return fmt.Sprintf("nztab: response body of %d bytes exceeds limit of %d bytes", e.ContentLength, e.Limit)
+	}
+	return fmt.Sprintf("nztab: response body exceeds limit of %d bytes", e.Limit)
+}
+
+// StatusError is a non-2xx HTTP response.
+type StatusError struct {
+	// StatusCode is the HTTP status code.
+	StatusCode int
+	// Status is the status line text, e.g. "503 Service Unavailable".
+	Status string
+	// BodyExcerpt is at most the first 200 bytes of the body.
+	BodyExcerpt string
+}
+
+// Error implements error.
+func (e *StatusError) Error() string {
+	if e.BodyExcerpt == "" {
+		return fmt.Sprintf("HTTP %s", e.Status)
+	}
+	return fmt.Sprintf("HTTP %s: %q", e.Status, e.BodyExcerpt)
+}
+
+// FetchError is the one error type the Client returns. Temporary tells the
+// caller whether trying again later can help: it is true only when every
+// attempt failed for a transient reason (network, timeout, 5xx, 429) and the
+// retries ran out. Decode, validation, 4xx and too-large failures are
+// permanent; a cancelled or expired caller context is neither (check it with
+// errors.Is(err, context.Canceled) / context.DeadlineExceeded).
+type FetchError struct {
+	// RaceID is the requested race; empty for meetings fetches.
+	RaceID string
+	// URL is the request URL with any user info redacted.
+	URL string
+	// Attempts is how many HTTP requests were made.
+	Attempts int
+	// StatusCode is the HTTP status of the last response, 0 when none came.
+	StatusCode int
+	// Temporary says whether a later retry may succeed.
+	Temporary bool
+	// Err is the cause of the last failure.
+	Err error
+}
+
+// Error implements error.
+func (e *FetchError) Error() string {
+	var b strings.Builder
+	b.WriteString("nztab: fetch")
+	if e.RaceID != "" {
+		fmt.Fprintf(&b, " race %s", e.RaceID)
+	}
+	fmt.Fprintf(&b, " GET %s", e.URL)
+	fmt.Fprintf(&b, " (%d attempt", e.Attempts)
+	if e.Attempts != 1 {
+		b.WriteString("s")
+	}
+	if e.Temporary {
+		b.WriteString(", temporary")
+	} else {
+		b.WriteString(", permanent")
+	}
+	fmt.Fprintf(&b, "): %v", e.Err)
+	return b.String()
+}
+
+// Unwrap exposes the cause, so errors.Is/As reach ErrRaceNotFound,
+// *ValidationError, *DecodeError, *StatusError, context errors and so on.
+func (e *FetchError) Unwrap() error { return e.Err }
+
+// IsTemporary reports whether err is a *FetchError whose retries ran out on a
+// transient failure, i.e. whether trying again later may help.
+func IsTemporary(err error) bool {
+	var fe *FetchError
+	return errors.As(err, &fe) && fe.Temporary
+}
+
+// excerpt cuts s to at most maxExcerpt bytes without splitting a UTF-8
+// sequence, so untrusted text stays bounded inside error messages.
+func excerpt(s string) string {
+	if len(s) <= maxExcerpt {
+		return s
+	}
+	cut := maxExcerpt
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
