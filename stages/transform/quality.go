@@ -1,0 +1,111 @@
+package transform
+
+import (
+	"fmt"
+	"math"
+)
+
+// Quality tuning (domain.md §2.10). The tolerance is ±5 percentage points,
+// not the reference system's ±0.5, because the API gives integer percentages
+// that legitimately sum to 93–101 %.
+const (
+	PercentageTolerance = 5.0
+	MinEntrants         = 2
+	MaxEntrants         = 30
+	// ValidScore is the lowest score a poll counts as valid with.
+	ValidScore = 80
+)
+
+// qualityAcc collects what the transform noticed on its way through the
+// payload; buildQuality turns it into the poll's Quality report.
+type qualityAcc struct {
+	warnings     []string
+	unknownIDs   int
+	unknownPools int
+	// unknownHoldBP is the hold (hundredths of %) on money-tracker ids that
+	// are not runners, quoted in the percentage-sum warning because it
+	// usually explains the shortfall.
+	unknownHoldBP int64
+}
+
+func (q *qualityAcc) warnf(format string, args ...any) {
+	q.warnings = append(q.warnings, fmt.Sprintf(format, args...))
+}
+
+// buildQuality scores the finished snapshot. Check 5 of the reference
+// (incremental vs pool amount, live before the start) is not run here: the
+// transform derives interval_type from time_to_start so they always agree,
+// and incremental amounts are the write stage's business.
+func buildQuality(s *RaceSnapshot, q *qualityAcc, holdBP, betBP int64) Quality {
+	score := 100
+	checkPercentages := func(label string, get func(*Entrant) *float64) {
+		var sum int64
+		n := 0
+		for i := range s.Entrants {
+			if v := get(&s.Entrants[i]); v != nil {
+				sum += int64(math.Round(*v * 100))
+				n++
+			}
+		}
+		switch {
+		case n == 0:
+			score -= 20
+			q.warnf("no runner has a %s pool percentage", label)
+		case math.Abs(float64(sum)/100-100) > PercentageTolerance:
+			score -= 20
+			msg := fmt.Sprintf("%s pool percentages of %d runners sum to %.2f (want 100±%g)",
+				label, n, float64(sum)/100, PercentageTolerance)
+			if q.unknownIDs > 0 {
+				msg += fmt.Sprintf("; %.2f%% hold is on %d money-tracker ids that are not runners",
+					float64(q.unknownHoldBP)/100, q.unknownIDs)
+			}
+			q.warnings = append(q.warnings, msg)
+		}
+	}
+	checkPercentages("win", func(e *Entrant) *float64 { return e.WinPoolPercentage })
+	checkPercentages("place", func(e *Entrant) *float64 { return e.PlacePoolPercentage })
+
+	switch p := s.RacePools; {
+	case p == nil:
+		score -= 15 + 10
+		q.warnf("no race pools in the payload")
+	case p.WinPoolTotal == 0 && p.PlacePoolTotal == 0:
+		score -= 15
+		q.warnf("win and place pools are both 0")
+	case p.ExtractedPools == 0:
+		score -= 15
+		q.warnf("no pools extracted")
+	case p.PlacePoolTotal > 3*p.WinPoolTotal:
+		q.warnf("place pool %d cents is more than 3× the win pool %d cents", p.PlacePoolTotal, p.WinPoolTotal)
+	}
+
+	if n := len(s.Entrants); n < MinEntrants || n > MaxEntrants {
+		score -= 15
+		q.warnf("%d entrants, want %d to %d", n, MinEntrants, MaxEntrants)
+	}
+	if s.Meeting == nil {
+		score -= 5
+	}
+	if len(s.Entrants) == 0 {
+		score -= 10
+	}
+	if len(s.MoneyFlow) == 0 {
+		score -= 10
+		q.warnf("no money-flow rows")
+	}
+	if q.unknownIDs > 0 {
+		q.warnf("%d money-tracker entrant ids are not runners of the race; their rows were skipped", q.unknownIDs)
+	}
+	if score < 0 {
+		score = 0
+	}
+	return Quality{
+		Score:                  score,
+		Valid:                  score >= ValidScore,
+		Warnings:               q.warnings,
+		UnknownMoneyTrackerIDs: q.unknownIDs,
+		UnknownPoolTypes:       q.unknownPools,
+		HoldPercentageSum:      float64(holdBP) / 100,
+		BetPercentageSum:       float64(betBP) / 100,
+	}
+}
