@@ -1,0 +1,111 @@
+package write
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrPartitionMissing marks a history row whose day has no partition. The
+// write stage never runs DDL inside a data transaction, so retrying the same
+// poll cannot help until the partition manager has created the day; the flow
+// treats it as permanent and an operator (or the manager's next run) fixes it.
+var ErrPartitionMissing = errors.New("no partition for the row's day")
+
+// ErrInvalidSnapshot marks a snapshot the write stage refuses before touching
+// the database: an empty race id or observation time, rows of another race,
+// or two rows with the same natural key (which would make the stored result
+// depend on the order of rows within the poll).
+var ErrInvalidSnapshot = errors.New("invalid snapshot")
+
+// WriteError is a failed poll write. Nothing of the poll is stored once the
+// transaction is rolled back, so a Retryable error can be retried as a whole
+// (the write is idempotent) and a permanent one belongs in the poison queue.
+type WriteError struct {
+	// Table is the table whose statement failed, or the step when no table
+	// was involved: "snapshot" (validation), "begin", "batch", "commit".
+	Table string
+	// Retryable says whether the same poll may succeed on a later attempt
+	// (serialization failure, deadlock, connection loss, timeout).
+	Retryable bool
+	// Err is the cause; errors.Is/As see through it (e.g. *pgconn.PgError,
+	// ErrPartitionMissing, context.Canceled).
+	Err error
+}
+
+// Error implements error.
+func (e *WriteError) Error() string {
+	kind := "permanent"
+	if e.Retryable {
+		kind = "retryable"
+	}
+	return fmt.Sprintf("write %s (%s): %v", e.Table, kind, e.Err)
+}
+
+// Unwrap exposes the cause for errors.Is and errors.As.
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// newWriteError classifies err, which happened while writing table. A
+// missing partition gains ErrPartitionMissing so callers can branch on it
+// without knowing PostgreSQL's error codes.
+func newWriteError(table string, err error) *WriteError {
+	if isPartitionMissing(err) {
+		err = fmt.Errorf("%w: %w", ErrPartitionMissing, err)
+	}
+	return &WriteError{Table: table, Retryable: IsRetryable(err), Err: err}
+}
+
+// isPartitionMissing recognises PostgreSQL's "no partition of relation ...
+// found for row". It shares SQLSTATE 23514 with CHECK violations, which
+// always name their constraint; the routing failure names none.
+func isPartitionMissing(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) || pg.Code != "23514" {
+		return false
+	}
+	return pg.ConstraintName == "" || strings.Contains(pg.Message, "no partition of relation")
+}
+
+// IsRetryable reports whether a failed write may succeed if the whole poll
+// is tried again. Server verdicts decide first (serialization failure,
+// deadlock, connection class 08, shutdown 57P01-57P03, too many connections,
+// lock not available); a cancelled context is never retryable, because the
+// caller asked to stop; deadlines, timeouts and lost connections are.
+// Data errors (classes 22, 23, 42) and anything unknown are permanent.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch {
+		case pg.Code == "40001", pg.Code == "40P01", // serialization failure, deadlock
+			strings.HasPrefix(pg.Code, "08"),                           // connection exception
+			pg.Code == "57P01", pg.Code == "57P02", pg.Code == "57P03", // admin/crash shutdown, cannot connect now
+			pg.Code == "53300", // too many connections
+			pg.Code == "55P03": // lock not available
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &connErr)
+}
