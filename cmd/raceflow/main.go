@@ -33,8 +33,13 @@ type app struct {
 // commands lists every subcommand; keep it sorted by name.
 func commands() map[string]command {
 	return map[string]command{
-		"help":    {"show commands and configuration", runHelp},
-		"migrate": {"apply or inspect schema migrations: up | down | status | version", runMigrate},
+		"demo":      {"run the whole pipeline on a simulated race day (no configuration needed)", runDemo},
+		"help":      {"show commands and configuration", runHelp},
+		"migrate":   {"apply or inspect schema migrations: up | down | status | version", runMigrate},
+		"run":       {"continuous processing: baseline, scheduler, flow, metrics and health", runRun},
+		"process":   {"poll the given races now through the whole flow and print one result each", runProcess},
+		"simulate":  {"serve a simulated NZ TAB race day with fault injection", runSimulate},
+		"transform": {"print the snapshot the transform makes of one event payload (stdin)", runTransform},
 	}
 }
 

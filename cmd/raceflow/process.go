@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/raceflow/raceflow/config"
+	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/migrations"
+	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/partitions"
+)
+
+// errSomeFailed makes the exit code non-zero when any race failed; the
+// results were already printed.
+var errSomeFailed = errors.New("some races failed")
+
+func runProcess(ctx context.Context, a *app, args []string) error {
+	fs := flag.NewFlagSet("process", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print one JSON result per line")
+	concurrency := fs.Int("concurrency", 5, "races processed at once")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up waiting after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(a.stderr, "Usage: raceflow process [flags] RACE_ID...")
+		fs.PrintDefaults()
+	}
+	cfg, err := parseConfig(a, fs, args)
+	if err != nil {
+		return err
+	}
+	ids := fs.Args()
+	if len(ids) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	log := newLogger(cfg, a.stderr)
+	pool, err := openPool(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool); err != nil {
+		return err
+	}
+	pm, err := partitions.New(pool, partitions.Config{DaysBack: 1, DaysAhead: 2, Retention: cfg.HistoryRetention})
+	if err != nil {
+		return err
+	}
+	if err := pm.Ensure(ctx, time.Now()); err != nil {
+		return err
+	}
+	client, err := newAPIClient(cfg)
+	if err != nil {
+		return err
+	}
+	fcfg := flows.DefaultConfig()
+	fcfg.Backend = cfg.PubSub
+	fcfg.Shards = cfg.Shards
+	engine, err := flows.New(fcfg, flows.Deps{Pool: pool, Fetcher: client, Logger: log})
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- engine.Run(runCtx) }()
+	select {
+	case <-engine.Running():
+	case err := <-done:
+		return fmt.Errorf("flow stopped before it ran: %w", err)
+	}
+
+	waitCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	results, perr := engine.ProcessRaces(waitCtx, ids, *concurrency)
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		log.WithError(err).Warn("flow shutdown")
+	}
+	if err := printResults(a, results, *asJSON); err != nil {
+		return err
+	}
+	if perr != nil {
+		for _, r := range results {
+			if r.Status == handlers.StatusFailed {
+				return errSomeFailed
+			}
+		}
+		if waitCtx.Err() != nil {
+			return fmt.Errorf("waiting for results: %w", waitCtx.Err())
+		}
+	}
+	return nil
+}
+
+func newAPIClient(cfg config.Config) (*nztab.Client, error) {
+	return nztab.NewClient(nztab.ClientConfig{
+		BaseURL:     cfg.APIURL,
+		FromEmail:   cfg.FromEmail,
+		PartnerName: cfg.PartnerName,
+		PartnerID:   cfg.PartnerID,
+		Timeout:     cfg.FetchTimeout,
+	})
+}
+
+func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(a.stdout)
+		for _, r := range results {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RACE\tSTATUS\tRACE STATUS\tFETCH ms\tTRANSFORM ms\tWRITE ms\tQUEUE ms\tTOTAL ms\tMONEY FLOW\tODDS\tERROR")
+	for _, r := range results {
+		errText := ""
+		if r.Error != nil {
+			errText = fmt.Sprintf("%s/%s: %s", r.Error.Stage, r.Error.Kind, r.Error.Message)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%s\n", r.RaceID, r.Status, r.RaceStatus,
+			r.Timings.FetchMS, r.Timings.TransformMS, r.Timings.WriteMS, r.Timings.QueueMS, r.Timings.TotalMS,
+			r.Rows.MoneyFlow, r.Rows.Odds, errText)
+	}
+	return tw.Flush()
+}

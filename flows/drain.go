@@ -1,0 +1,101 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Shutdown order matters on the postgres backend: handlers run inside the
+// subscriber's transaction, and a watermill-sql subscriber that is closed
+// stops waiting for the in-flight message and ends its transaction at once,
+// while the handler may still be using that connection (pgx connections are
+// not safe for concurrent use). So the engine closes a subscriber only after
+// every handler invocation has returned, and refuses new messages (they are
+// redelivered) while it waits.
+
+// errClosing refuses a message that arrives while the engine shuts down.
+var errClosing = errors.New("flows: engine is closing")
+
+// track counts handler invocations in flight and turns messages away while
+// closing. It is the outermost middleware.
+func (e *Engine) track(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		e.flight.Lock()
+		if e.closing {
+			e.flight.Unlock()
+			return nil, &redeliver{errClosing}
+		}
+		e.inFlight++
+		e.flight.Unlock()
+		defer func() {
+			e.flight.Lock()
+			e.inFlight--
+			if e.inFlight == 0 && e.idle != nil {
+				close(e.idle)
+				e.idle = nil
+			}
+			e.flight.Unlock()
+		}()
+		return h(msg)
+	}
+}
+
+// quiesce stops new handler invocations and waits for running ones, at most
+// the close timeout.
+func (e *Engine) quiesce() {
+	e.flight.Lock()
+	e.closing = true
+	if e.inFlight == 0 {
+		e.flight.Unlock()
+		return
+	}
+	if e.idle == nil {
+		e.idle = make(chan struct{})
+	}
+	idle := e.idle
+	e.flight.Unlock()
+	select {
+	case <-idle:
+	case <-time.After(e.cfg.CloseTimeout):
+		e.log.Warn("flows: handlers still running at close timeout")
+	}
+}
+
+// drainingSubscriber quiesces the engine before closing the subscriber.
+// The router cancels its subscriptions' context as soon as it starts closing,
+// so subscriptions get a context without that cancellation and end only when
+// Close has let running handlers finish.
+type drainingSubscriber struct {
+	message.Subscriber
+	e *Engine
+}
+
+func (s drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return s.Subscriber.Subscribe(context.WithoutCancel(ctx), topic)
+}
+
+func (s drainingSubscriber) Close() error {
+	s.e.quiesce()
+	return s.Subscriber.Close()
+}
+
+// publishOutputs publishes what a stage produced itself, to the handler's
+// output topic, instead of leaving it to the router: the router publishes
+// after the middleware chain has returned, which is outside track and so
+// could race a closing subscriber's commit on the same connection. A failed
+// publish is not poison: the message is redelivered.
+func (e *Engine) publishOutputs(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		out, err := h(msg)
+		if err != nil || len(out) == 0 {
+			return nil, err
+		}
+		if pubErr := e.outputPub.Publish(message.PublishTopicFromCtx(msg.Context()), out...); pubErr != nil {
+			return nil, &redeliver{pubErr}
+		}
+		return nil, nil
+	}
+}

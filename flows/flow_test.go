@@ -1,0 +1,351 @@
+package flows_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+	"github.com/stretchr/testify/require"
+
+	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/nztabsim"
+	"github.com/raceflow/raceflow/internal/pgtest"
+	"github.com/raceflow/raceflow/stages/nzday"
+	"github.com/raceflow/raceflow/stages/nztab"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// harness is one flow on a fresh database against a simulator.
+type harness struct {
+	db     *pgtest.DB
+	sim    *nztabsim.Sim
+	client *nztab.Client
+	log    *logrus.Logger
+	hook   *test.Hook
+	races  []nztabsim.RaceInfo
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	db := pgtest.New(t)
+	today := nzday.Of(time.Now())
+	// Simulated time runs 60x from 20 minutes before the day's first race,
+	// so every race is open with money on it.
+	clock := nztabsim.NewSpeedClock(today.Start().Add(12*time.Hour-20*time.Minute), 60, time.Now)
+	sim, err := nztabsim.New(nztabsim.Config{Seed: 7, Date: today.String(), Clock: clock})
+	require.NoError(t, err)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	client, err := nztab.NewClient(nztab.ClientConfig{
+		BaseURL: srv.URL + "/affiliates/v1", FromEmail: "test@example.com", PartnerName: "test", PartnerID: "test",
+		Timeout: 5 * time.Second,
+	})
+	require.NoError(t, err)
+	log, hook := test.NewNullLogger()
+	if testing.Verbose() {
+		log.SetOutput(os.Stderr)
+	}
+	log.SetLevel(logrus.DebugLevel)
+	races := sim.Races()
+	sort.Slice(races, func(i, j int) bool { return races[i].StartTime.Before(races[j].StartTime) })
+	return &harness{db: db, sim: sim, client: client, log: log, hook: hook, races: races}
+}
+
+// horseRaces returns n race ids of NZ/AUS thoroughbred or harness meetings.
+func (h *harness) horseRaces(t *testing.T, n int) []string {
+	t.Helper()
+	var ids []string
+	for _, r := range h.races {
+		if (r.Country == "NZ" || r.Country == "AUS") && (r.Category == "T" || r.Category == "H") {
+			ids = append(ids, r.ID)
+		}
+		if len(ids) == n {
+			return ids
+		}
+	}
+	t.Fatalf("simulator has only %d horse races, want %d", len(ids), n)
+	return nil
+}
+
+func (h *harness) start(t *testing.T, cfg flows.Config) (*flows.Engine, func()) {
+	t.Helper()
+	e, err := flows.New(cfg, flows.Deps{Pool: h.db.Pool, Fetcher: h.client, Logger: h.log})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	select {
+	case <-e.Running():
+	case err := <-done:
+		t.Fatalf("flow stopped before running: %v", err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, ignoreCanceled(<-done))
+		})
+	}
+	t.Cleanup(stop)
+	return e, stop
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (h *harness) count(t *testing.T, query string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, h.db.Pool.QueryRow(context.Background(), query, args...).Scan(&n))
+	return n
+}
+
+func cfgFor(backend string) flows.Config {
+	cfg := flows.DefaultConfig()
+	cfg.Backend = backend
+	return cfg
+}
+
+func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []string{flows.BackendPostgres, flows.BackendMemory} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			e, _ := h.start(t, cfgFor(backend))
+			raceID := h.horseRaces(t, 1)[0]
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+
+			res, err := e.ProcessRace(ctx, raceID)
+			require.NoError(t, err)
+			require.Equal(t, handlers.StatusSuccess, res.Status)
+			require.Equal(t, raceID, res.RaceID)
+			require.Positive(t, res.Timings.FetchMS)
+			require.Positive(t, res.Timings.TransformMS)
+			require.Positive(t, res.Timings.WriteMS)
+			require.GreaterOrEqual(t, res.Timings.TotalMS, res.Timings.FetchMS+res.Timings.TransformMS+res.Timings.WriteMS)
+			require.InDelta(t, res.Timings.TotalMS, res.Timings.FetchMS+res.Timings.TransformMS+res.Timings.WriteMS+res.Timings.QueueMS, 0.01)
+			require.Equal(t, 1, res.Rows.Races)
+			require.Positive(t, res.Rows.Entrants)
+			require.Positive(t, res.Rows.MoneyFlow)
+			require.Positive(t, res.Rows.Odds)
+
+			require.Equal(t, 1, h.count(t, `SELECT count(*) FROM races WHERE race_id = $1`, raceID))
+			require.Equal(t, 1, h.count(t, `SELECT count(*) FROM meetings m JOIN races r USING (meeting_id) WHERE r.race_id = $1`, raceID))
+			require.Equal(t, res.Rows.Entrants, h.count(t, `SELECT count(*) FROM entrants WHERE race_id = $1`, raceID))
+			require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_pools WHERE race_id = $1`, raceID))
+			require.Equal(t, res.Rows.MoneyFlow, h.count(t, `SELECT count(*) FROM money_flow_history WHERE race_id = $1`, raceID))
+			require.Equal(t, res.Rows.Odds, h.count(t, `SELECT count(*) FROM odds_history WHERE race_id = $1`, raceID))
+			require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, raceID, res.PollID))
+
+			// The story's log events: start, each stage's completion, end.
+			var stages []string
+			var ended bool
+			for _, entry := range h.hook.AllEntries() {
+				if entry.Data["poll_id"] != res.PollID {
+					continue
+				}
+				switch entry.Message {
+				case "stage complete":
+					stages = append(stages, entry.Data["stage"].(string))
+					require.Contains(t, entry.Data, "duration_ms")
+					require.Equal(t, raceID, entry.Data["race_id"])
+				case "pipeline end":
+					ended = true
+					require.Equal(t, handlers.StatusSuccess, entry.Data["status"])
+				}
+			}
+			require.Equal(t, []string{handlers.StageFetch, handlers.StageTransform, handlers.StageWrite}, stages, "stages run in sequence")
+			require.True(t, ended)
+		})
+	}
+}
+
+func TestWriteFailureRollsBackThePollAndReportsWriteError(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	ctx := context.Background()
+	// No partition for today: the write of the history rows fails for good.
+	today := nzday.Of(time.Now())
+	for _, table := range []string{"money_flow_history", "odds_history"} {
+		_, err := h.db.Pool.Exec(ctx, fmt.Sprintf(`DROP TABLE %s_p%s`, table, today.Compact()))
+		require.NoError(t, err)
+	}
+	raceID := h.horseRaces(t, 1)[0]
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	res, err := e.ProcessRace(wctx, raceID)
+	var we *handlers.WriteError
+	require.ErrorAs(t, err, &we)
+	require.False(t, we.Retryable)
+	require.Equal(t, handlers.StatusFailed, res.Status)
+	require.Equal(t, handlers.StageWrite, res.Error.Stage)
+	require.Equal(t, "partition_missing", res.Error.Kind)
+
+	for _, table := range []string{"races", "entrants", "race_pools", "race_polls"} {
+		require.Zero(t, h.count(t, `SELECT count(*) FROM `+table+` WHERE race_id = $1`, raceID), "%s rolled back", table)
+	}
+	require.Zero(t, h.count(t, `SELECT count(*) FROM meetings`), "meetings rolled back")
+	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM "watermill_race.poison" WHERE metadata->>'race_id' = $1 AND metadata->>'stage' = 'write'`, raceID))
+}
+
+func TestMalformedPayloadIsPoisonedWhileOtherRacesComplete(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	ids := h.horseRaces(t, 6)
+	bad := ids[2]
+	require.NoError(t, h.sim.SetRaceFault(bad, nztabsim.FaultMalformed))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	results, err := e.ProcessRaces(ctx, ids, 3)
+	var fe *handlers.FetchError
+	require.ErrorAs(t, err, &fe)
+	for i, res := range results {
+		if ids[i] == bad {
+			require.Equal(t, handlers.StatusFailed, res.Status)
+			require.Equal(t, "malformed_json", res.Error.Kind)
+			continue
+		}
+		require.Equal(t, handlers.StatusSuccess, res.Status, "race %s", ids[i])
+	}
+	var reason string
+	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT metadata->>'reason_poisoned' FROM "watermill_race.poison" WHERE metadata->>'race_id' = $1`, bad).Scan(&reason))
+	require.Contains(t, reason, "malformed")
+	require.Zero(t, h.count(t, `SELECT count(*) FROM races WHERE race_id = $1`, bad))
+}
+
+func TestUnknownRaceIsSkippedWithoutTouchingTheDatabase(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := e.ProcessRace(ctx, "no-such-race")
+	var fe *handlers.FetchError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, handlers.StatusSkipped, res.Status)
+	require.Equal(t, "not_found", res.Error.Kind)
+	require.Zero(t, h.count(t, `SELECT count(*) FROM races`))
+	require.Zero(t, h.count(t, `SELECT count(*) FROM "watermill_race.poison"`), "a 404 is not poison")
+}
+
+func TestUnrelatedLongTransactionDoesNotStallTheFlow(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	ctx := context.Background()
+	// An idle transaction holding an xid: with the log schema this would
+	// stop delivery on every topic until it ends (watermill-notes.md §0.6).
+	blocker, err := h.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = blocker.Rollback(ctx) }()
+	_, err = blocker.Exec(ctx, `SELECT pg_current_xact_id()`)
+	require.NoError(t, err)
+
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	results, err := e.ProcessRaces(wctx, h.horseRaces(t, 20), 20)
+	require.NoError(t, err)
+	require.Len(t, results, 20)
+	for _, r := range results {
+		require.Equal(t, handlers.StatusSuccess, r.Status)
+	}
+	// The flow finished while the transaction was still open.
+	var one int
+	require.NoError(t, blocker.QueryRow(ctx, `SELECT 1`).Scan(&one))
+}
+
+func TestStoppingMidFlowLosesNoPollAndDuplicatesNoRow(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cfg := cfgFor(flows.BackendPostgres)
+	e1, stop1 := h.start(t, cfg)
+	seen := make(chan handlers.ProcessResult, 100)
+	e1.OnResult(func(r handlers.ProcessResult) { seen <- r })
+
+	ids := h.horseRaces(t, 10)
+	ctx := context.Background()
+	var polls []string
+	for round := 0; round < 4; round++ {
+		for _, id := range ids {
+			p, err := e1.RequestPoll(ctx, id, "test")
+			require.NoError(t, err)
+			polls = append(polls, p)
+		}
+	}
+	for i := 0; i < 5; i++ { // some, not all, are done
+		<-seen
+	}
+	stop1()
+
+	e2, _ := h.start(t, cfg)
+	_ = e2
+	require.Eventually(t, func() bool {
+		return h.count(t, `SELECT count(*) FROM race_polls`) >= len(polls)
+	}, 2*time.Minute, 50*time.Millisecond)
+	require.Equal(t, len(polls), h.count(t, `SELECT count(*) FROM race_polls WHERE poll_id = ANY($1)`, polls), "every poll written once")
+	require.Equal(t, len(polls), h.count(t, `SELECT count(DISTINCT poll_id) FROM race_polls`))
+	require.Zero(t, h.count(t, `SELECT count(*) FROM (SELECT 1 FROM money_flow_history GROUP BY race_id, entrant_id, polling_timestamp HAVING count(*) > 1) d`))
+	require.Zero(t, h.count(t, `SELECT count(*) FROM "watermill_race.poison"`))
+}
+
+func TestShardedPollsKeepEachRacesOrder(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cfg := cfgFor(flows.BackendPostgres)
+	cfg.Shards = 4
+	e, _ := h.start(t, cfg)
+	var mu sync.Mutex
+	got := map[string][]string{}
+	all := make(chan struct{}, 50)
+	e.OnResult(func(r handlers.ProcessResult) {
+		mu.Lock()
+		got[r.RaceID] = append(got[r.RaceID], r.PollID)
+		mu.Unlock()
+		all <- struct{}{}
+	})
+	ids := h.horseRaces(t, 10)
+	want := map[string][]string{}
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		for _, id := range ids {
+			p, err := e.RequestPoll(ctx, id, "test")
+			require.NoError(t, err)
+			want[id] = append(want[id], p)
+		}
+	}
+	timeout := time.After(2 * time.Minute)
+	for i := 0; i < 50; i++ {
+		select {
+		case <-all:
+		case <-timeout:
+			t.Fatalf("only %d of 50 results arrived", i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, want, got, "each race's polls complete once each, in the order requested")
+	shards := map[int]bool{}
+	for _, id := range ids {
+		shards[flows.Shard(id, cfg.Shards)] = true
+	}
+	require.Greater(t, len(shards), 1, "the races spread over several shards")
+}

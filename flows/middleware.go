@@ -1,0 +1,102 @@
+package flows
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/sirupsen/logrus"
+
+	"github.com/raceflow/raceflow/handlers"
+)
+
+// timing records each stage's start, end and duration in the metadata of
+// the messages it produces, so the timings travel with the poll, and logs
+// the stage's completion.
+func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		stage := stageOfHandler(message.HandlerNameFromCtx(msg.Context()))
+		if stage == "results" {
+			return h(msg)
+		}
+		start := e.deps.Now()
+		out, err := h(msg)
+		end := e.deps.Now()
+		for _, m := range out {
+			handlers.MarkStage(m.Metadata, stage, start, end)
+		}
+		if err == nil {
+			e.log.WithFields(logrus.Fields{
+				"race_id": msg.Metadata.Get(handlers.KeyRaceID), "poll_id": msg.Metadata.Get(handlers.KeyPollID),
+				"stage": stage, "duration_ms": float64(end.Sub(start).Microseconds()) / 1000,
+			}).Debug("stage complete")
+		}
+		return out, err
+	}
+}
+
+// outcome turns a handler's final error into a poll result: a Skip (race
+// unknown, API unreachable) becomes a "skipped" result and the message is
+// acknowledged; any other error becomes a "failed" result and goes on to
+// the poison queue. A cancelled context is neither: the message is
+// redelivered.
+func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
+	pub := e.backend.handlerPublisher()
+	return func(msg *message.Message) ([]*message.Message, error) {
+		start := e.deps.Now()
+		out, err := h(msg)
+		if err == nil {
+			return out, nil
+		}
+		if msg.Context().Err() != nil || errors.Is(err, context.Canceled) {
+			return nil, &redeliver{err}
+		}
+		stage := stageOfHandler(message.HandlerNameFromCtx(msg.Context()))
+		if stage == "results" {
+			return out, err
+		}
+		info := &handlers.ErrorInfo{Stage: stage, Kind: "internal", Message: err.Error(), Retryable: handlers.Retryable(err)}
+		var se *handlers.StageError
+		var panicErr middleware.RecoveredPanicError
+		switch {
+		case errors.As(err, &se):
+			info.Kind = se.Kind
+		case errors.As(err, &panicErr):
+			info.Kind = "panic"
+		}
+		status := handlers.StatusFailed
+		var skip *handlers.Skip
+		if errors.As(err, &skip) {
+			status, info.Kind, info.Retryable = handlers.StatusSkipped, skip.Kind, skip.Retryable
+		}
+		res, encErr := handlers.NewResultMessage(msg, status, "", handlers.RowCounts{}, info)
+		if encErr != nil {
+			return nil, errors.Join(err, encErr)
+		}
+		handlers.MarkStage(res.Metadata, stage, start, e.deps.Now())
+		raceID := msg.Metadata.Get(handlers.KeyRaceID)
+		if pubErr := pub.Publish(e.topic(kindProcessed, Shard(raceID, e.cfg.Shards)), res); pubErr != nil {
+			return nil, errors.Join(err, pubErr)
+		}
+		if status == handlers.StatusSkipped {
+			return nil, nil
+		}
+		msg.Metadata.Set(handlers.KeyStage, stage)
+		msg.Metadata.Set(handlers.KeyErrorKind, info.Kind)
+		return nil, err
+	}
+}
+
+// redeliver marks an error that must not poison the message: the message's
+// context ended (shutdown, ack deadline), so it is nacked and delivered again.
+type redeliver struct{ err error }
+
+func (r *redeliver) Error() string { return "redeliver: " + r.err.Error() }
+func (r *redeliver) Unwrap() error { return r.err }
+
+// shouldPoison keeps shutdowns and deadlines out of the poison queue.
+func shouldPoison(err error) bool {
+	var r *redeliver
+	return !errors.As(err, &r)
+}

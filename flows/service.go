@@ -1,0 +1,284 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/raceflow/raceflow/flows/schedule"
+	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/stages/baseline"
+	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/partitions"
+)
+
+// ServiceConfig shapes continuous processing: the flow, the scheduler and
+// the housekeeping around them.
+type ServiceConfig struct {
+	Flow       Config
+	Schedule   schedule.Config
+	Leader     schedule.LeaderConfig
+	LeaderKey  int64
+	Filter     baseline.Filter
+	Partitions partitions.Config
+	// Housekeeping is how often partitions are ensured and expired ones dropped.
+	Housekeeping time.Duration
+	// DrainTimeout bounds how long shutdown waits for in-flight polls.
+	DrainTimeout time.Duration
+	// BaselineRefresh is the meeting refresh period (0: the runner's default).
+	BaselineRefresh time.Duration
+}
+
+// DefaultServiceConfig is production cadence on PostgreSQL.
+func DefaultServiceConfig() ServiceConfig {
+	return ServiceConfig{
+		Flow:         DefaultConfig(),
+		Schedule:     schedule.DefaultConfig(),
+		Leader:       schedule.DefaultLeaderConfig(),
+		LeaderKey:    schedule.DefaultLeaderKey,
+		Filter:       baseline.DefaultFilter(),
+		Partitions:   partitions.DefaultConfig(),
+		Housekeeping: time.Hour,
+		DrainTimeout: 30 * time.Second,
+	}
+}
+
+// API is what the service needs of the NZ TAB API.
+type API interface {
+	handlers.Fetcher
+	FetchMeetings(ctx context.Context, day string) (nztab.MeetingsList, error)
+}
+
+// ServiceDeps are what the service runs on.
+type ServiceDeps struct {
+	Pool     *pgxpool.Pool
+	API      API
+	Logger   logrus.FieldLogger
+	Registry *prometheus.Registry // nil: a new one
+	Clock    schedule.Clock       // nil: the wall clock
+}
+
+// Service is `raceflow run`: the flow on every replica; the daily baseline
+// and the scheduler on the elected leader only.
+type Service struct {
+	cfg       ServiceConfig
+	deps      ServiceDeps
+	engine    *Engine
+	scheduler *schedule.Scheduler
+	baseline  *schedule.BaselineRunner
+	leader    *schedule.Leader
+	parts     *partitions.Manager
+	metrics   *Metrics
+
+	mu         sync.Mutex
+	flowUp     bool
+	flowFailed error
+}
+
+// NewService assembles the service; nothing runs until Run.
+func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
+	if deps.Pool == nil || deps.API == nil || deps.Logger == nil {
+		return nil, errors.New("flows: ServiceDeps needs Pool, API and Logger")
+	}
+	if deps.Clock == nil {
+		deps.Clock = schedule.RealClock{}
+	}
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
+		deps.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &Service{cfg: cfg, deps: deps}
+	var err error
+	if s.parts, err = partitions.New(deps.Pool, cfg.Partitions); err != nil {
+		return nil, err
+	}
+	if s.metrics, err = NewMetrics(deps.Registry); err != nil {
+		return nil, err
+	}
+	if s.engine, err = New(cfg.Flow, Deps{Pool: deps.Pool, Fetcher: deps.API, Logger: deps.Logger, Registry: deps.Registry, Now: deps.Clock.Now}); err != nil {
+		return nil, err
+	}
+	s.engine.OnResult(s.metrics.Observe)
+	if s.scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{
+		Races:  schedule.NewPGRaces(deps.Pool, cfg.Schedule),
+		Poller: s.engine,
+		Clock:  deps.Clock,
+		Logger: deps.Logger,
+	}); err != nil {
+		return nil, err
+	}
+	s.engine.OnResult(s.scheduler.OnResult)
+	s.baseline = &schedule.BaselineRunner{
+		Fetch: deps.API.FetchMeetings,
+		Upsert: func(ctx context.Context, m []baseline.MeetingRow, r []baseline.RaceRow) (baseline.Counts, error) {
+			return baseline.Upsert(ctx, deps.Pool, m, r)
+		},
+		Clock:   deps.Clock,
+		Filter:  cfg.Filter,
+		Log:     deps.Logger,
+		Refresh: cfg.BaselineRefresh,
+	}
+	if err := s.baseline.Validate(); err != nil {
+		return nil, err
+	}
+	if s.leader, err = schedule.NewLeader(deps.Pool, cfg.LeaderKey, cfg.Leader, deps.Logger); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Engine is the flow the service runs.
+func (s *Service) Engine() *Engine { return s.engine }
+
+// Scheduler is the service's scheduler (active only while leading).
+func (s *Service) Scheduler() *schedule.Scheduler { return s.scheduler }
+
+// Metrics are the service's own metrics.
+func (s *Service) Metrics() *Metrics { return s.metrics }
+
+// Run runs until ctx ends, then drains: scheduling stops first, in-flight
+// polls get DrainTimeout to finish, then the flow stops (anything still in
+// flight is redelivered on the next start).
+func (s *Service) Run(ctx context.Context) error {
+	log := s.deps.Logger
+	if err := s.parts.Ensure(ctx, s.deps.Clock.Now()); err != nil {
+		return err
+	}
+	flowCtx, stopFlow := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFlow()
+	flowDone := make(chan error, 1)
+	go func() {
+		err := s.engine.Run(flowCtx)
+		s.mu.Lock()
+		s.flowUp, s.flowFailed = false, err
+		s.mu.Unlock()
+		flowDone <- err
+	}()
+	select {
+	case <-s.engine.Running():
+		s.mu.Lock()
+		s.flowUp = true
+		s.mu.Unlock()
+	case err := <-flowDone:
+		return fmt.Errorf("flows: the flow stopped before it ran: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.housekeeping(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		err := s.leader.Run(ctx, func(lctx context.Context) error {
+			bctx, stopBaseline := context.WithCancel(lctx)
+			defer stopBaseline()
+			go func() { _ = s.baseline.Run(bctx) }()
+			select {
+			case <-s.baseline.FirstRun():
+			case <-lctx.Done():
+				return nil
+			}
+			return s.scheduler.Run(lctx)
+		})
+		if err != nil && ctx.Err() == nil {
+			log.WithError(err).Error("scheduling stopped")
+		}
+	}()
+
+	var flowErr error
+	select {
+	case <-ctx.Done():
+	case flowErr = <-flowDone:
+		flowDone <- flowErr
+	}
+	wg.Wait()
+	s.drain()
+	stopFlow()
+	flowErr = <-flowDone
+	if errors.Is(flowErr, context.Canceled) {
+		flowErr = nil
+	}
+	return flowErr
+}
+
+// drain waits until the polls the scheduler requested have their results.
+func (s *Service) drain() {
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.scheduler.Stats().InFlight > 0 && time.Now().Before(deadline) {
+		<-tick.C
+	}
+	if n := s.scheduler.Stats().InFlight; n > 0 {
+		s.deps.Logger.WithField("in_flight", n).Warn("shutdown: polls still in flight are redelivered on the next start")
+	}
+}
+
+func (s *Service) housekeeping(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.cfg.Housekeeping):
+		}
+		now := s.deps.Clock.Now()
+		if err := s.parts.Ensure(ctx, now); err != nil {
+			s.deps.Logger.WithError(err).Error("partition housekeeping")
+			continue
+		}
+		if dropped, err := s.parts.DropExpired(ctx, now); err != nil {
+			s.deps.Logger.WithError(err).Error("partition retention")
+		} else if len(dropped) > 0 {
+			s.deps.Logger.WithField("partitions", dropped).Info("dropped expired partitions")
+		}
+	}
+}
+
+// Ready reports whether the service can do its work: the database answers
+// and the flow runs.
+func (s *Service) Ready(ctx context.Context) error {
+	s.mu.Lock()
+	up, failed := s.flowUp, s.flowFailed
+	s.mu.Unlock()
+	if !up {
+		if failed != nil {
+			return fmt.Errorf("flow stopped: %w", failed)
+		}
+		return errors.New("flow not running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.deps.Pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
+// Handler serves /healthz (the process is up), /readyz (the database
+// answers and the flow runs) and /metrics.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,152 @@
+// Package handlers adapts the stages to Watermill messages: each handler
+// decodes its input message, calls one stage, and encodes the next message.
+// Handlers know stages and messages, nothing about routers or backends.
+package handlers
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Metadata keys carried by every message of a poll.
+const (
+	KeyRaceID        = "race_id"
+	KeyPollID        = "poll_id"
+	KeyCorrelationID = "correlation_id" // = poll id, so every stage of one poll shares it
+	KeyReason        = "reason"
+	KeyReplay        = "replay"       // "true" on replayed polls: results do not move the scheduler
+	KeyRequestedAt   = "requested_at" // RFC3339Nano, when the poll was requested
+	KeyObservedAt    = "observed_at"  // RFC3339Nano, when the fetch response arrived
+	KeyAPIGenerated  = "api_generated_at"
+	KeyEncoding      = "content_encoding"
+	KeyStage         = "stage" // on poisoned messages: the stage that failed
+	KeyErrorKind     = "error_kind"
+)
+
+// Stage names.
+const (
+	StageFetch     = "fetch"
+	StageTransform = "transform"
+	StageWrite     = "write"
+)
+
+// Timing metadata: <stage>_ms is the handler's duration, <stage>_start and
+// <stage>_end the instants (RFC3339Nano) it ran between.
+func startKey(stage string) string { return stage + "_start" }
+func endKey(stage string) string   { return stage + "_end" }
+func msKey(stage string) string    { return stage + "_ms" }
+
+// PollRequest is the payload of race.poll.
+type PollRequest struct {
+	RaceID      string    `json:"race_id"`
+	PollID      string    `json:"poll_id"`
+	RequestedAt time.Time `json:"requested_at"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// NewPollMessage builds a race.poll message. The poll id is the correlation
+// id of every message of the poll.
+func NewPollMessage(req PollRequest, replay bool) (*message.Message, error) {
+	if req.RaceID == "" || req.PollID == "" {
+		return nil, fmt.Errorf("handlers: poll request needs race_id and poll_id: %+v", req)
+	}
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("handlers: encode poll request: %w", err)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	msg.Metadata.Set(KeyRaceID, req.RaceID)
+	msg.Metadata.Set(KeyPollID, req.PollID)
+	msg.Metadata.Set(KeyCorrelationID, req.PollID)
+	msg.Metadata.Set(KeyRequestedAt, formatTime(req.RequestedAt))
+	if req.Reason != "" {
+		msg.Metadata.Set(KeyReason, req.Reason)
+	}
+	if replay {
+		msg.Metadata.Set(KeyReplay, "true")
+	}
+	return msg, nil
+}
+
+// PollID builds the id of a poll of raceID requested at t.
+func PollID(raceID string, t time.Time) string {
+	return raceID + "@" + t.UTC().Format("20060102T150405.000000000Z")
+}
+
+// next derives the next stage's message from in: same poll metadata, new
+// payload. Message uuids are random (the SQL schema keeps 36 characters);
+// the poll is identified by its metadata.
+func next(in *message.Message, payload []byte) *message.Message {
+	out := message.NewMessage(watermill.NewUUID(), payload)
+	for k, v := range in.Metadata {
+		out.Metadata.Set(k, v)
+	}
+	out.SetContext(in.Context())
+	return out
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func parseTime(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+// FormatMS renders a duration in milliseconds for metadata.
+func FormatMS(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
+}
+
+// MarkStage records in md that stage ran from start to end.
+func MarkStage(md message.Metadata, stage string, start, end time.Time) {
+	md.Set(startKey(stage), formatTime(start))
+	md.Set(endKey(stage), formatTime(end))
+	md.Set(msKey(stage), FormatMS(end.Sub(start)))
+}
+
+func gzipBytes(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(b) / 6)
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// maxBody bounds a decompressed body, so a hostile stored message cannot
+// exhaust memory.
+const maxBody = 64 << 20
+
+func gunzipBytes(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > maxBody {
+		return nil, fmt.Errorf("decompressed body exceeds %d bytes", maxBody)
+	}
+	return out, nil
+}

@@ -1,0 +1,190 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/transform"
+	"github.com/raceflow/raceflow/stages/write"
+)
+
+// Fetcher fetches one race event; *nztab.Client implements it.
+type Fetcher interface {
+	FetchEvent(ctx context.Context, raceID string) (*nztab.Fetched, error)
+}
+
+// Fetch returns the fetch handler: race.poll → race.fetched. The raw body
+// is kept, gzip-compressed, with its observation instant, so the poll can be
+// replayed without the API.
+func Fetch(f Fetcher) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		raceID := msg.Metadata.Get(KeyRaceID)
+		pollID := msg.Metadata.Get(KeyPollID)
+		got, err := f.FetchEvent(msg.Context(), raceID)
+		if err != nil {
+			return nil, classifyFetch(raceID, pollID, err)
+		}
+		body, err := gzipBytes(got.Body)
+		if err != nil {
+			return nil, &FetchError{StageError{Stage: StageFetch, RaceID: raceID, PollID: pollID, Kind: "compress", Err: err}}
+		}
+		out := next(msg, body)
+		out.Metadata.Set(KeyObservedAt, formatTime(got.ObservedAt))
+		if !got.GeneratedAt.IsZero() {
+			out.Metadata.Set(KeyAPIGenerated, formatTime(got.GeneratedAt))
+		}
+		out.Metadata.Set(KeyEncoding, "gzip")
+		return []*message.Message{out}, nil
+	}
+}
+
+func classifyFetch(raceID, pollID string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !nztab.IsTemporary(err):
+		return err // shutdown or ack deadline: redeliver, never poison
+	case errors.Is(err, nztab.ErrRaceNotFound):
+		return &Skip{Stage: StageFetch, Kind: "not_found", Err: err}
+	case nztab.IsTemporary(err):
+		// The client already retried with backoff; the next tick is the retry.
+		return &Skip{Stage: StageFetch, Kind: "unreachable", Retryable: true, Err: err}
+	default:
+		kind := "invalid_response"
+		var ve *nztab.ValidationError
+		var de *nztab.DecodeError
+		switch {
+		case errors.As(err, &ve):
+			kind = "validation"
+		case errors.As(err, &de):
+			kind = "malformed_json"
+		}
+		return &FetchError{StageError{Stage: StageFetch, RaceID: raceID, PollID: pollID, Kind: kind, Err: err}}
+	}
+}
+
+// Transform returns the transform handler: race.fetched → race.transformed.
+// It is pure: the observation instant comes from the message, never a clock.
+func Transform() message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		snap, err := SnapshotFromFetched(msg)
+		if err != nil {
+			return nil, err
+		}
+		payload, err := json.Marshal(snap)
+		if err != nil {
+			return nil, transformErr(msg, "encode", err)
+		}
+		out := next(msg, payload)
+		return []*message.Message{out}, nil
+	}
+}
+
+// SnapshotFromFetched decodes a race.fetched message and transforms it; the
+// replay path uses it too.
+func SnapshotFromFetched(msg *message.Message) (transform.RaceSnapshot, error) {
+	observed, ok := parseTime(msg.Metadata.Get(KeyObservedAt))
+	if !ok {
+		return transform.RaceSnapshot{}, transformErr(msg, "metadata", fmt.Errorf("missing or bad %s %q", KeyObservedAt, msg.Metadata.Get(KeyObservedAt)))
+	}
+	body := []byte(msg.Payload)
+	if msg.Metadata.Get(KeyEncoding) == "gzip" {
+		var err error
+		if body, err = gunzipBytes(body); err != nil {
+			return transform.RaceSnapshot{}, transformErr(msg, "decompress", err)
+		}
+	}
+	ev, err := nztab.DecodeEvent(body)
+	if err != nil {
+		return transform.RaceSnapshot{}, transformErr(msg, "decode", err)
+	}
+	snap, err := transform.Transform(ev, observed)
+	if err != nil {
+		return transform.RaceSnapshot{}, transformErr(msg, "transform", err)
+	}
+	return snap, nil
+}
+
+func transformErr(msg *message.Message, kind string, err error) error {
+	return &TransformError{StageError{Stage: StageTransform, RaceID: msg.Metadata.Get(KeyRaceID),
+		PollID: msg.Metadata.Get(KeyPollID), Kind: kind, Err: err}}
+}
+
+// BeginFunc gives the write handler the transaction for a message: a
+// savepoint inside the subscriber's transaction when the backend has one (so
+// rows and the next message commit together with the ack), else a new one.
+type BeginFunc func(msg *message.Message) (pgx.Tx, error)
+
+// Write returns the write handler: race.transformed → race.processed.
+func Write(begin BeginFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		var snap transform.RaceSnapshot
+		if err := json.Unmarshal(msg.Payload, &snap); err != nil {
+			return nil, writeErr(msg, "decode", false, err)
+		}
+		ctx := msg.Context()
+		tx, err := begin(msg)
+		if err != nil {
+			return nil, writeErr(msg, "begin", !errors.Is(err, context.Canceled), err)
+		}
+		rows, err := write.WriteWith(ctx, tx, snap, write.Options{PollID: msg.Metadata.Get(KeyPollID)})
+		if err != nil {
+			_ = tx.Rollback(ctx) // the write error is the one worth reporting
+			var we *write.WriteError
+			retry := errors.As(err, &we) && we.Retryable
+			kind := "database"
+			if errors.Is(err, write.ErrPartitionMissing) {
+				kind = "partition_missing"
+			}
+			return nil, writeErr(msg, kind, retry, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return nil, writeErr(msg, "commit", !errors.Is(err, context.Canceled), err)
+		}
+		out, err := NewResultMessage(msg, StatusSuccess, snap.Race.Status, RowCounts{
+			Meetings: rows.Meetings, Races: rows.Races, Entrants: rows.Entrants, RacePools: rows.RacePools,
+			MoneyFlow: rows.MoneyFlow, Odds: rows.Odds, Results: rows.Results,
+		}, nil)
+		if err != nil {
+			return nil, err
+		}
+		return []*message.Message{out}, nil
+	}
+}
+
+func writeErr(msg *message.Message, kind string, retryable bool, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &WriteError{StageError{Stage: StageWrite, RaceID: msg.Metadata.Get(KeyRaceID),
+		PollID: msg.Metadata.Get(KeyPollID), Kind: kind, Retryable: retryable, Err: err}}
+}
+
+// StageOf names the stage a handler error belongs to.
+func StageOf(err error) string {
+	var se *StageError
+	if errors.As(err, &se) {
+		return se.Stage
+	}
+	var sk *Skip
+	if errors.As(err, &sk) {
+		return sk.Stage
+	}
+	return ""
+}
+
+// Retryable reports whether a retry of the same message can help.
+func Retryable(err error) bool {
+	var se *StageError
+	return errors.As(err, &se) && se.Retryable
+}
+
+// ObservedAt returns the observation instant of a race.fetched message.
+func ObservedAt(msg *message.Message) (time.Time, bool) {
+	return parseTime(msg.Metadata.Get(KeyObservedAt))
+}
