@@ -26,14 +26,6 @@ import (
 	"github.com/raceflow/raceflow/stages/nztab"
 )
 
-// simClock runs the scheduler on simulated time: waits shrink by the speed.
-type simClock struct{ c *nztabsim.SpeedClock }
-
-func (s simClock) Now() time.Time { return s.c.Now() }
-func (s simClock) After(d time.Duration) <-chan time.Time {
-	return time.After(time.Duration(float64(d) / s.c.Speed()))
-}
-
 func runDemo(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	minutes := fs.Float64("minutes", 2, "how long to run, in real minutes")
@@ -115,7 +107,7 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	scfg.LeaderKey++
 	scfg.Schedule.MaxInFlight = 20
 	scfg.DrainTimeout = 10 * time.Second
-	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: simClock{clock}})
+	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: clock})
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,13 @@ func (c *SpeedClock) Now() time.Time {
 	return c.start.Add(time.Duration(float64(elapsed) * c.speed))
 }
 
+// After waits for d of simulated time, i.e. d/speed of real time, so a
+// scheduler driven by this clock keeps its cadence in simulated time. The
+// value sent is the real instant.
+func (c *SpeedClock) After(d time.Duration) <-chan time.Time {
+	return time.After(time.Duration(float64(d) / c.speed))
+}
+
 // Speed is the number of simulated seconds per real second.
 func (c *SpeedClock) Speed() float64 { return c.speed }
 

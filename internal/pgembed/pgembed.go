@@ -48,6 +48,7 @@ type Server struct {
 	binDir  string
 	port    int
 	cred    *syscall.Credential
+	opts    string // server options, reused by Resume
 	stopped sync.Once
 	stopErr error
 }
@@ -93,6 +94,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if !cfg.Durable {
 		opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 	}
+	s.opts = opts
 	startCtx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 	if err := s.run(startCtx, "pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "server.log"), "-w", "-t", strconv.Itoa(int(cfg.StartTimeout.Seconds())), "start"); err != nil {
@@ -110,6 +112,17 @@ func (s *Server) URL() string {
 
 // Port is the TCP port the server listens on.
 func (s *Server) Port() int { return s.port }
+
+// Halt stops the server but keeps its data, so Resume can start it again
+// (tests use it to take the database away from a running process).
+func (s *Server) Halt(ctx context.Context) error {
+	return s.run(ctx, "pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "fast", "-w", "stop")
+}
+
+// Resume starts a halted server again on the same port.
+func (s *Server) Resume(ctx context.Context) error {
+	return s.run(ctx, "pg_ctl", "-D", filepath.Join(s.dir, "data"), "-o", s.opts, "-l", filepath.Join(s.dir, "server.log"), "-w", "start")
+}
 
 // Stop shuts the server down and removes its data folder. It is safe to call
 // more than once.

@@ -1,0 +1,122 @@
+package flows_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+	"github.com/stretchr/testify/require"
+
+	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/internal/nztabsim"
+	"github.com/raceflow/raceflow/internal/pgembed"
+	"github.com/raceflow/raceflow/migrations"
+	"github.com/raceflow/raceflow/stages/nzday"
+	"github.com/raceflow/raceflow/stages/nztab"
+)
+
+// TestRunServiceOverASimulatedHour runs the continuous service (baseline,
+// leader, scheduler, flow) against the simulator for a simulated hour at
+// high speed, on a private PostgreSQL that the test can stop.
+func TestRunServiceOverASimulatedHour(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a simulated hour of racing; run without -short")
+	}
+	ctx := context.Background()
+	srv, err := pgembed.Start(ctx, pgembed.Config{})
+	if errors.Is(err, pgembed.ErrNoBinaries) {
+		t.Skipf("needs PostgreSQL server binaries to stop and start a private server: %v", err)
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	pool, err := pgxpool.New(ctx, srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	require.NoError(t, migrations.Up(ctx, pool))
+
+	// Simulated time at 240x from 11:50 NZ: races of two meetings start at
+	// 12:00 and go final minutes later; a simulated hour takes 15 s.
+	today := nzday.Of(time.Now())
+	clock := nztabsim.NewSpeedClock(today.Start().Add(11*time.Hour+50*time.Minute), 240, time.Now)
+	sim, err := nztabsim.New(nztabsim.Config{Seed: 11, Date: today.String(), Meetings: 2, RacesPerMeeting: 3, Clock: clock})
+	require.NoError(t, err)
+	api := httptest.NewServer(sim)
+	t.Cleanup(api.Close)
+	client, err := nztab.NewClient(nztab.ClientConfig{BaseURL: api.URL + "/affiliates/v1", FromEmail: "t@example.com",
+		PartnerName: "t", PartnerID: "t", Now: clock.Now})
+	require.NoError(t, err)
+
+	log, _ := test.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	cfg := flows.DefaultServiceConfig()
+	cfg.Schedule.MaxInFlight = 10
+	svc, err := flows.NewService(cfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: clock})
+	require.NoError(t, err)
+	health := httptest.NewServer(svc.Handler())
+	t.Cleanup(health.Close)
+	status := func(path string) int {
+		resp, err := http.Get(health.URL + path)
+		if err != nil {
+			return 0
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	t.Cleanup(cancel)
+
+	require.Eventually(t, func() bool { return status("/readyz") == http.StatusOK }, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, http.StatusOK, status("/healthz"))
+
+	end := today.Start().Add(12*time.Hour + 50*time.Minute)
+	require.Eventually(t, func() bool { return !clock.Now().Before(end) }, time.Minute, 50*time.Millisecond)
+
+	// Races that went final have money flow across several buckets and results.
+	rows, err := pool.Query(ctx, `
+		SELECT r.race_id,
+		       (SELECT count(DISTINCT time_interval) FROM money_flow_history m WHERE m.race_id = r.race_id),
+		       EXISTS (SELECT 1 FROM race_results rr WHERE rr.race_id = r.race_id AND rr.results_available AND rr.result_status = 'final')
+		FROM races r WHERE r.status = 'final'`)
+	require.NoError(t, err)
+	type raceRow struct {
+		id      string
+		buckets int
+		results bool
+	}
+	finals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (raceRow, error) {
+		var x raceRow
+		return x, r.Scan(&x.id, &x.buckets, &x.results)
+	})
+	require.NoError(t, err)
+	require.NotEmpty(t, finals, "some races reached final within the simulated hour")
+	for _, f := range finals {
+		require.GreaterOrEqual(t, f.buckets, 3, "race %s has money flow across several buckets", f.id)
+		require.True(t, f.results, "race %s has its final results written", f.id)
+	}
+	require.Positive(t, svc.Scheduler().Stats().Finished)
+
+	// The database goes away and comes back: readiness follows it.
+	require.NoError(t, srv.Halt(ctx))
+	require.Eventually(t, func() bool { return status("/readyz") == http.StatusServiceUnavailable }, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, http.StatusOK, status("/healthz"), "the process itself is still up")
+	require.NoError(t, srv.Resume(ctx))
+	require.Eventually(t, func() bool { return status("/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("service did not stop")
+	}
+}
