@@ -73,6 +73,25 @@ func (readCommittedQueue) SubscribeIsolationLevel() stdsql.IsolationLevel {
 	return stdsql.LevelReadCommitted
 }
 
+// schemaLock serialises topic table creation: upstream's queue schema runs
+// CREATE TABLE IF NOT EXISTS without a lock, and two processes (or two
+// subscriptions) creating the same table at once fail with a duplicate
+// pg_class entry.
+const schemaLock = 0x72616365 // "race"
+
+// SchemaInitializingQueries creates the topic table under an advisory lock.
+func (q readCommittedQueue) SchemaInitializingQueries(p wsql.SchemaInitializingQueriesParams) ([]wsql.Query, error) {
+	queries, err := q.PostgreSQLQueueSchema.SchemaInitializingQueries(p)
+	if err != nil {
+		return nil, err
+	}
+	return append([]wsql.Query{{Query: "SELECT pg_advisory_xact_lock($1)", Args: []any{schemaLock}}}, queries...), nil
+}
+
+// RequiresTransaction makes watermill-sql run the initialisation in a
+// transaction, so the advisory lock is held until the table exists.
+func (readCommittedQueue) RequiresTransaction() bool { return true }
+
 func queueSchema(cfg Config) readCommittedQueue {
 	return readCommittedQueue{wsql.PostgreSQLQueueSchema{
 		GeneratePayloadType: func(string) string { return "BYTEA" },
@@ -82,16 +101,8 @@ func queueSchema(cfg Config) readCommittedQueue {
 
 func newPostgresBackend(pool *pgxpool.Pool, cfg Config, logger watermill.LoggerAdapter) (*postgresBackend, error) {
 	b := &postgresBackend{pool: pool, db: wsql.BeginnerFromPgx(pool), cfg: cfg, logger: logger, subs: map[string]*wsql.Subscriber{}}
-	ack := cfg.AckDeadline
 	for _, kind := range []string{kindPoll, kindFetched, kindTransformed, kindProcessed} {
-		sub, err := wsql.NewSubscriber(b.db, wsql.SubscriberConfig{
-			PollInterval:   cfg.PollInterval,
-			ResendInterval: cfg.PollInterval,
-			RetryInterval:  100 * time.Millisecond,
-			AckDeadline:    &ack,
-			SchemaAdapter:  queueSchema(cfg),
-			OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: !keepsRows(kind)},
-		}, logger)
+		sub, err := newSQLSubscriber(b.db, cfg, keepsRows(kind), logger)
 		if err != nil {
 			return nil, fmt.Errorf("flows: %s subscriber: %w", kind, err)
 		}
@@ -103,6 +114,20 @@ func newPostgresBackend(pool *pgxpool.Pool, cfg Config, logger watermill.LoggerA
 	}
 	b.pub = pub
 	return b, nil
+}
+
+// newSQLSubscriber is the subscriber configuration every postgres topic
+// uses (and the universal pub/sub suite checks).
+func newSQLSubscriber(db wsql.Beginner, cfg Config, keep bool, logger watermill.LoggerAdapter) (*wsql.Subscriber, error) {
+	ack := cfg.AckDeadline
+	return wsql.NewSubscriber(db, wsql.SubscriberConfig{
+		PollInterval:   cfg.PollInterval,
+		ResendInterval: cfg.PollInterval,
+		RetryInterval:  100 * time.Millisecond,
+		AckDeadline:    &ack,
+		SchemaAdapter:  queueSchema(cfg),
+		OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: !keep},
+	}, logger)
 }
 
 func (b *postgresBackend) subscriber(kind string) message.Subscriber { return b.subs[kind] }
