@@ -22,11 +22,24 @@ const historyWindow = `interval '3 days'`
 // row that does not exist yet.) The last parameter is the poll's instant.
 //
 // sqlMeetings upserts the meeting. A meeting is shared by its races, so the
-// staleness check looks at the latest poll of any of them.
+// staleness check looks at the latest poll of any of them. Its row is also
+// the one row polls of different races contend for: ON CONFLICT locks the
+// conflicting row until commit even when its WHERE rejects the update, so
+// an unchanged (or stale) meeting is filtered out before the insert is tried
+// and concurrent polls of one meeting's races do not queue behind each other.
 const sqlMeetings = `
 WITH up AS (
     INSERT INTO meetings AS t (meeting_id, meeting_name, country, state, race_type, category, date, track_condition, tote_status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7::date, $8, $9)
+    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::date, $8::text, $9::text
+    WHERE NOT EXISTS (
+        SELECT 1 FROM meetings m
+        WHERE m.meeting_id = $1::text
+          AND (($2::text, $3::text, COALESCE($4::text, m.state), $5::text, $6::text, $7::date,
+                COALESCE($8::text, m.track_condition), COALESCE($9::text, m.tote_status))
+               IS NOT DISTINCT FROM
+               (m.meeting_name, m.country, m.state, m.race_type, m.category, m.date, m.track_condition, m.tote_status)
+               OR EXISTS (SELECT 1 FROM races r JOIN race_polls p ON p.race_id = r.race_id
+                          WHERE r.meeting_id = $1::text AND p.observed_at > $10::timestamptz)))
     ON CONFLICT (meeting_id) DO UPDATE SET
         meeting_name    = EXCLUDED.meeting_name,
         country         = EXCLUDED.country,
@@ -42,7 +55,7 @@ WITH up AS (
           IS DISTINCT FROM
           (t.meeting_name, t.country, t.state, t.race_type, t.category, t.date, t.track_condition, t.tote_status)
       AND NOT EXISTS (SELECT 1 FROM races r JOIN race_polls p ON p.race_id = r.race_id
-                      WHERE r.meeting_id = EXCLUDED.meeting_id AND p.observed_at > $10)
+                      WHERE r.meeting_id = EXCLUDED.meeting_id AND p.observed_at > $10::timestamptz)
     RETURNING 1
 )
 SELECT count(*), ` + elapsedUS + ` FROM up`

@@ -2,6 +2,7 @@ package write_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -411,4 +412,45 @@ func TestCancelledContextIsNotRetryableButStillRecognisable(t *testing.T) {
 	var we *write.WriteError
 	require.ErrorAs(t, err, &we)
 	require.False(t, we.Retryable)
+}
+
+func TestUnchangedMeetingIsNotLockedByAPollOfAnotherRace(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ts := pollTimes()
+	g1 := newRaceGen("R1", ts[2].Add(time.Hour))
+	g2 := newRaceGen("R2", ts[2].Add(time.Hour))
+	g2.meetingID = g1.meetingID
+	writeTx(t, db.Pool, g1.poll(1, ts[0]))
+
+	// The lock another race's upsert of the meeting would need (the race
+	// insert's foreign-key check holds a compatible KEY SHARE lock).
+	meetingLocked := func() bool {
+		_, err := db.Pool.Exec(ctx, `SELECT 1 FROM meetings WHERE meeting_id = $1 FOR NO KEY UPDATE NOWAIT`, g1.meetingID)
+		var pg *pgconn.PgError
+		if errors.As(err, &pg) && pg.Code == "55P03" {
+			return true
+		}
+		require.NoError(t, err)
+		return false
+	}
+	for _, tc := range []struct {
+		name       string
+		poll       int // poll 1 repeats the stored meeting, poll 2 changes its track condition
+		wantLocked bool
+	}{
+		{"unchanged meeting stays unlocked", 1, false},
+		{"changed meeting is locked until commit", 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := db.Pool.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { _ = tx.Rollback(ctx) }()
+			rows, err := write.Write(ctx, tx, g2.poll(tc.poll, ts[tc.poll]))
+			require.NoError(t, err)
+			require.Equal(t, tc.wantLocked, rows.Meetings == 1)
+			require.Equal(t, tc.wantLocked, meetingLocked())
+		})
+	}
 }
