@@ -45,8 +45,10 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	}
 	tty := isTerminal(a.stdout)
 	log := newLogger(cfg, a.stderr)
-	if cfg.LogLevel == "info" && a.getenv("LOG_LEVEL") == "" {
-		log.SetLevel(logrus.WarnLevel) // the progress display says what info logs would
+	if a.getenv("LOG_LEVEL") == "" {
+		// The progress display and summary say what the logs would; slow-poll
+		// warnings at accelerated time would drown them.
+		log.SetLevel(logrus.ErrorLevel)
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 
@@ -110,6 +112,16 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: clock})
 	if err != nil {
 		return err
+	}
+
+	// Metrics and health, as `run` serves them; a busy port only loses those.
+	if ln, err := net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		say("metrics: not served (%v)", err)
+	} else {
+		metricsSrv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = metricsSrv.Serve(ln) }()
+		defer metricsSrv.Close()
+		say("metrics: http://%s/metrics", ln.Addr())
 	}
 
 	runCtx, cancel := context.WithTimeout(ctx, time.Duration(*minutes*float64(time.Minute)))
