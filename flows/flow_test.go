@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"sort"
@@ -35,8 +36,30 @@ type harness struct {
 	races  []nztabsim.RaceInfo
 }
 
-func newHarness(t *testing.T) *harness {
+// harnessOption adjusts the API a harness talks to.
+type harnessOption func(*harnessSetup)
+
+type harnessSetup struct {
+	wrap   func(http.Handler) http.Handler
+	client func(*nztab.ClientConfig)
+}
+
+// withAPI puts a handler in front of the simulator (hostile responses).
+func withAPI(wrap func(http.Handler) http.Handler) harnessOption {
+	return func(s *harnessSetup) { s.wrap = wrap }
+}
+
+// withClient adjusts the API client's configuration.
+func withClient(f func(*nztab.ClientConfig)) harnessOption {
+	return func(s *harnessSetup) { s.client = f }
+}
+
+func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Helper()
+	setup := harnessSetup{wrap: func(h http.Handler) http.Handler { return h }, client: func(*nztab.ClientConfig) {}}
+	for _, o := range opts {
+		o(&setup)
+	}
 	db := pgtest.New(t)
 	today := nzday.Of(time.Now())
 	// Simulated time runs 60x from 20 minutes before the day's first race,
@@ -44,12 +67,14 @@ func newHarness(t *testing.T) *harness {
 	clock := nztabsim.NewSpeedClock(today.Start().Add(12*time.Hour-20*time.Minute), 60, time.Now)
 	sim, err := nztabsim.New(nztabsim.Config{Seed: 7, Date: today.String(), Clock: clock})
 	require.NoError(t, err)
-	srv := httptest.NewServer(sim)
+	srv := httptest.NewServer(setup.wrap(sim))
 	t.Cleanup(srv.Close)
-	client, err := nztab.NewClient(nztab.ClientConfig{
+	ccfg := nztab.ClientConfig{
 		BaseURL: srv.URL + "/affiliates/v1", FromEmail: "test@example.com", PartnerName: "test", PartnerID: "test",
 		Timeout: 5 * time.Second,
-	})
+	}
+	setup.client(&ccfg)
+	client, err := nztab.NewClient(ccfg)
 	require.NoError(t, err)
 	log, hook := test.NewNullLogger()
 	if testing.Verbose() {
