@@ -36,19 +36,22 @@ type ServiceConfig struct {
 	DrainTimeout time.Duration
 	// BaselineRefresh is the meeting refresh period (0: the runner's default).
 	BaselineRefresh time.Duration
+	// StoredRetention is how long raw fetches (race.fetched) are kept for replay.
+	StoredRetention time.Duration
 }
 
 // DefaultServiceConfig is production cadence on PostgreSQL.
 func DefaultServiceConfig() ServiceConfig {
 	return ServiceConfig{
-		Flow:         DefaultConfig(),
-		Schedule:     schedule.DefaultConfig(),
-		Leader:       schedule.DefaultLeaderConfig(),
-		LeaderKey:    schedule.DefaultLeaderKey,
-		Filter:       baseline.DefaultFilter(),
-		Partitions:   partitions.DefaultConfig(),
-		Housekeeping: time.Hour,
-		DrainTimeout: 30 * time.Second,
+		Flow:            DefaultConfig(),
+		Schedule:        schedule.DefaultConfig(),
+		Leader:          schedule.DefaultLeaderConfig(),
+		LeaderKey:       schedule.DefaultLeaderKey,
+		Filter:          baseline.DefaultFilter(),
+		Partitions:      partitions.DefaultConfig(),
+		Housekeeping:    time.Hour,
+		DrainTimeout:    30 * time.Second,
+		StoredRetention: 7 * 24 * time.Hour,
 	}
 }
 
@@ -77,6 +80,7 @@ type Service struct {
 	baseline  *schedule.BaselineRunner
 	leader    *schedule.Leader
 	parts     *partitions.Manager
+	pruner    *Pruner
 	metrics   *Metrics
 
 	mu         sync.Mutex
@@ -133,6 +137,12 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 	if s.leader, err = schedule.NewLeader(deps.Pool, cfg.LeaderKey, cfg.Leader, deps.Logger); err != nil {
 		return nil, err
 	}
+	// created_at of stored messages is the database's clock, so the pruner
+	// runs on the wall clock even when scheduling runs on simulated time.
+	if s.pruner, err = NewPruner(PrunerConfig{Namespace: cfg.Flow.Namespace, Retention: cfg.StoredRetention,
+		BatchSize: 1000, Interval: cfg.Housekeeping}, deps.Pool, deps.Logger, nil); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -184,6 +194,12 @@ func (s *Service) Run(ctx context.Context) error {
 			bctx, stopBaseline := context.WithCancel(lctx)
 			defer stopBaseline()
 			go func() { _ = s.baseline.Run(bctx) }()
+			// Retention is the leader's job too: one pruner per database.
+			go func() {
+				if err := s.pruner.Run(bctx); err != nil && bctx.Err() == nil {
+					log.WithError(err).Error("stored-topic retention stopped")
+				}
+			}()
 			select {
 			case <-s.baseline.FirstRun():
 			case <-lctx.Done():

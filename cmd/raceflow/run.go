@@ -42,6 +42,7 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	scfg.Flow.Backend = cfg.PubSub
 	scfg.Flow.Shards = cfg.Shards
 	scfg.Partitions.Retention = cfg.HistoryRetention
+	scfg.StoredRetention = cfg.Retention
 	scfg.DrainTimeout = *drain
 	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log})
 	if err != nil {

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/migrations"
+	"github.com/raceflow/raceflow/stages/nzday"
+)
+
+// raceList is a repeatable --race flag; each value may also list ids
+// separated by commas.
+type raceList []string
+
+func (l *raceList) String() string { return strings.Join(*l, ",") }
+
+func (l *raceList) Set(v string) error {
+	for _, id := range strings.Split(v, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			*l = append(*l, id)
+		}
+	}
+	return nil
+}
+
+// replayTimeFormats are the local (NZ) forms --from and --to accept besides
+// RFC 3339.
+var replayTimeFormats = []string{"2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04", "2006-01-02 15:04"}
+
+// parseReplayTime reads an RFC 3339 instant, an NZ local time, or an NZ
+// racing day; a day given as --to means its end, so --from D --to D is the
+// whole day.
+func parseReplayTime(s string, end bool) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, f := range replayTimeFormats {
+		if t, err := time.ParseInLocation(f, s, nzday.Location()); err == nil {
+			return t, nil
+		}
+	}
+	d, err := nzday.Parse(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not RFC 3339, an NZ local time (2006-01-02 15:04) or an NZ day (2006-01-02)", s)
+	}
+	if end {
+		return d.End().Add(-time.Nanosecond), nil
+	}
+	return d.Start(), nil
+}
+
+func runReplay(ctx context.Context, a *app, args []string) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	from := fs.String("from", "", "replay polls observed at or after this instant (RFC 3339, NZ local time or NZ day)")
+	to := fs.String("to", "", "replay polls observed at or before this instant (an NZ day means its end)")
+	var races raceList
+	fs.Var(&races, "race", "replay only this race (repeatable, or comma-separated)")
+	meeting := fs.String("meeting", "", "replay only the races of this meeting")
+	dryRun := fs.Bool("dry-run", false, "transform everything and report what the snapshots carry; write nothing")
+	runID := fs.String("run-id", "", "name of the run (default: generated); an existing run continues where it stopped")
+	resume := fs.String("resume", "", "continue the run with this id, with the filter it was started with")
+	def := flows.DefaultReplayConfig()
+	concurrency := fs.Int("concurrency", def.Concurrency, "races replayed at once (each race's polls stay in order)")
+	namespace := fs.String("namespace", def.Namespace, "topic namespace of the flow whose stored topic is replayed")
+	fs.Usage = func() {
+		fmt.Fprintln(a.stderr, "Usage: raceflow replay [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]")
+		fmt.Fprintln(a.stderr, "\nRe-derives the tables from the stored raw API responses (race.fetched), per race in their")
+		fmt.Fprintln(a.stderr, "original order, without calling the API. With no filter, everything retained is replayed.")
+		fmt.Fprintln(a.stderr, "Interrupt it any time; run it again with --resume RUN_ID to continue without double work.")
+		fs.PrintDefaults()
+	}
+	cfg, err := parseConfig(a, fs, args)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	rc := def
+	rc.Namespace, rc.Concurrency, rc.DryRun, rc.RunID = *namespace, *concurrency, *dryRun, *runID
+	rc.Filter.RaceIDs, rc.Filter.MeetingID = races, *meeting
+	if *resume != "" {
+		if *runID != "" && *runID != *resume {
+			return fmt.Errorf("%w: --run-id %q and --resume %q name different runs", errUsage, *runID, *resume)
+		}
+		rc.RunID, rc.Resume = *resume, true
+	}
+	for _, tf := range []struct {
+		flag string
+		val  string
+		dst  *time.Time
+		end  bool
+	}{{"from", *from, &rc.Filter.From, false}, {"to", *to, &rc.Filter.To, true}} {
+		if tf.val == "" {
+			continue
+		}
+		t, err := parseReplayTime(tf.val, tf.end)
+		if err != nil {
+			return fmt.Errorf("%w: --%s: %v", errUsage, tf.flag, err)
+		}
+		*tf.dst = t
+	}
+	if err := rc.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+
+	log := newLogger(cfg, a.stderr)
+	pool, err := openPool(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool); err != nil {
+		return err
+	}
+	bar := newReplayProgress(a.stderr, isTerminal(a.stderr))
+	r, err := flows.NewReplayer(rc, flows.ReplayDeps{Pool: pool, Logger: log, Progress: bar.update})
+	if err != nil {
+		return err
+	}
+	sum, err := r.Run(ctx)
+	bar.finish()
+	if sum.Stored > 0 || sum.Polls > 0 || len(sum.Failures) > 0 {
+		printReplaySummary(a.stdout, sum)
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("interrupted; continue with: raceflow replay --resume %s", r.RunID())
+	case errors.Is(err, flows.ErrReplayIncomplete):
+		return err
+	case err != nil:
+		return err
+	}
+	if sum.Stored == 0 {
+		fmt.Fprintln(a.stdout, "No stored polls match; nothing to replay.")
+	}
+	return nil
+}
+
+// replayProgress draws a bar on a terminal (redrawn in place) and plain
+// periodic lines elsewhere (logs, CI).
+type replayProgress struct {
+	w        io.Writer
+	tty      bool
+	every    time.Duration
+	last     time.Time
+	drawn    bool
+	pending  flows.ReplayProgress
+	hasState bool
+}
+
+func newReplayProgress(w io.Writer, tty bool) *replayProgress {
+	every := 5 * time.Second
+	if tty {
+		every = 100 * time.Millisecond
+	}
+	return &replayProgress{w: w, tty: tty, every: every}
+}
+
+// update is the replayer's Progress hook (called one at a time).
+func (p *replayProgress) update(st flows.ReplayProgress) {
+	p.pending, p.hasState = st, true
+	if now := time.Now(); now.Sub(p.last) >= p.every || st.Done == st.Total {
+		p.last = now
+		p.draw(st)
+	}
+}
+
+func (p *replayProgress) draw(st flows.ReplayProgress) {
+	rate := 0.0
+	if st.Elapsed > 0 {
+		rate = float64(st.Done) / st.Elapsed.Seconds()
+	}
+	pct := 100.0
+	if st.Total > 0 {
+		pct = 100 * float64(st.Done) / float64(st.Total)
+	}
+	if !p.tty {
+		fmt.Fprintf(p.w, "replay %s: %d/%d polls (%.0f%%), %d failed, %.1f polls/s\n", st.RunID, st.Done, st.Total, pct, st.Failed, rate)
+		return
+	}
+	const width = 30
+	filled := int(pct / 100 * width)
+	eta := ""
+	if rate > 0 && st.Done < st.Total {
+		eta = " ETA " + time.Duration(float64(st.Total-st.Done)/rate*float64(time.Second)).Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d polls %3.0f%%  %.1f polls/s  %d failed%s\033[K",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), st.Done, st.Total, pct, rate, st.Failed, eta)
+	p.drawn = true
+}
+
+// finish draws the final state and ends the bar's line.
+func (p *replayProgress) finish() {
+	if p.hasState && (p.tty || p.pending.Done != p.pending.Total) {
+		p.draw(p.pending)
+	}
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func printReplaySummary(w io.Writer, s flows.ReplaySummary) {
+	state := "complete"
+	switch {
+	case s.DryRun && s.Complete:
+		state = "dry run, nothing written"
+	case !s.Complete:
+		state = "incomplete"
+	}
+	if s.Resumed {
+		state += ", resumed"
+	}
+	fmt.Fprintf(w, "Replay %s (%s)\n", s.RunID, state)
+	fmt.Fprintf(w, "  stored polls selected  %d in %d topics (%d done by earlier runs)\n", s.Stored, len(s.Topics), s.AlreadyDone)
+	fmt.Fprintf(w, "  polls replayed         %d of %d races in %s (%.1f polls/s)\n", s.Polls, s.Races,
+		s.Duration.Round(time.Millisecond), s.PollsPerSecond())
+	title := "rows changed"
+	if s.DryRun {
+		title = "rows the snapshots carry (upper bound of a write)"
+	}
+	fmt.Fprintf(w, "  %s:\n", title)
+	rows := s.Rows
+	for _, r := range []struct {
+		table string
+		n     int
+		extra string
+	}{
+		{"meetings", rows.Meetings, ""},
+		{"races", rows.Races, ""},
+		{"entrants", rows.Entrants, ""},
+		{"race_pools", rows.RacePools, ""},
+		{"race_results", rows.Results, ""},
+		{"race_polls", rows.Polls, ""},
+		{"money_flow_history", rows.MoneyFlow, fmt.Sprintf("%d later rows corrected", rows.MoneyFlowCorrected)},
+		{"odds_history", rows.Odds, fmt.Sprintf("%d later rows deleted", rows.OddsDeleted)},
+	} {
+		extra := ""
+		if r.extra != "" && !s.DryRun {
+			extra = "  (" + r.extra + ")"
+		}
+		fmt.Fprintf(w, "    %-20s %8d%s\n", r.table, r.n, extra)
+	}
+	fmt.Fprintf(w, "  failures               %d\n", len(s.Failures))
+	for _, f := range s.Failures {
+		action := "skipped"
+		if f.Stopped {
+			action = "race stopped; resume retries it"
+		}
+		fmt.Fprintf(w, "    race %s poll %s (%s offset %d): %s/%s, %s: %s\n",
+			orDash(f.RaceID), orDash(f.PollID), f.Topic, f.Offset, f.Stage, f.Kind, action, f.Reason)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
