@@ -112,6 +112,7 @@ type Deps struct {
 	Fetcher  handlers.Fetcher   // the NZ TAB API
 	Logger   logrus.FieldLogger // required
 	Registry prometheus.Registerer
+	Metrics  *Metrics // raceflow's own metrics; nil: the middleware adds nothing
 	Now      func() time.Time
 }
 
@@ -178,6 +179,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	// whole handling; poison sits outside retry so retries happen first.
 	router.AddMiddleware(
 		e.track,
+		deps.Metrics.Middleware,
 		e.publishOutputs,
 		e.timing,
 		middleware.CorrelationID,
@@ -192,6 +194,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 			ShouldRetry:         func(p middleware.RetryParams) bool { return handlers.Retryable(p.Err) },
 			Logger:              wlog,
 		}.Middleware,
+		deps.Metrics.CountRetries,
 		middleware.Recoverer,
 	)
 

@@ -67,6 +67,7 @@ type ServiceDeps struct {
 	API      API
 	Logger   logrus.FieldLogger
 	Registry *prometheus.Registry // nil: a new one
+	Metrics  *Metrics             // nil: NewMetrics(Registry)
 	Clock    schedule.Clock       // nil: the wall clock
 }
 
@@ -105,10 +106,13 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 	if s.parts, err = partitions.New(deps.Pool, cfg.Partitions); err != nil {
 		return nil, err
 	}
-	if s.metrics, err = NewMetrics(deps.Registry); err != nil {
-		return nil, err
+	if s.metrics = deps.Metrics; s.metrics == nil {
+		if s.metrics, err = NewMetrics(deps.Registry); err != nil {
+			return nil, err
+		}
 	}
-	if s.engine, err = New(cfg.Flow, Deps{Pool: deps.Pool, Fetcher: deps.API, Logger: deps.Logger, Registry: deps.Registry, Now: deps.Clock.Now}); err != nil {
+	if s.engine, err = New(cfg.Flow, Deps{Pool: deps.Pool, Fetcher: deps.API, Logger: deps.Logger, Registry: deps.Registry,
+		Metrics: s.metrics, Now: deps.Clock.Now}); err != nil {
 		return nil, err
 	}
 	s.engine.OnResult(s.metrics.Observe)
@@ -121,6 +125,19 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		return nil, err
 	}
 	s.engine.OnResult(s.scheduler.OnResult)
+	cols := []prometheus.Collector{
+		NewPoolCollector(deps.Pool),
+		NewSchedulerCollector(func() (int, int) { st := s.scheduler.Stats(); return st.Tracked, st.InFlight }),
+	}
+	if cfg.Flow.Backend == BackendPostgres {
+		// Under the memory backend the tables it reads would belong to another flow.
+		cols = append(cols, NewQueueCollector(deps.Pool, s.engine.Topics()))
+	}
+	for _, c := range cols {
+		if err := deps.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("flows: register collectors: %w", err)
+		}
+	}
 	s.baseline = &schedule.BaselineRunner{
 		Fetch: deps.API.FetchMeetings,
 		Upsert: func(ctx context.Context, m []baseline.MeetingRow, r []baseline.RaceRow) (baseline.Counts, error) {

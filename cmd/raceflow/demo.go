@@ -95,9 +95,13 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	if err := migrations.Up(ctx, pool); err != nil {
 		return err
 	}
+	reg, metrics, err := newMetrics()
+	if err != nil {
+		return err
+	}
 	client, err := nztab.NewClient(nztab.ClientConfig{
 		BaseURL: apiURL, FromEmail: cfg.FromEmail, PartnerName: cfg.PartnerName, PartnerID: cfg.PartnerID,
-		Timeout: cfg.FetchTimeout, Now: clock.Now,
+		Timeout: cfg.FetchTimeout, Now: clock.Now, HTTPClient: &http.Client{Transport: flows.InstrumentTransport(nil, metrics)},
 	})
 	if err != nil {
 		return err
@@ -109,7 +113,8 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	scfg.LeaderKey++
 	scfg.Schedule.MaxInFlight = 20
 	scfg.DrainTimeout = 10 * time.Second
-	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: clock})
+	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: clock,
+		Registry: reg, Metrics: metrics})
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
@@ -55,7 +59,7 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 	if err := pm.Ensure(ctx, time.Now()); err != nil {
 		return err
 	}
-	client, err := newAPIClient(cfg)
+	client, err := newAPIClient(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -99,14 +103,26 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-func newAPIClient(cfg config.Config) (*nztab.Client, error) {
+// newAPIClient builds the NZ TAB client; with m set, every API attempt is
+// counted by response class.
+func newAPIClient(cfg config.Config, m *flows.Metrics) (*nztab.Client, error) {
 	return nztab.NewClient(nztab.ClientConfig{
 		BaseURL:     cfg.APIURL,
 		FromEmail:   cfg.FromEmail,
 		PartnerName: cfg.PartnerName,
 		PartnerID:   cfg.PartnerID,
 		Timeout:     cfg.FetchTimeout,
+		HTTPClient:  &http.Client{Transport: flows.InstrumentTransport(nil, m)},
 	})
+}
+
+// newMetrics is the registry `run` and `demo` serve: Go and process
+// collectors, Watermill's router metrics (added by the flow) and ours.
+func newMetrics() (*prometheus.Registry, *flows.Metrics, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := flows.NewMetrics(reg)
+	return reg, m, err
 }
 
 func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {

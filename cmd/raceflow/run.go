@@ -34,7 +34,11 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	if err := migrations.Up(ctx, pool); err != nil {
 		return err
 	}
-	client, err := newAPIClient(cfg)
+	reg, metrics, err := newMetrics()
+	if err != nil {
+		return err
+	}
+	client, err := newAPIClient(cfg, metrics)
 	if err != nil {
 		return err
 	}
@@ -44,7 +48,7 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	scfg.Partitions.Retention = cfg.HistoryRetention
 	scfg.StoredRetention = cfg.Retention
 	scfg.DrainTimeout = *drain
-	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log})
+	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Registry: reg, Metrics: metrics})
 	if err != nil {
 		return err
 	}

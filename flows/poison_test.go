@@ -1,0 +1,268 @@
+package flows_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/nztabsim"
+	"github.com/raceflow/raceflow/internal/pgtest"
+)
+
+// startObserved runs a flow whose results go to fn from the first message
+// on (OnResult after Run could miss a message already queued).
+func startObserved(t *testing.T, h *harness, cfg flows.Config, fn func(handlers.ProcessResult)) *flows.Engine {
+	t.Helper()
+	e, err := flows.New(cfg, flows.Deps{Pool: h.db.Pool, Fetcher: h.client, Logger: h.log})
+	require.NoError(t, err)
+	e.OnResult(fn)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	select {
+	case <-e.Running():
+	case err := <-done:
+		t.Fatalf("flow stopped before running: %v", err)
+	}
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, ignoreCanceled(<-done))
+		})
+	})
+	return e
+}
+
+func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cfg := cfgFor(flows.BackendPostgres)
+	e1, stop1 := h.start(t, cfg)
+	bad := h.horseRaces(t, 1)[0]
+	require.NoError(t, h.sim.SetRaceFault(bad, nztabsim.FaultMalformed))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	failed, err := e1.ProcessRace(ctx, bad)
+	var fe *handlers.FetchError
+	require.ErrorAs(t, err, &fe)
+	stop1() // so the requeued message can be seen as published
+
+	store := flows.PoisonStore{Pool: h.db.Pool}
+	list, err := store.List(ctx, flows.PoisonFilter{})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	p := list[0]
+	pollTopic := fmt.Sprintf("race.poll.%d", flows.Shard(bad, cfg.Shards))
+	require.Equal(t, bad, p.RaceID)
+	require.Equal(t, failed.PollID, p.PollID)
+	require.Equal(t, handlers.StageFetch, p.Stage)
+	require.Equal(t, "malformed_json", p.Kind)
+	require.Equal(t, pollTopic, p.Topic)
+	require.Contains(t, p.Reason, "malformed")
+	require.Zero(t, p.Requeued)
+
+	shown, err := store.Get(ctx, p.ID)
+	require.NoError(t, err)
+	decoded, err := shown.DecodedPayload()
+	require.NoError(t, err)
+	var req handlers.PollRequest
+	require.NoError(t, json.Unmarshal(decoded, &req), "the poll request, as JSON")
+	require.Equal(t, bad, req.RaceID)
+	require.Contains(t, string(decoded), "\n  \"race_id\"", "indented for reading")
+
+	h.sim.ClearRaceFault(bad)
+	n, err := store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{p.ID}})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	list, err = store.List(ctx, flows.PoisonFilter{})
+	require.NoError(t, err)
+	require.Empty(t, list, "the requeued message left the poison queue")
+
+	// Back on the topic it failed on, as it was published, counted.
+	var payload []byte
+	var md map[string]string
+	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT payload, metadata FROM "watermill_`+pollTopic+`" WHERE NOT acked`).Scan(&payload, &md))
+	require.Equal(t, shown.Payload, payload)
+	require.Equal(t, "1", md[flows.KeyRequeued])
+	for k, v := range shown.Metadata {
+		switch k {
+		case "reason_poisoned", "topic_poisoned", "handler_poisoned", "subscriber_poisoned", handlers.KeyStage, handlers.KeyErrorKind:
+			require.NotContains(t, md, k)
+		default:
+			require.Equal(t, v, md[k], k)
+		}
+	}
+
+	results := make(chan handlers.ProcessResult, 8)
+	startObserved(t, h, cfg, func(r handlers.ProcessResult) { results <- r })
+	select {
+	case r := <-results:
+		require.Equal(t, handlers.StatusSuccess, r.Status, "%+v", r.Error)
+		require.Equal(t, failed.PollID, r.PollID, "the same poll, completed")
+	case <-ctx.Done():
+		t.Fatal("the requeued poll produced no result")
+	}
+	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, bad, failed.PollID))
+	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM races WHERE race_id = $1`, bad))
+	require.Zero(t, h.count(t, `SELECT count(*) FROM "watermill_`+pollTopic+`"`), "consumed")
+	list, err = store.List(ctx, flows.PoisonFilter{RaceID: bad})
+	require.NoError(t, err)
+	require.Empty(t, list)
+	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{p.ID}})
+	require.ErrorIs(t, err, flows.ErrPoisonNotFound, "requeued once only")
+}
+
+// poisonFixture publishes messages to a namespace's poison topic the way
+// the flow does and returns their ids, oldest first.
+func poisonFixture(t *testing.T, db *pgtest.DB, ns string, msgs ...*message.Message) []int64 {
+	t.Helper()
+	schema := wsql.PostgreSQLQueueSchema{GeneratePayloadType: func(string) string { return "BYTEA" }}
+	pub, err := wsql.NewPublisher(wsql.BeginnerFromPgx(db.Pool), wsql.PublisherConfig{SchemaAdapter: schema, AutoInitializeSchema: true}, watermill.NopLogger{})
+	require.NoError(t, err)
+	ids := make([]int64, len(msgs))
+	for i, m := range msgs {
+		require.NoError(t, pub.Publish(ns+".poison", m))
+		require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT "offset" FROM "watermill_`+ns+`.poison" WHERE uuid = $1`, m.UUID).Scan(&ids[i]))
+	}
+	// The topics messages are requeued to exist once the flow has run.
+	for _, topic := range []string{ns + ".poll.1", ns + ".fetched.2"} {
+		require.NoError(t, pub.Publish(topic, message.NewMessage(watermill.NewUUID(), nil)))
+		_, err := db.Pool.Exec(context.Background(), `DELETE FROM "watermill_`+topic+`"`)
+		require.NoError(t, err)
+	}
+	return ids
+}
+
+func poisoned(raceID, stage, kind, topic string, payload []byte, extra map[string]string) *message.Message {
+	m := message.NewMessage(watermill.NewUUID(), payload)
+	m.Metadata.Set(handlers.KeyRaceID, raceID)
+	m.Metadata.Set(handlers.KeyPollID, raceID+"@1")
+	m.Metadata.Set(handlers.KeyStage, stage)
+	m.Metadata.Set(handlers.KeyErrorKind, kind)
+	m.Metadata.Set("reason_poisoned", stage+" failed: "+kind)
+	m.Metadata.Set("topic_poisoned", topic)
+	m.Metadata.Set("handler_poisoned", stage+".0")
+	for k, v := range extra {
+		m.Metadata.Set(k, v)
+	}
+	return m
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, err := zw.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+func TestPoisonStoreListsShowsRequeuesAndPurges(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	const ns = "ops"
+	store := flows.PoisonStore{Pool: db.Pool, Namespace: ns}
+
+	empty, err := store.List(ctx, flows.PoisonFilter{})
+	require.NoError(t, err, "a flow that never ran has an empty poison queue")
+	require.Empty(t, empty)
+	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{1}})
+	require.ErrorIs(t, err, flows.ErrPoisonNotFound)
+	_, err = store.Requeue(ctx, flows.PoisonSelector{})
+	require.Error(t, err, "requeue needs a selection")
+
+	fetched := gzipped(t, []byte(`{"data":{"race":{"event_id":"B"}}}`))
+	ids := poisonFixture(t, db,
+		ns,
+		poisoned("A", "fetch", "malformed_json", ns+".poll.1", []byte(`{"race_id":"A"}`), nil),
+		poisoned("B", "transform", "decode", ns+".fetched.2", fetched, map[string]string{handlers.KeyEncoding: "gzip", flows.KeyRequeued: "1"}),
+		poisoned("A", "write", "database", "elsewhere.transformed.0", []byte(`{}`), nil),
+	)
+	_, err = db.Pool.Exec(ctx, `UPDATE "watermill_ops.poison" SET created_at = now() - interval '3 hours' WHERE "offset" = $1`, ids[0])
+	require.NoError(t, err)
+
+	list := func(f flows.PoisonFilter) []int64 {
+		t.Helper()
+		msgs, err := store.List(ctx, f)
+		require.NoError(t, err)
+		out := []int64{}
+		for _, m := range msgs {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		filter flows.PoisonFilter
+		want   []int64
+	}{
+		{"all, newest first", flows.PoisonFilter{}, []int64{ids[2], ids[1], ids[0]}},
+		{"one race", flows.PoisonFilter{RaceID: "A"}, []int64{ids[2], ids[0]}},
+		{"one stage", flows.PoisonFilter{Stage: "transform"}, []int64{ids[1]}},
+		{"recent", flows.PoisonFilter{Since: time.Now().Add(-time.Hour)}, []int64{ids[2], ids[1]}},
+		{"limited", flows.PoisonFilter{Limit: 1}, []int64{ids[2]}},
+		{"race and stage", flows.PoisonFilter{RaceID: "A", Stage: "transform"}, []int64{}},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, list(tt.filter), tt.name)
+	}
+
+	m, err := store.Get(ctx, ids[1])
+	require.NoError(t, err)
+	require.Equal(t, "B", m.RaceID)
+	require.Equal(t, "decode", m.Kind)
+	require.Equal(t, 1, m.Requeued)
+	decoded, err := m.DecodedPayload()
+	require.NoError(t, err)
+	require.Equal(t, "{\n  \"data\": {\n    \"race\": {\n      \"event_id\": \"B\"\n    }\n  }\n}", string(decoded), "gunzipped and indented")
+	_, err = store.Get(ctx, 999999)
+	require.ErrorIs(t, err, flows.ErrPoisonNotFound)
+
+	// Nothing is requeued unless everything asked for can be.
+	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{ids[0], 999999}})
+	require.ErrorIs(t, err, flows.ErrPoisonNotFound)
+	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{ids[0], ids[2]}})
+	require.ErrorIs(t, err, flows.ErrBadRequeueTopic)
+	require.Len(t, list(flows.PoisonFilter{}), 3)
+
+	n, err := store.Requeue(ctx, flows.PoisonSelector{RaceID: "B"})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	var payload []byte
+	var md map[string]string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT payload, metadata FROM "watermill_ops.fetched.2"`).Scan(&payload, &md))
+	require.Equal(t, fetched, payload, "the stored bytes, still compressed")
+	require.Equal(t, "2", md[flows.KeyRequeued], "counted again")
+	require.Equal(t, "gzip", md[handlers.KeyEncoding])
+	require.NotContains(t, md, "reason_poisoned")
+	require.Equal(t, []int64{ids[2], ids[0]}, list(flows.PoisonFilter{}))
+
+	purged, err := store.Purge(ctx, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, purged, "only the message poisoned 3 hours ago")
+	require.Equal(t, []int64{ids[2]}, list(flows.PoisonFilter{}))
+	_, err = store.Requeue(ctx, flows.PoisonSelector{All: true})
+	require.True(t, errors.Is(err, flows.ErrBadRequeueTopic), "a foreign topic is never published to: %v", err)
+	purged, err = store.Purge(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, purged)
+	n, err = store.Requeue(ctx, flows.PoisonSelector{All: true})
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
