@@ -3,12 +3,15 @@ package transform
 import (
 	"errors"
 	"fmt"
+
+	"github.com/raceflow/raceflow/stages/nztab"
 )
 
-// ErrUnknownStatus marks a race status the transform has no mapping for.
+// ErrUnknownStatus marks a race status the transform has no mapping for; it
+// is the API package's sentinel, so one errors.Is check serves both stages.
 // Guessing a lifecycle state would corrupt scheduling and the races CHECK
 // constraint, so the poll fails permanently instead.
-var ErrUnknownStatus = errors.New("unknown race status")
+var ErrUnknownStatus = nztab.ErrUnknownStatus
 
 // ErrMissingField marks a payload without a value the snapshot cannot be
 // keyed or timed without (race id, meeting id, advertised start).

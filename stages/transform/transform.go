@@ -54,23 +54,15 @@ const (
 // nzZone is the zone the racing day is counted in.
 const nzZone = "Pacific/Auckland"
 
-// MapStatus maps an API race status to the stored lifecycle state. It is
-// case-insensitive and knows the legacy spellings finalized/finalised and
-// the dividend-paying state; anything else wraps ErrUnknownStatus.
+// MapStatus maps an API race status to the stored lifecycle state, with
+// the API package's rules (case-insensitive, legacy spellings); anything
+// else matches ErrUnknownStatus.
 func MapStatus(s string) (string, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "open":
-		return StatusOpen, nil
-	case "closed":
-		return StatusClosed, nil
-	case "interim", "paying":
-		return StatusInterim, nil
-	case "final", "finalized", "finalised":
-		return StatusFinal, nil
-	case "abandoned":
-		return StatusAbandoned, nil
+	st, err := nztab.ParseStatus(s)
+	if err != nil {
+		return "", err
 	}
-	return "", ErrUnknownStatus
+	return string(st), nil
 }
 
 // raceTypeName maps race.type (T/H/G) to meetings.race_type.
