@@ -44,6 +44,10 @@ const (
 
 // ---- PostgreSQL ----
 
+// errTxLost means the subscriber's transaction lost its connection: no retry
+// inside it can help; the message is redelivered on a new one (drain.go).
+var errTxLost = errors.New("flows: the subscriber transaction lost its connection")
+
 // postgresBackend runs every topic on the watermill-sql queue schema. The
 // queue schema does not depend on transaction ids, so an unrelated long
 // transaction cannot stall delivery (watermill-notes.md §0.6), and each
@@ -141,6 +145,9 @@ func (b *postgresBackend) handlerPublisher() message.Publisher {
 func (b *postgresBackend) begin(msg *message.Message) (pgx.Tx, error) {
 	if tx, ok := wsql.TxFromContext(msg.Context()); ok {
 		if ptx, ok := tx.(*wsql.PgxTx); ok {
+			if ptx.Tx.Conn().IsClosed() {
+				return nil, errTxLost
+			}
 			// A savepoint: a failed write rolls back to it and leaves the
 			// subscriber's transaction usable for the poison message and ack.
 			return ptx.Tx.Begin(msg.Context())

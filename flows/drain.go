@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
@@ -39,8 +40,30 @@ func (e *Engine) track(h message.HandlerFunc) message.HandlerFunc {
 			}
 			e.flight.Unlock()
 		}()
-		return h(msg)
+		out, err := h(msg)
+		if err != nil && txLost(msg) {
+			// Nothing the message did can commit any more. A nack would make
+			// the subscriber resend it into the same dead transaction until
+			// the ack deadline (refetching the API each time); an ack lets it
+			// find out at once (its ack query fails, the batch rolls back)
+			// and take the message again on a new connection.
+			e.log.WithError(err).WithField("handler", message.HandlerNameFromCtx(msg.Context())).
+				Warn("flows: the message's transaction lost its connection; it is redelivered")
+			return nil, nil
+		}
+		return out, err
 	}
+}
+
+// txLost reports whether the subscriber transaction msg is handled in has
+// lost its connection, so it can never commit.
+func txLost(msg *message.Message) bool {
+	tx, ok := wsql.TxFromContext(msg.Context())
+	if !ok {
+		return false
+	}
+	ptx, ok := tx.(*wsql.PgxTx)
+	return ok && ptx.Tx.Conn().IsClosed()
 }
 
 // quiesce stops new handler invocations and waits for running ones, at most

@@ -191,8 +191,10 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 			MaxInterval:         cfg.Retry.MaxInterval,
 			Multiplier:          cfg.Retry.Multiplier,
 			RandomizationFactor: 0.2,
-			ShouldRetry:         func(p middleware.RetryParams) bool { return handlers.Retryable(p.Err) },
-			Logger:              wlog,
+			ShouldRetry: func(p middleware.RetryParams) bool {
+				return handlers.Retryable(p.Err) && !errors.Is(p.Err, errTxLost)
+			},
+			Logger: wlog,
 		}.Middleware,
 		deps.Metrics.CountRetries,
 		middleware.Recoverer,

@@ -17,8 +17,10 @@ func NewLogger(l logrus.FieldLogger) watermill.LoggerAdapter { return logrusAdap
 
 func (a logrusAdapter) Error(msg string, err error, f watermill.LogFields) {
 	e := a.l.WithFields(logrus.Fields(f)).WithError(err)
-	if errors.Is(err, context.Canceled) {
-		// Subscribers report every poll cut short by shutdown; that is expected.
+	if errors.Is(err, context.Canceled) || errors.Is(err, errClosing) {
+		// Subscribers report every poll cut short by shutdown, and the router
+		// every message the closing engine turns away (it is redelivered);
+		// both are expected.
 		e.Debug(msg)
 		return
 	}
