@@ -36,8 +36,10 @@ func commands() map[string]command {
 		"demo":      {"run the whole pipeline on a simulated race day (no configuration needed)", runDemo},
 		"help":      {"show commands and configuration", runHelp},
 		"migrate":   {"apply or inspect schema migrations: up | down | status | version", runMigrate},
+		"poison":    {"inspect, requeue or purge messages that failed for good: list | show | requeue | purge", runPoison},
 		"run":       {"continuous processing: baseline, scheduler, flow, metrics and health", runRun},
 		"process":   {"poll the given races now through the whole flow and print one result each", runProcess},
+		"replay":    {"re-derive the tables from stored raw fetches (race.fetched)", runReplay},
 		"simulate":  {"serve a simulated NZ TAB race day with fault injection", runSimulate},
 		"transform": {"print the snapshot the transform makes of one event payload (stdin)", runTransform},
 	}
