@@ -33,6 +33,7 @@ type app struct {
 // commands lists every subcommand; keep it sorted by name.
 func commands() map[string]command {
 	return map[string]command{
+		"bench":     {"measure the pipeline: per-stage latency, batch wall time, throughput", runBench},
 		"demo":      {"run the whole pipeline on a simulated race day (no configuration needed)", runDemo},
 		"help":      {"show commands and configuration", runHelp},
 		"migrate":   {"apply or inspect schema migrations: up | down | status | version", runMigrate},
