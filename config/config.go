@@ -58,7 +58,7 @@ func Default() Config {
 		NATSURL:          "nats://127.0.0.1:4222",
 		HTTPAddr:         ":9090",
 		Shards:           4,
-		DBMaxConns:       20,
+		DBMaxConns:       40,
 		Retention:        7 * 24 * time.Hour,
 		HistoryRetention: 30 * 24 * time.Hour,
 		LogLevel:         "info",
