@@ -29,7 +29,7 @@ import (
 func runDemo(ctx context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	minutes := fs.Float64("minutes", 2, "how long to run, in real minutes")
-	speed := fs.Float64("speed", 60, "simulated seconds per real second")
+	speed := fs.Float64("speed", 30, "simulated seconds per real second")
 	seed := fs.Int64("seed", 1, "simulator seed")
 	meetings := fs.Int("meetings", 4, "simulated NZ/AUS horse meetings")
 	fs.Usage = func() {
@@ -111,7 +111,7 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	scfg.Flow.Shards = cfg.Shards
 	scfg.Flow.Namespace = "demo" // never competes with a `raceflow run` on a shared database
 	scfg.LeaderKey++
-	scfg.Schedule.MaxInFlight = 20
+	scfg.Schedule.MaxInFlight = 12
 	scfg.DrainTimeout = 10 * time.Second
 	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: clock,
 		Registry: reg, Metrics: metrics})
