@@ -18,10 +18,8 @@ import (
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/bench"
 	"github.com/raceflow/raceflow/internal/pgembed"
-	"github.com/raceflow/raceflow/migrations"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
-	"github.com/raceflow/raceflow/stages/partitions"
 )
 
 // errBenchFailed makes the exit code 1 when a poll failed or a target was
@@ -109,21 +107,11 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, cfg)
+	pool, err := openSchema(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
-		return err
-	}
-	pm, err := partitions.New(pool, partitions.Config{DaysBack: 1, DaysAhead: 2, Retention: cfg.HistoryRetention})
-	if err != nil {
-		return err
-	}
-	if err := pm.Ensure(ctx, time.Now()); err != nil {
-		return err
-	}
 
 	deps := bench.Deps{Pool: pool, Logger: log}
 	var apiDesc, runners string

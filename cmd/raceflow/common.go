@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/term"
 
 	"github.com/raceflow/raceflow/config"
+	"github.com/raceflow/raceflow/migrations"
+	"github.com/raceflow/raceflow/stages/partitions"
 )
 
 // errNoDatabase is returned by commands that need DATABASE_URL when it is unset.
@@ -54,6 +57,29 @@ func openPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to %s: %w", config.RedactDSN(cfg.DatabaseURL), err)
+	}
+	return pool, nil
+}
+
+// openSchema connects, migrates the schema to the latest version and makes
+// sure today's history partitions exist: what every command that writes
+// needs before it starts.
+func openSchema(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
+	pool, err := openPool(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Up(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	pm, err := partitions.New(pool, partitions.Config{DaysBack: 1, DaysAhead: 2, Retention: cfg.HistoryRetention})
+	if err == nil {
+		err = pm.Ensure(ctx, time.Now())
+	}
+	if err != nil {
+		pool.Close()
+		return nil, err
 	}
 	return pool, nil
 }

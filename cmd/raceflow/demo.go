@@ -21,7 +21,6 @@ import (
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/internal/pgembed"
-	"github.com/raceflow/raceflow/migrations"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
 )
@@ -87,14 +86,11 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	apiURL := "http://" + simLn.Addr().String() + "/affiliates/v1"
 	say("NZ TAB simulator: %s (seed %d, %gx time, %s)", apiURL, *seed, *speed, today)
 
-	pool, err := openPool(ctx, cfg)
+	pool, err := openSchema(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
-		return err
-	}
 	reg, metrics, err := newMetrics()
 	if err != nil {
 		return err

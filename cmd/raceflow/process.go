@@ -16,9 +16,7 @@ import (
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
-	"github.com/raceflow/raceflow/migrations"
 	"github.com/raceflow/raceflow/stages/nztab"
-	"github.com/raceflow/raceflow/stages/partitions"
 )
 
 // errSomeFailed makes the exit code non-zero when any race failed; the
@@ -44,21 +42,11 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 		return errUsage
 	}
 	log := newLogger(cfg, a.stderr)
-	pool, err := openPool(ctx, cfg)
+	pool, err := openSchema(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
-		return err
-	}
-	pm, err := partitions.New(pool, partitions.Config{DaysBack: 1, DaysAhead: 2, Retention: cfg.HistoryRetention})
-	if err != nil {
-		return err
-	}
-	if err := pm.Ensure(ctx, time.Now()); err != nil {
-		return err
-	}
 	client, err := newAPIClient(cfg, nil)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/raceflow/raceflow/flows"
-	"github.com/raceflow/raceflow/migrations"
 )
 
 func runRun(ctx context.Context, a *app, args []string) error {
@@ -26,14 +25,11 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	}
 	log := newLogger(cfg, a.stderr)
 	log.WithField("config", cfg.String()).Info("raceflow run starting")
-	pool, err := openPool(ctx, cfg)
+	pool, err := openSchema(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
-		return err
-	}
 	reg, metrics, err := newMetrics()
 	if err != nil {
 		return err
