@@ -175,8 +175,11 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flows: poison queue: %w", err)
 	}
-	// First added runs outermost (watermill-notes.md §0.7): timing sees the
-	// whole handling; poison sits outside retry so retries happen first.
+	// First added runs outermost (watermill-notes.md §0.7). track counts
+	// handlers in flight for a safe shutdown (drain.go) and the metrics time
+	// everything; publishOutputs publishes inside that tracked region; timing
+	// stamps the stage into the outputs; poison sits outside outcome and
+	// retry, so transient errors are retried first and failures get a result.
 	router.AddMiddleware(
 		e.track,
 		deps.Metrics.Middleware,
