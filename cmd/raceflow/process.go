@@ -28,6 +28,7 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON result per line")
 	concurrency := fs.Int("concurrency", 5, "races processed at once")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up waiting after this long")
+	namespace := fs.String("namespace", "process", "topic namespace; a running `raceflow run` uses \"race\", and two flows on one namespace would take each other's results")
 	fs.Usage = func() {
 		fmt.Fprintln(a.stderr, "Usage: raceflow process [flags] RACE_ID...")
 		fs.PrintDefaults()
@@ -54,6 +55,7 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 	fcfg := flows.DefaultConfig()
 	fcfg.Backend = cfg.PubSub
 	fcfg.Shards = cfg.Shards
+	fcfg.Namespace = *namespace
 	engine, err := flows.New(fcfg, flows.Deps{Pool: pool, Fetcher: client, Logger: log})
 	if err != nil {
 		return err
