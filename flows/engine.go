@@ -338,11 +338,13 @@ func (e *Engine) deliver(msg *message.Message) error {
 	delete(e.waiters, res.PollID)
 	obs := e.observers
 	e.mu.Unlock()
-	if ch != nil {
-		ch <- res // buffered
-	}
+	// Observers first: when ProcessRace returns, metrics and the scheduler
+	// have already seen the result.
 	for _, fn := range obs {
 		fn(res)
+	}
+	if ch != nil {
+		ch <- res // buffered
 	}
 	return nil
 }

@@ -164,7 +164,10 @@ func (l *Leader) lead(ctx context.Context, conn *pgx.Conn, fn func(context.Conte
 				return
 			case <-time.After(l.cfg.PingInterval):
 			}
-			pctx, pcancel := context.WithTimeout(lctx, l.cfg.PingInterval)
+			// Not derived from lctx: cancelling a query makes pgx close the
+			// connection, which would drop the lock behind release's back
+			// (the server frees it only when that backend exits).
+			pctx, pcancel := context.WithTimeout(context.WithoutCancel(lctx), l.cfg.PingInterval)
 			err := conn.Ping(pctx)
 			pcancel()
 			if err != nil && lctx.Err() == nil {
