@@ -199,15 +199,19 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("flows: the flow stopped before it ran: %w", err)
 	}
 
+	// Scheduling and housekeeping stop with ctx, or when the flow dies on
+	// its own: without it there is nothing to schedule for.
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		s.housekeeping(ctx)
+		s.housekeeping(workCtx)
 	}()
 	go func() {
 		defer wg.Done()
-		err := s.leader.Run(ctx, func(lctx context.Context) error {
+		err := s.leader.Run(workCtx, func(lctx context.Context) error {
 			bctx, stopBaseline := context.WithCancel(lctx)
 			defer stopBaseline()
 			go func() { _ = s.baseline.Run(bctx) }()
@@ -224,7 +228,7 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			return s.scheduler.Run(lctx)
 		})
-		if err != nil && ctx.Err() == nil {
+		if err != nil && workCtx.Err() == nil {
 			log.WithError(err).Error("scheduling stopped")
 		}
 	}()
@@ -233,14 +237,19 @@ func (s *Service) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case flowErr = <-flowDone:
+		log.WithError(flowErr).Error("the flow stopped; stopping the service")
 		flowDone <- flowErr
 	}
+	stopWork()
 	wg.Wait()
 	s.drain()
 	stopFlow()
 	flowErr = <-flowDone
 	if errors.Is(flowErr, context.Canceled) {
 		flowErr = nil
+	}
+	if flowErr == nil && ctx.Err() == nil {
+		flowErr = errors.New("flows: the flow stopped before the service was asked to")
 	}
 	return flowErr
 }
