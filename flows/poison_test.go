@@ -59,6 +59,10 @@ func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 	failed, err := e1.ProcessRace(ctx, bad)
 	var fe *handlers.FetchError
 	require.ErrorAs(t, err, &fe)
+	// Results are delivered at least once across restarts: wait until e1 has
+	// committed the ack of this failed result, or e2 would see it again.
+	processed := fmt.Sprintf(`SELECT count(*) FROM "watermill_race.processed.%d"`, flows.Shard(bad, cfg.Shards))
+	require.Eventually(t, func() bool { return h.count(t, processed) == 0 }, time.Minute, 10*time.Millisecond)
 	stop1() // so the requeued message can be seen as published
 
 	store := flows.PoisonStore{Pool: h.db.Pool}
