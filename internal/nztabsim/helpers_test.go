@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/raceflow/raceflow/internal/fixtures"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -102,22 +101,8 @@ func decodeAny(t *testing.T, body []byte) map[string]any {
 	return v
 }
 
-// fixture reads a real API response from shared/fixtures/nztab beside the
-// repository, or skips the test when the fixtures are absent.
-func fixture(t *testing.T, name string) []byte {
-	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "shared", "fixtures", "nztab", name)
-		if b, err := os.ReadFile(p); err == nil {
-			return b
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skipf("fixtures not found at shared/fixtures/nztab/%s in any parent of %s", name, wd)
-		}
-	}
-}
+// fixture reads a real API response or skips the test.
+func fixture(t *testing.T, name string) []byte { t.Helper(); return fixtures.Read(t, name) }
 
 // openRace returns a horse race of the test day that is never abandoned and
 // whose start is after the given NZ clock time.

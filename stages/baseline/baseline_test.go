@@ -3,8 +3,7 @@ package baseline_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/raceflow/raceflow/internal/fixtures"
 	"testing"
 	"time"
 
@@ -18,22 +17,8 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// readFixture returns shared/fixtures/nztab/name, found by walking up from
-// the package directory, or skips the test when the fixtures are absent.
-func readFixture(t *testing.T, name string) []byte {
-	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "shared", "fixtures", "nztab", name)
-		if b, err := os.ReadFile(p); err == nil {
-			return b
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skipf("fixtures not found at shared/fixtures/nztab/%s in any parent of %s", name, wd)
-		}
-	}
-}
+// readFixture returns a shared fixture or skips the test.
+func readFixture(t *testing.T, name string) []byte { t.Helper(); return fixtures.Read(t, name) }
 
 func fixtureMeetings(t *testing.T) nztab.MeetingsList {
 	t.Helper()

@@ -2,6 +2,7 @@ package nztab
 
 import (
 	"encoding/json"
+	"github.com/raceflow/raceflow/internal/fixtures"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,35 +15,11 @@ const (
 	testMeetingID = "e9f2039d-d489-4a7d-aae1-d66225f1a5f4"
 )
 
-// fixtureDir finds shared/fixtures/nztab by walking up from the package
-// directory (the fixtures live beside the repository, never inside it), or
-// skips the test when there is none.
-func fixtureDir(tb testing.TB) string {
-	tb.Helper()
-	dir := fixtureDirOrEmpty()
-	if dir == "" {
-		wd, _ := os.Getwd()
-		tb.Skipf("fixtures not found at shared/fixtures/nztab in any parent of %s: skipping fixture test", wd)
-	}
-	return dir
-}
+// fixtureDir finds the shared fixtures or skips the test.
+func fixtureDir(tb testing.TB) string { tb.Helper(); return fixtures.MustDir(tb) }
 
 // fixtureDirOrEmpty is fixtureDir without skipping, for optional fuzz seeds.
-func fixtureDirOrEmpty() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		cand := filepath.Join(dir, "shared", "fixtures", "nztab")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand
-		}
-		if filepath.Dir(dir) == dir {
-			return ""
-		}
-	}
-}
+func fixtureDirOrEmpty() string { return fixtures.Dir() }
 
 // readFixture returns a fixture's bytes or skips the test when absent.
 func readFixture(tb testing.TB, name string) []byte {

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"encoding/json"
+	"github.com/raceflow/raceflow/internal/fixtures"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,29 +13,8 @@ import (
 	"github.com/raceflow/raceflow/stages/nztab"
 )
 
-// fixtureDir finds the shared NZ TAB fixtures, a sibling of the repository
-// root, or skips the test: the fixtures are TAB data that may not be
-// redistributed, so the repository never carries a copy.
-func fixtureDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.Getwd()
-	require.NoError(tb, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Skipf("fixtures not found: no go.mod above the package directory")
-		}
-		dir = parent
-	}
-	fx := filepath.Join(dir, "..", "shared", "fixtures", "nztab")
-	if _, err := os.Stat(fx); err != nil {
-		tb.Skipf("fixtures not found at %s: %v", fx, err)
-	}
-	return fx
-}
+// fixtureDir finds the shared NZ TAB fixtures or skips the test.
+func fixtureDir(tb testing.TB) string { tb.Helper(); return fixtures.MustDir(tb) }
 
 // fixtureBytes reads one fixture file, skipping when it is absent.
 func fixtureBytes(tb testing.TB, name string) []byte {
