@@ -37,6 +37,7 @@ type Config struct {
 	FetchTimeout     time.Duration // NZTAB_TIMEOUT, per HTTP attempt
 	PubSub           string        // RACEFLOW_PUBSUB: postgres | memory | nats
 	NATSURL          string        // NATS_URL
+	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of `run`: flows sharing a database or NATS server need distinct ones
 	HTTPAddr         string        // RACEFLOW_HTTP_ADDR, metrics and health
 	Shards           int           // RACEFLOW_SHARDS, topic shards per stage
 	DBMaxConns       int           // RACEFLOW_DB_MAX_CONNS, pgx pool size
@@ -56,6 +57,7 @@ func Default() Config {
 		FetchTimeout:     5 * time.Second,
 		PubSub:           PubSubPostgres,
 		NATSURL:          "nats://127.0.0.1:4222",
+		Namespace:        "race",
 		HTTPAddr:         ":9090",
 		Shards:           4,
 		DBMaxConns:       40,
@@ -122,6 +124,7 @@ func Load(getenv func(string) string) (Config, error) {
 	dur("NZTAB_TIMEOUT", &c.FetchTimeout)
 	str("RACEFLOW_PUBSUB", &c.PubSub)
 	str("NATS_URL", &c.NATSURL)
+	str("RACEFLOW_NAMESPACE", &c.Namespace)
 	str("RACEFLOW_HTTP_ADDR", &c.HTTPAddr)
 	num("RACEFLOW_SHARDS", &c.Shards)
 	num("RACEFLOW_DB_MAX_CONNS", &c.DBMaxConns)
@@ -179,6 +182,11 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" {
 			bad("NATS_URL", RedactDSN(c.NATSURL), "must be a URL such as nats://127.0.0.1:4222")
 		}
+	}
+	if c.Namespace == "" || strings.ContainsFunc(c.Namespace, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) {
+		bad("RACEFLOW_NAMESPACE", c.Namespace, "must be lower-case letters, digits, _ or -")
 	}
 	if _, port, found := strings.Cut(c.HTTPAddr, ":"); !found || port == "" {
 		bad("RACEFLOW_HTTP_ADDR", c.HTTPAddr, "must be host:port or :port")

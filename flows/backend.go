@@ -30,8 +30,15 @@ type backend interface {
 	begin(msg *message.Message) (pgx.Tx, error)
 	// init prepares the topics before anything publishes to them.
 	init(ctx context.Context, topics map[string][]string) error
+	// fanOutResults says every instance receives every result (otherwise
+	// each result reaches one consumer).
+	fanOutResults() bool
+	// middleware wraps every handler, outermost.
+	middleware() message.HandlerMiddleware
 	close() error
 }
+
+func noMiddleware(h message.HandlerFunc) message.HandlerFunc { return h }
 
 // Topic kinds.
 const (
@@ -176,6 +183,10 @@ func (b *postgresBackend) init(ctx context.Context, topics map[string][]string) 
 	return nil
 }
 
+func (b *postgresBackend) fanOutResults() bool { return false }
+
+func (b *postgresBackend) middleware() message.HandlerMiddleware { return noMiddleware }
+
 func (b *postgresBackend) close() error {
 	var errs []error
 	for _, s := range b.subs {
@@ -236,6 +247,8 @@ func (b *memoryBackend) begin(msg *message.Message) (pgx.Tx, error) {
 	return b.pool.Begin(msg.Context())
 }
 func (b *memoryBackend) init(context.Context, map[string][]string) error { return nil }
+func (b *memoryBackend) fanOutResults() bool                             { return false }
+func (b *memoryBackend) middleware() message.HandlerMiddleware           { return noMiddleware }
 func (b *memoryBackend) close() error {
 	return errors.Join(b.ch.Close(), b.poison.Close())
 }

@@ -3,6 +3,7 @@ package flows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -116,7 +117,14 @@ func (e *Engine) publishOutputs(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil || len(out) == 0 {
 			return nil, err
 		}
-		if pubErr := e.outputPub.Publish(message.PublishTopicFromCtx(msg.Context()), out...); pubErr != nil {
+		topic := message.PublishTopicFromCtx(msg.Context())
+		for i, m := range out {
+			m.UUID = derivedUUID(msg.UUID, fmt.Sprintf("%s#%d", topic, i))
+			if topicKind(topic) == kindProcessed {
+				m.Metadata.Set(keyProducer, e.instance)
+			}
+		}
+		if pubErr := e.outputPub.Publish(topic, out...); pubErr != nil {
 			return nil, &redeliver{pubErr}
 		}
 		return nil, nil

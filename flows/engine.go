@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/components/metrics"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -26,6 +29,7 @@ import (
 const (
 	BackendPostgres = "postgres"
 	BackendMemory   = "memory"
+	BackendNATS     = "nats"
 )
 
 // Config shapes the flow. Start from DefaultConfig.
@@ -52,6 +56,8 @@ type Config struct {
 	SlowPoll time.Duration
 	// CloseTimeout bounds how long Close waits for in-flight handlers.
 	CloseTimeout time.Duration
+	// NATS configures the nats backend.
+	NATS NATSConfig
 }
 
 // RetryConfig is exponential backoff for transient handler errors.
@@ -74,14 +80,19 @@ func DefaultConfig() Config {
 		Retry:              RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
 		SlowPoll:           2 * time.Second,
 		CloseTimeout:       30 * time.Second,
+		NATS:               DefaultNATSConfig(),
 	}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Backend != BackendPostgres && c.Backend != BackendMemory {
-		errs = append(errs, fmt.Errorf("flows: backend %q must be %s or %s", c.Backend, BackendPostgres, BackendMemory))
+	switch c.Backend {
+	case BackendPostgres, BackendMemory:
+	case BackendNATS:
+		errs = append(errs, c.NATS.Validate())
+	default:
+		errs = append(errs, fmt.Errorf("flows: backend %q must be %s, %s or %s", c.Backend, BackendPostgres, BackendMemory, BackendNATS))
 	}
 	if c.Shards < 1 || c.Shards > 256 {
 		errs = append(errs, fmt.Errorf("flows: shards %d must be within 1..256", c.Shards))
@@ -125,9 +136,14 @@ type Engine struct {
 	pub     message.Publisher
 	log     logrus.FieldLogger
 
-	mu        sync.Mutex
-	waiters   map[string]chan handlers.ProcessResult
-	observers []func(handlers.ProcessResult)
+	// instance tells this engine's results from other instances' when
+	// results fan out to every instance.
+	instance string
+
+	mu           sync.Mutex
+	waiters      map[string]chan handlers.ProcessResult
+	observers    []func(handlers.ProcessResult)
+	ownObservers []func(handlers.ProcessResult)
 
 	outputPub message.Publisher // publishes stage outputs inside the tracked region
 
@@ -149,11 +165,18 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		deps.Now = time.Now
 	}
 	wlog := NewLogger(deps.Logger)
-	e := &Engine{cfg: cfg, deps: deps, log: deps.Logger, waiters: map[string]chan handlers.ProcessResult{}}
+	e := &Engine{cfg: cfg, deps: deps, log: deps.Logger, waiters: map[string]chan handlers.ProcessResult{},
+		instance: watermill.NewShortUUID()}
 
 	switch cfg.Backend {
 	case BackendPostgres:
 		b, err := newPostgresBackend(deps.Pool, cfg, wlog)
+		if err != nil {
+			return nil, err
+		}
+		e.backend = b
+	case BackendNATS:
+		b, err := newNATSBackend(deps.Pool, cfg, wlog)
 		if err != nil {
 			return nil, err
 		}
@@ -181,6 +204,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	// stamps the stage into the outputs; poison sits outside outcome and
 	// retry, so transient errors are retried first and failures get a result.
 	router.AddMiddleware(
+		e.backend.middleware(),
 		e.track,
 		deps.Metrics.Middleware,
 		e.publishOutputs,
@@ -282,12 +306,38 @@ func (e *Engine) Running() chan struct{} { return e.router.Running() }
 // Close stops the routers; in-flight messages are finished or redelivered.
 func (e *Engine) Close() error { return e.router.Close() }
 
-// OnResult registers fn to see every poll result (the scheduler, metrics).
-// It must not block.
+// OnResult registers fn to see every poll result this engine receives (the
+// scheduler). On the nats backend every instance receives every result. It
+// must not block.
 func (e *Engine) OnResult(fn func(handlers.ProcessResult)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.observers = append(e.observers, fn)
+}
+
+// OnOwnResult registers fn to see the results of the polls this engine
+// worked on last (metrics: summed over instances, each poll counts once).
+// It must not block.
+func (e *Engine) OnOwnResult(fn func(handlers.ProcessResult)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ownObservers = append(e.ownObservers, fn)
+}
+
+// keyProducer marks a result with the engine instance that produced it.
+const keyProducer = "producer"
+
+// ownResult reports whether this engine produced the result in msg.
+func (e *Engine) ownResult(msg *message.Message) bool {
+	return !e.backend.fanOutResults() || msg.Metadata.Get(keyProducer) == e.instance
+}
+
+// derivedUUID is the id of an output of the message with id parent: the
+// same for every redelivery of parent, so a backend that deduplicates by id
+// (JetStream) drops what a redone stage publishes again. Distinct per
+// purpose.
+func derivedUUID(parent, purpose string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("raceflow:"+parent+"/"+purpose)).String()
 }
 
 // RequestPoll publishes a poll of raceID and returns its poll id.
@@ -337,6 +387,9 @@ func (e *Engine) deliver(msg *message.Message) error {
 	ch := e.waiters[res.PollID]
 	delete(e.waiters, res.PollID)
 	obs := e.observers
+	if e.ownResult(msg) {
+		obs = append(slices.Clip(obs), e.ownObservers...)
+	}
 	e.mu.Unlock()
 	// Observers first: when ProcessRace returns, metrics and the scheduler
 	// have already seen the result.

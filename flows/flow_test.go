@@ -18,6 +18,7 @@ import (
 
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nzday"
@@ -139,19 +140,29 @@ func (h *harness) count(t *testing.T, query string, args ...any) int {
 	return n
 }
 
-func cfgFor(backend string) flows.Config {
+// backends are the transports every flow test runs on.
+var backends = []string{flows.BackendPostgres, flows.BackendMemory, flows.BackendNATS}
+
+// cfgFor is the flow configuration of a test on backend; on nats the test
+// gets a namespace of its own (streams are server-wide, not per database).
+func cfgFor(t *testing.T, backend string) flows.Config {
+	t.Helper()
 	cfg := flows.DefaultConfig()
 	cfg.Backend = backend
+	if backend == flows.BackendNATS {
+		cfg.NATS.URL = natstest.URL(t)
+		cfg.Namespace = natstest.Namespace(t, cfg.NATS.URL)
+	}
 	return cfg
 }
 
 func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 	t.Parallel()
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendMemory} {
+	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
-			e, _ := h.start(t, cfgFor(backend))
+			e, _ := h.start(t, cfgFor(t, backend))
 			raceID := h.horseRaces(t, 1)[0]
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -204,7 +215,7 @@ func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 func TestWriteFailureRollsBackThePollAndReportsWriteError(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
 	ctx := context.Background()
 	// No partition for today: the write of the history rows fails for good.
 	today := nzday.Of(time.Now())
@@ -233,7 +244,7 @@ func TestWriteFailureRollsBackThePollAndReportsWriteError(t *testing.T) {
 func TestMalformedPayloadIsPoisonedWhileOtherRacesComplete(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
 	ids := h.horseRaces(t, 6)
 	bad := ids[2]
 	require.NoError(t, h.sim.SetRaceFault(bad, nztabsim.FaultMalformed))
@@ -260,7 +271,7 @@ func TestMalformedPayloadIsPoisonedWhileOtherRacesComplete(t *testing.T) {
 func TestUnknownRaceIsSkippedWithoutTouchingTheDatabase(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := e.ProcessRace(ctx, "no-such-race")
@@ -275,7 +286,7 @@ func TestUnknownRaceIsSkippedWithoutTouchingTheDatabase(t *testing.T) {
 func TestUnrelatedLongTransactionDoesNotStallTheFlow(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(flows.BackendPostgres))
+	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
 	ctx := context.Background()
 	// An idle transaction holding an xid: with the log schema this would
 	// stop delivery on every topic until it ends (watermill-notes.md §0.6).
@@ -301,7 +312,7 @@ func TestUnrelatedLongTransactionDoesNotStallTheFlow(t *testing.T) {
 func TestStoppingMidFlowLosesNoPollAndDuplicatesNoRow(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	cfg := cfgFor(flows.BackendPostgres)
+	cfg := cfgFor(t, flows.BackendPostgres)
 	e1, stop1 := h.start(t, cfg)
 	seen := make(chan handlers.ProcessResult, 100)
 	e1.OnResult(func(r handlers.ProcessResult) { seen <- r })
@@ -335,7 +346,7 @@ func TestStoppingMidFlowLosesNoPollAndDuplicatesNoRow(t *testing.T) {
 func TestShardedPollsKeepEachRacesOrder(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	cfg := cfgFor(flows.BackendPostgres)
+	cfg := cfgFor(t, flows.BackendPostgres)
 	cfg.Shards = 4
 	e, _ := h.start(t, cfg)
 	var mu sync.Mutex

@@ -131,7 +131,7 @@ func TestHostileAPIInputIsTypedAndContainedWhileOtherRacesFlow(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e, _ := hs.start(t, cfgFor(flows.BackendPostgres))
+	e, _ := hs.start(t, cfgFor(t, flows.BackendPostgres))
 	results, _ := e.ProcessRaces(ctx, ids, 6)
 	for k, res := range results {
 		name, isHostile := byRace[ids[k]]
@@ -176,7 +176,7 @@ func TestUpstreamFaultsBackOffWithoutHammeringAndPollsResume(t *testing.T) {
 			}
 		}
 	}))
-	e, _ := hs.start(t, cfgFor(flows.BackendPostgres))
+	e, _ := hs.start(t, cfgFor(t, flows.BackendPostgres))
 	ids := hs.horseRaces(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

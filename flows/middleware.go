@@ -75,6 +75,8 @@ func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 			return nil, errors.Join(err, encErr)
 		}
 		handlers.MarkStage(res.Metadata, stage, start, e.deps.Now())
+		res.UUID = derivedUUID(msg.UUID, "failure-result")
+		res.Metadata.Set(keyProducer, e.instance)
 		raceID := msg.Metadata.Get(handlers.KeyRaceID)
 		if pubErr := pub.Publish(e.topic(kindProcessed, Shard(raceID, e.cfg.Shards)), res); pubErr != nil {
 			return nil, errors.Join(err, pubErr)

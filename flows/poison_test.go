@@ -50,7 +50,7 @@ func startObserved(t *testing.T, h *harness, cfg flows.Config, fn func(handlers.
 func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	cfg := cfgFor(flows.BackendPostgres)
+	cfg := cfgFor(t, flows.BackendPostgres)
 	e1, stop1 := h.start(t, cfg)
 	bad := h.horseRaces(t, 1)[0]
 	require.NoError(t, h.sim.SetRaceFault(bad, nztabsim.FaultMalformed))

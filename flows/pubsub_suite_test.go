@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/pgtest"
 )
 
@@ -56,4 +57,42 @@ func TestUniversalPubSubSuiteMemory(t *testing.T) {
 		ch := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024, Persistent: true}, watermill.NopLogger{})
 		return ch, ch
 	}, nil)
+}
+
+// TestUniversalPubSubSuiteNATS runs the suite on the nats backend's streams,
+// consumers, publisher and subscriber: as a stage hand-off (work queue,
+// shared durable consumer) and as the stored topic (kept with retention).
+func TestUniversalPubSubSuiteNATS(t *testing.T) {
+	url := natstest.URL(t)
+	for _, kind := range []string{kindPoll, kindFetched} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			cfg := DefaultConfig()
+			cfg.Backend = BackendNATS
+			cfg.NATS.URL = url
+			conn, js, err := dialNATS(cfg.NATS)
+			require.NoError(t, err)
+			b := &natsBackend{cfg: cfg, logger: watermill.NopLogger{}, conn: conn, js: js,
+				kindOf: func(string) string { return kind }}
+			t.Cleanup(func() {
+				b.ensured.Range(func(topic, _ any) bool {
+					require.NoError(t, js.DeleteStream(natsName(topic.(string))))
+					return true
+				})
+				conn.Close()
+			})
+			tests.TestPubSub(t, tests.Features{
+				ConsumerGroups:      false,
+				ExactlyOnceDelivery: false,
+				GuaranteedOrder:     true,
+				Persistent:          true,
+			}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+				pub, err := b.newPublisher()
+				require.NoError(t, err)
+				sub, err := b.newSubscriber(false)
+				require.NoError(t, err)
+				return pub, sub
+			}, nil)
+		})
+	}
 }

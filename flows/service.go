@@ -101,6 +101,8 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		deps.Registry = prometheus.NewRegistry()
 		deps.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	// The stored topics of the nats backend expire by the same retention.
+	cfg.Flow.NATS.StoredRetention = cfg.StoredRetention
 	s := &Service{cfg: cfg, deps: deps}
 	var err error
 	if s.parts, err = partitions.New(deps.Pool, cfg.Partitions); err != nil {
@@ -115,7 +117,7 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		Metrics: s.metrics, Now: deps.Clock.Now}); err != nil {
 		return nil, err
 	}
-	s.engine.OnResult(s.metrics.Observe)
+	s.engine.OnOwnResult(s.metrics.Observe)
 	if s.scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{
 		Races:  schedule.NewPGRaces(deps.Pool, cfg.Schedule),
 		Poller: s.engine,

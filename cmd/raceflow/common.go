@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/raceflow/raceflow/config"
+	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/migrations"
 	"github.com/raceflow/raceflow/stages/partitions"
 )
@@ -109,4 +110,15 @@ func newLogger(cfg config.Config, w io.Writer) *logrus.Logger {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// flowConfig is the flow configuration the settings ask for.
+func flowConfig(cfg config.Config) flows.Config {
+	f := flows.DefaultConfig()
+	f.Backend = cfg.PubSub
+	f.Shards = cfg.Shards
+	f.Namespace = cfg.Namespace
+	f.NATS.URL = cfg.NATSURL
+	f.NATS.StoredRetention = cfg.Retention
+	return f
 }

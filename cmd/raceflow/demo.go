@@ -103,8 +103,7 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	scfg := flows.DefaultServiceConfig()
-	scfg.Flow.Backend = cfg.PubSub
-	scfg.Flow.Shards = cfg.Shards
+	scfg.Flow = flowConfig(cfg)
 	scfg.Flow.Namespace = "demo" // never competes with a `raceflow run` on a shared database
 	scfg.LeaderKey++
 	scfg.Schedule.MaxInFlight = 12

@@ -52,9 +52,7 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	fcfg := flows.DefaultConfig()
-	fcfg.Backend = cfg.PubSub
-	fcfg.Shards = cfg.Shards
+	fcfg := flowConfig(cfg)
 	fcfg.Namespace = *namespace
 	engine, err := flows.New(fcfg, flows.Deps{Pool: pool, Fetcher: client, Logger: log})
 	if err != nil {

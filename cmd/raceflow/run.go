@@ -39,8 +39,7 @@ func runRun(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	scfg := flows.DefaultServiceConfig()
-	scfg.Flow.Backend = cfg.PubSub
-	scfg.Flow.Shards = cfg.Shards
+	scfg.Flow = flowConfig(cfg)
 	scfg.Partitions.Retention = cfg.HistoryRetention
 	scfg.StoredRetention = cfg.Retention
 	scfg.DrainTimeout = *drain
