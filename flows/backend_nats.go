@@ -426,3 +426,26 @@ func redactURL(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// DeleteNATSStreams deletes the streams (and so the consumers and messages)
+// of namespace's flow: for throw-away flows such as benchmarks.
+func DeleteNATSStreams(cfg NATSConfig, namespace string) error {
+	if err := validNamespace(namespace); err != nil {
+		return err
+	}
+	conn, js, err := dialNATS(cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	prefix := natsName(namespace + ".")
+	var errs []error
+	for name := range js.StreamNames() {
+		if strings.HasPrefix(name, prefix) {
+			if err := js.DeleteStream(name); err != nil {
+				errs = append(errs, fmt.Errorf("flows: delete stream %s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -42,6 +42,26 @@ var (
 	ErrBadRequeueTopic = errors.New("flows: poison message names no topic of this flow")
 )
 
+// PoisonQueue inspects and manages the poison queue of one flow, wherever
+// its backend keeps it: PoisonStore (postgres) or NATSPoisonStore (nats).
+type PoisonQueue interface {
+	// Topic is the poison topic.
+	Topic() string
+	// List returns the messages f selects, newest first.
+	List(ctx context.Context, f PoisonFilter) ([]PoisonMessage, error)
+	// Get returns one message, payload included.
+	Get(ctx context.Context, id int64) (PoisonMessage, error)
+	// Requeue sends the selected messages back to the topics they failed on.
+	Requeue(ctx context.Context, sel PoisonSelector) (int, error)
+	// Purge deletes the messages poisoned before cutoff.
+	Purge(ctx context.Context, cutoff time.Time) (int64, error)
+}
+
+var (
+	_ PoisonQueue = PoisonStore{}
+	_ PoisonQueue = (*NATSPoisonStore)(nil)
+)
+
 // PoisonStore inspects and manages the poison queue of one PostgreSQL-backed
 // flow. Poisoned rows keep the failed message's payload and metadata, plus
 // why, where and when it failed.
@@ -142,6 +162,12 @@ func scanPoison(row pgx.Row) (PoisonMessage, error) {
 	if m.Metadata == nil {
 		m.Metadata = map[string]string{}
 	}
+	m.fill()
+	return m, nil
+}
+
+// fill derives the named fields from the metadata.
+func (m *PoisonMessage) fill() {
 	m.RaceID = m.Metadata[handlers.KeyRaceID]
 	m.PollID = m.Metadata[handlers.KeyPollID]
 	m.Stage = m.Metadata[handlers.KeyStage]
@@ -149,7 +175,6 @@ func scanPoison(row pgx.Row) (PoisonMessage, error) {
 	m.Reason = m.Metadata[middleware.ReasonForPoisonedKey]
 	m.Topic = m.Metadata[middleware.PoisonedTopicKey]
 	m.Requeued, _ = strconv.Atoi(m.Metadata[KeyRequeued])
-	return m, nil
 }
 
 // List returns the poison messages f selects, newest first.
@@ -323,8 +348,12 @@ func (s PoisonStore) requeueTx(ctx context.Context, selectFn func(pgx.Tx) ([]Poi
 // requeueMessage rebuilds the message as it was published, under a new
 // uuid (the poison row keeps the old one until it is deleted).
 func (s PoisonStore) requeueMessage(m PoisonMessage) (*message.Message, error) {
-	prefix := s.namespace() + "."
-	if !strings.HasPrefix(m.Topic, prefix) || m.Topic == s.Topic() {
+	return requeueMessage(s.namespace(), m)
+}
+
+func requeueMessage(namespace string, m PoisonMessage) (*message.Message, error) {
+	prefix := namespace + "."
+	if !strings.HasPrefix(m.Topic, prefix) || m.Topic == namespace+"."+kindPoison {
 		return nil, fmt.Errorf("%w: message %d, topic %q", ErrBadRequeueTopic, m.ID, m.Topic)
 	}
 	out := message.NewMessage(watermill.NewUUID(), m.Payload)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
 
@@ -32,7 +33,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	iterations := fs.Int("iterations", 10, "measured iterations (batches)")
 	concurrency := fs.Int("concurrency", 1, "polls in flight at once")
 	warmup := fs.Int("warmup", 1, "unrecorded warm-up iterations before the measured ones")
-	backend := fs.String("backend", "", "flow backend: postgres | memory (default: RACEFLOW_PUBSUB, else postgres)")
+	backend := fs.String("backend", "", "flow backend: postgres | memory | nats (default: RACEFLOW_PUBSUB, else postgres)")
 	apiLatency := fs.Duration("api-latency", 0, "delay the in-process simulator adds to every response")
 	out := fs.String("out", "bench-results", "directory for the report files")
 	formats := fs.String("formats", "json,csv", "report files to write: json, csv (comma-separated; empty for none)")
@@ -65,10 +66,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	apiSet := a.getenv("NZTAB_API_URL") != ""
 	fs.Visit(func(f *flag.Flag) { apiSet = apiSet || f.Name == "api-url" })
 	if *backend == "" {
-		*backend = flows.BackendPostgres
-		if cfg.PubSub == config.PubSubMemory {
-			*backend = flows.BackendMemory
-		}
+		*backend = cfg.PubSub
 	}
 	outFormats, err := bench.ParseFormats(*formats)
 	if err != nil {
@@ -79,6 +77,16 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	bcfg.IterationTimeout, bcfg.SingleTarget, bcfg.BatchTarget = *timeout, *singleTarget, *batchTarget
 	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.PollInterval = *backend, cfg.Shards, *pollInterval
 	bcfg.Flow.Namespace = "bench" // never competes with a `raceflow run` on a shared database
+	bcfg.Flow.NATS.URL = cfg.NATSURL
+	if *backend == flows.BackendNATS {
+		// Streams are server-wide: a namespace of its own, deleted afterwards.
+		bcfg.Flow.Namespace = "bench-" + strings.ToLower(watermill.NewShortUUID())
+		defer func() {
+			if err := flows.DeleteNATSStreams(bcfg.Flow.NATS, bcfg.Flow.Namespace); err != nil {
+				fmt.Fprintf(a.stderr, "raceflow bench: clean up the NATS streams: %v\n", err)
+			}
+		}()
+	}
 	if err := bcfg.Validate(); err != nil {
 		return usage("%v", err)
 	}

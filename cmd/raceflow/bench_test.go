@@ -28,7 +28,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 	}{
 		{"no races", nil, []string{"--races", "0"}, "races 0"},
 		{"unknown format", nil, []string{"--formats", "json,xml"}, "xml"},
-		{"unknown backend", nil, []string{"--backend", "nats"}, "backend"},
+		{"unknown backend", nil, []string{"--backend", "kafka"}, "backend"},
 		{"race ids for the simulator", nil, []string{"some-race"}, "race ids are for an external API"},
 		{"latency for an external API", map[string]string{"NZTAB_API_URL": "http://127.0.0.1:1/affiliates/v1"},
 			[]string{"--api-latency", "5ms"}, "--api-latency applies to the in-process simulator"},

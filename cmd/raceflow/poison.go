@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 )
@@ -93,12 +95,12 @@ func (v *durationValue) Set(s string) error {
 
 // poisonFlags parses a poison subcommand's flags, which may come before,
 // after or between its arguments (requeue 12 13 --namespace demo), and
-// returns the arguments and a store on the configured database.
-func poisonFlags(a *app, fs *flag.FlagSet, args []string) (config.Config, flows.PoisonStore, []string, error) {
+// returns the configuration, the namespace and the arguments.
+func poisonFlags(a *app, fs *flag.FlagSet, args []string) (config.Config, string, []string, error) {
 	ns := fs.String("namespace", flows.DefaultConfig().Namespace, "the flow's topic namespace (demo uses demo)")
 	cfg, err := config.Load(a.getenv)
 	if err != nil {
-		return cfg, flows.PoisonStore{}, nil, err
+		return cfg, "", nil, err
 	}
 	cfg.RegisterFlags(fs)
 	fs.SetOutput(a.stderr)
@@ -106,9 +108,9 @@ func poisonFlags(a *app, fs *flag.FlagSet, args []string) (config.Config, flows.
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return cfg, flows.PoisonStore{}, nil, err
+				return cfg, "", nil, err
 			}
-			return cfg, flows.PoisonStore{}, nil, fmt.Errorf("%w: %w: %v", errUsage, errFlagReported, err)
+			return cfg, "", nil, fmt.Errorf("%w: %w: %v", errUsage, errFlagReported, err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -118,20 +120,30 @@ func poisonFlags(a *app, fs *flag.FlagSet, args []string) (config.Config, flows.
 		args = args[1:]
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, flows.PoisonStore{}, nil, err
+		return cfg, "", nil, err
 	}
-	return cfg, flows.PoisonStore{Namespace: *ns}, positional, nil
+	return cfg, *ns, positional, nil
 }
 
-// withStore opens the database for the store and runs fn.
-func withStore(ctx context.Context, cfg config.Config, store flows.PoisonStore, fn func(flows.PoisonStore) error) error {
-	pool, err := openPool(ctx, cfg)
+// withStore opens the poison queue of namespace's flow on the configured
+// backend (RACEFLOW_PUBSUB) and runs fn.
+func withStore(ctx context.Context, cfg config.Config, namespace string, fn func(flows.PoisonQueue) error) error {
+	fcfg := flowConfig(cfg)
+	fcfg.Namespace = namespace
+	var pool *pgxpool.Pool
+	if fcfg.Backend == flows.BackendPostgres {
+		var err error
+		if pool, err = openPool(ctx, cfg); err != nil {
+			return err
+		}
+		defer pool.Close()
+	}
+	q, closeQueue, err := flows.OpenPoisonQueue(fcfg, pool)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	store.Pool = pool
-	return fn(store)
+	defer closeQueue()
+	return fn(q)
 }
 
 func runPoisonList(ctx context.Context, a *app, args []string) error {
@@ -147,7 +159,7 @@ func runPoisonList(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintln(a.stderr, "Usage: raceflow poison list [--race ID] [--stage S] [--since D] [--limit N] [--json]")
 		fs.PrintDefaults()
 	}
-	cfg, store, rest, err := poisonFlags(a, fs, args)
+	cfg, ns, rest, err := poisonFlags(a, fs, args)
 	if err != nil {
 		return err
 	}
@@ -159,7 +171,7 @@ func runPoisonList(ctx context.Context, a *app, args []string) error {
 	if sinceFlag.set {
 		f.Since = time.Now().Add(-since)
 	}
-	return withStore(ctx, cfg, store, func(s flows.PoisonStore) error {
+	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
 		msgs, err := s.List(ctx, f)
 		if err != nil {
 			return err
@@ -210,7 +222,7 @@ func runPoisonShow(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintln(a.stderr, "Usage: raceflow poison show [--json] ID")
 		fs.PrintDefaults()
 	}
-	cfg, store, rest, err := poisonFlags(a, fs, args)
+	cfg, ns, rest, err := poisonFlags(a, fs, args)
 	if err != nil {
 		return err
 	}
@@ -222,7 +234,7 @@ func runPoisonShow(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: ID %q is not a number (see raceflow poison list)", errUsage, rest[0])
 	}
-	return withStore(ctx, cfg, store, func(s flows.PoisonStore) error {
+	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
 		m, err := s.Get(ctx, id)
 		if err != nil {
 			return err
@@ -292,7 +304,7 @@ func runPoisonRequeue(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintln(a.stderr, "Usage: raceflow poison requeue ID... | --race ID | --all\n\nSends messages back to the topic they failed on, with their original payload and metadata.")
 		fs.PrintDefaults()
 	}
-	cfg, store, rest, err := poisonFlags(a, fs, args)
+	cfg, ns, rest, err := poisonFlags(a, fs, args)
 	if err != nil {
 		return err
 	}
@@ -314,7 +326,7 @@ func runPoisonRequeue(ctx context.Context, a *app, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("%w: give IDs, --race or --all (exactly one)", errUsage)
 	}
-	return withStore(ctx, cfg, store, func(s flows.PoisonStore) error {
+	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
 		count, err := s.Requeue(ctx, sel)
 		if err == nil || count > 0 { // a batched requeue can fail part-way
 			fmt.Fprintf(a.stdout, "requeued %d message(s)\n", count)
@@ -332,7 +344,7 @@ func runPoisonPurge(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintln(a.stderr, "Usage: raceflow poison purge --older-than D")
 		fs.PrintDefaults()
 	}
-	cfg, store, rest, err := poisonFlags(a, fs, args)
+	cfg, ns, rest, err := poisonFlags(a, fs, args)
 	if err != nil {
 		return err
 	}
@@ -341,7 +353,7 @@ func runPoisonPurge(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("%w: purge needs --older-than and no arguments", errUsage)
 	}
 	cutoff := time.Now().Add(-older)
-	return withStore(ctx, cfg, store, func(s flows.PoisonStore) error {
+	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
 		n, err := s.Purge(ctx, cutoff)
 		if err != nil {
 			return err

@@ -195,7 +195,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative warm-up", func(c *Config) { c.Warmup = -1 }, "warmup"},
 		{"no timeout", func(c *Config) { c.IterationTimeout = 0 }, "timeout"},
 		{"negative target", func(c *Config) { c.BatchTarget = -time.Second }, "targets"},
-		{"bad flow", func(c *Config) { c.Flow.Backend = "nats" }, "backend"},
+		{"bad flow", func(c *Config) { c.Flow.Backend = "kafka" }, "backend"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
