@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
@@ -156,6 +157,21 @@ func cfgFor(t *testing.T, backend string) flows.Config {
 	return cfg
 }
 
+// poisonQueue lists the flow's poison queue; ok is false on the memory
+// backend, which keeps nothing to inspect.
+func poisonQueue(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f flows.PoisonFilter) (msgs []flows.PoisonMessage, ok bool) {
+	t.Helper()
+	q, closeQueue, err := flows.OpenPoisonQueue(cfg, pool)
+	if errors.Is(err, flows.ErrNoPoisonStore) {
+		return nil, false
+	}
+	require.NoError(t, err)
+	defer closeQueue()
+	msgs, err = q.List(context.Background(), f)
+	require.NoError(t, err)
+	return msgs, true
+}
+
 func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 	t.Parallel()
 	for _, backend := range backends {
@@ -214,8 +230,18 @@ func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 
 func TestWriteFailureRollsBackThePollAndReportsWriteError(t *testing.T) {
 	t.Parallel()
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testWriteFailureRollsBack(t, backend)
+		})
+	}
+}
+
+func testWriteFailureRollsBack(t *testing.T, backend string) {
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
+	cfg := cfgFor(t, backend)
+	e, _ := h.start(t, cfg)
 	ctx := context.Background()
 	// No partition for today: the write of the history rows fails for good.
 	today := nzday.Of(time.Now())
@@ -238,13 +264,26 @@ func TestWriteFailureRollsBackThePollAndReportsWriteError(t *testing.T) {
 		require.Zero(t, h.count(t, `SELECT count(*) FROM `+table+` WHERE race_id = $1`, raceID), "%s rolled back", table)
 	}
 	require.Zero(t, h.count(t, `SELECT count(*) FROM meetings`), "meetings rolled back")
-	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM "watermill_race.poison" WHERE metadata->>'race_id' = $1 AND metadata->>'stage' = 'write'`, raceID))
+	if msgs, ok := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: raceID, Stage: handlers.StageWrite}); ok {
+		require.Len(t, msgs, 1, "the poll is in the poison queue")
+		require.Equal(t, "partition_missing", msgs[0].Kind)
+	}
 }
 
 func TestMalformedPayloadIsPoisonedWhileOtherRacesComplete(t *testing.T) {
 	t.Parallel()
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testMalformedPayloadIsPoisoned(t, backend)
+		})
+	}
+}
+
+func testMalformedPayloadIsPoisoned(t *testing.T, backend string) {
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
+	cfg := cfgFor(t, backend)
+	e, _ := h.start(t, cfg)
 	ids := h.horseRaces(t, 6)
 	bad := ids[2]
 	require.NoError(t, h.sim.SetRaceFault(bad, nztabsim.FaultMalformed))
@@ -262,16 +301,27 @@ func TestMalformedPayloadIsPoisonedWhileOtherRacesComplete(t *testing.T) {
 		}
 		require.Equal(t, handlers.StatusSuccess, res.Status, "race %s", ids[i])
 	}
-	var reason string
-	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT metadata->>'reason_poisoned' FROM "watermill_race.poison" WHERE metadata->>'race_id' = $1`, bad).Scan(&reason))
-	require.Contains(t, reason, "malformed")
+	if msgs, ok := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: bad}); ok {
+		require.Len(t, msgs, 1)
+		require.Contains(t, msgs[0].Reason, "malformed")
+	}
 	require.Zero(t, h.count(t, `SELECT count(*) FROM races WHERE race_id = $1`, bad))
 }
 
 func TestUnknownRaceIsSkippedWithoutTouchingTheDatabase(t *testing.T) {
 	t.Parallel()
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testUnknownRaceIsSkipped(t, backend)
+		})
+	}
+}
+
+func testUnknownRaceIsSkipped(t *testing.T, backend string) {
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
+	cfg := cfgFor(t, backend)
+	e, _ := h.start(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := e.ProcessRace(ctx, "no-such-race")
@@ -280,13 +330,23 @@ func TestUnknownRaceIsSkippedWithoutTouchingTheDatabase(t *testing.T) {
 	require.Equal(t, handlers.StatusSkipped, res.Status)
 	require.Equal(t, "not_found", res.Error.Kind)
 	require.Zero(t, h.count(t, `SELECT count(*) FROM races`))
-	require.Zero(t, h.count(t, `SELECT count(*) FROM "watermill_race.poison"`), "a 404 is not poison")
+	msgs, _ := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{})
+	require.Empty(t, msgs, "a 404 is not poison")
 }
 
 func TestUnrelatedLongTransactionDoesNotStallTheFlow(t *testing.T) {
 	t.Parallel()
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testUnrelatedLongTransaction(t, backend)
+		})
+	}
+}
+
+func testUnrelatedLongTransaction(t *testing.T, backend string) {
 	h := newHarness(t)
-	e, _ := h.start(t, cfgFor(t, flows.BackendPostgres))
+	e, _ := h.start(t, cfgFor(t, backend))
 	ctx := context.Background()
 	// An idle transaction holding an xid: with the log schema this would
 	// stop delivery on every topic until it ends (watermill-notes.md §0.6).
@@ -311,8 +371,18 @@ func TestUnrelatedLongTransactionDoesNotStallTheFlow(t *testing.T) {
 
 func TestStoppingMidFlowLosesNoPollAndDuplicatesNoRow(t *testing.T) {
 	t.Parallel()
+	// Not memory: it keeps nothing across a stop, by design.
+	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testStoppingMidFlow(t, backend)
+		})
+	}
+}
+
+func testStoppingMidFlow(t *testing.T, backend string) {
 	h := newHarness(t)
-	cfg := cfgFor(t, flows.BackendPostgres)
+	cfg := cfgFor(t, backend)
 	e1, stop1 := h.start(t, cfg)
 	seen := make(chan handlers.ProcessResult, 100)
 	e1.OnResult(func(r handlers.ProcessResult) { seen <- r })
@@ -340,13 +410,24 @@ func TestStoppingMidFlowLosesNoPollAndDuplicatesNoRow(t *testing.T) {
 	require.Equal(t, len(polls), h.count(t, `SELECT count(*) FROM race_polls WHERE poll_id = ANY($1)`, polls), "every poll written once")
 	require.Equal(t, len(polls), h.count(t, `SELECT count(DISTINCT poll_id) FROM race_polls`))
 	require.Zero(t, h.count(t, `SELECT count(*) FROM (SELECT 1 FROM money_flow_history GROUP BY race_id, entrant_id, polling_timestamp HAVING count(*) > 1) d`))
-	require.Zero(t, h.count(t, `SELECT count(*) FROM "watermill_race.poison"`))
+	msgs, _ := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{})
+	require.Empty(t, msgs)
 }
 
 func TestShardedPollsKeepEachRacesOrder(t *testing.T) {
 	t.Parallel()
+	// Not memory: Go channels hand messages over concurrently, unordered.
+	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testShardedPollsKeepOrder(t, backend)
+		})
+	}
+}
+
+func testShardedPollsKeepOrder(t *testing.T, backend string) {
 	h := newHarness(t)
-	cfg := cfgFor(t, flows.BackendPostgres)
+	cfg := cfgFor(t, backend)
 	cfg.Shards = 4
 	e, _ := h.start(t, cfg)
 	var mu sync.Mutex
