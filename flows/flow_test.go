@@ -172,6 +172,18 @@ func poisonQueue(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f flows.Poi
 	return msgs, true
 }
 
+// waitPoisoned waits until the poison queue holds n messages f selects: on
+// nats a failed poll's result can arrive before its poison message is
+// stored (two streams, no shared transaction).
+func waitPoisoned(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f flows.PoisonFilter, n int) (msgs []flows.PoisonMessage, ok bool) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		msgs, ok = poisonQueue(t, cfg, pool, f)
+		return !ok || len(msgs) >= n
+	}, 30*time.Second, 20*time.Millisecond, "%d poison messages", n)
+	return msgs, ok
+}
+
 func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 	t.Parallel()
 	for _, backend := range backends {
@@ -264,7 +276,7 @@ func testWriteFailureRollsBack(t *testing.T, backend string) {
 		require.Zero(t, h.count(t, `SELECT count(*) FROM `+table+` WHERE race_id = $1`, raceID), "%s rolled back", table)
 	}
 	require.Zero(t, h.count(t, `SELECT count(*) FROM meetings`), "meetings rolled back")
-	if msgs, ok := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: raceID, Stage: handlers.StageWrite}); ok {
+	if msgs, ok := waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: raceID, Stage: handlers.StageWrite}, 1); ok {
 		require.Len(t, msgs, 1, "the poll is in the poison queue")
 		require.Equal(t, "partition_missing", msgs[0].Kind)
 	}
@@ -301,7 +313,7 @@ func testMalformedPayloadIsPoisoned(t *testing.T, backend string) {
 		}
 		require.Equal(t, handlers.StatusSuccess, res.Status, "race %s", ids[i])
 	}
-	if msgs, ok := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: bad}); ok {
+	if msgs, ok := waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: bad}, 1); ok {
 		require.Len(t, msgs, 1)
 		require.Contains(t, msgs[0].Reason, "malformed")
 	}

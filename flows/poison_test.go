@@ -270,3 +270,74 @@ func TestPoisonStoreListsShowsRequeuesAndPurges(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
+
+// TestNATSPoisonedPollIsRequeuedAndPurged is the poison round trip on the
+// nats backend: the poison stream lists and shows the failed poll, a
+// requeue after the fix completes it once while the flow runs, and purge
+// removes what was poisoned before a cutoff.
+func TestNATSPoisonedPollIsRequeuedAndPurged(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cfg := cfgFor(t, flows.BackendNATS)
+	e, _ := h.start(t, cfg)
+	ids := h.horseRaces(t, 2)
+	bad, other := ids[0], ids[1]
+	require.NoError(t, h.sim.SetRaceFault(bad, nztabsim.FaultMalformed))
+	require.NoError(t, h.sim.SetRaceFault(other, nztabsim.FaultMalformed))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	failed, err := e.ProcessRace(ctx, bad)
+	var fe *handlers.FetchError
+	require.ErrorAs(t, err, &fe)
+
+	store, err := flows.OpenNATSPoisonStore(cfg.NATS, cfg.Namespace)
+	require.NoError(t, err)
+	defer store.Close()
+	list, _ := waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{}, 1)
+	require.Len(t, list, 1)
+	p := list[0]
+	require.Equal(t, bad, p.RaceID)
+	require.Equal(t, failed.PollID, p.PollID)
+	require.Equal(t, handlers.StageFetch, p.Stage)
+	require.Equal(t, "malformed_json", p.Kind)
+	require.Equal(t, fmt.Sprintf("%s.poll.%d", cfg.Namespace, flows.Shard(bad, cfg.Shards)), p.Topic)
+	shown, err := store.Get(ctx, p.ID)
+	require.NoError(t, err)
+	decoded, err := shown.DecodedPayload()
+	require.NoError(t, err)
+	var req handlers.PollRequest
+	require.NoError(t, json.Unmarshal(decoded, &req))
+	require.Equal(t, bad, req.RaceID)
+
+	results := make(chan handlers.ProcessResult, 8)
+	e.OnResult(func(r handlers.ProcessResult) {
+		if r.RaceID == bad {
+			results <- r
+		}
+	})
+	h.sim.ClearRaceFault(bad)
+	n, err := store.Requeue(ctx, flows.PoisonSelector{RaceID: bad})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	select {
+	case r := <-results:
+		require.Equal(t, handlers.StatusSuccess, r.Status, "%+v", r.Error)
+		require.Equal(t, failed.PollID, r.PollID, "the same poll, completed")
+	case <-ctx.Done():
+		t.Fatal("the requeued poll produced no result")
+	}
+	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, bad, failed.PollID))
+	_, err = store.Get(ctx, p.ID)
+	require.ErrorIs(t, err, flows.ErrPoisonNotFound, "requeued messages leave the poison stream")
+
+	_, err = e.ProcessRace(ctx, other)
+	require.ErrorAs(t, err, &fe)
+	list, _ = waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{}, 1)
+	require.Len(t, list, 1)
+	purged, err := store.Purge(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, purged)
+	list, err = store.List(ctx, flows.PoisonFilter{})
+	require.NoError(t, err)
+	require.Empty(t, list)
+}
