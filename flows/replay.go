@@ -152,6 +152,10 @@ type ReplayConfig struct {
 	// WriteTimeout bounds one poll's write. Interrupting a run lets the
 	// writes in flight finish, so their commit is never in doubt.
 	WriteTimeout time.Duration
+	// Backend is where the stored topic is: postgres (its tables) or nats
+	// (its streams, on NATS).
+	Backend string
+	NATS    NATSConfig
 }
 
 // DefaultReplayConfig replays everything retained of namespace "race", four
@@ -163,6 +167,8 @@ func DefaultReplayConfig() ReplayConfig {
 		BatchSize:    64,
 		WriteRetries: 3,
 		WriteTimeout: time.Minute,
+		Backend:      BackendPostgres,
+		NATS:         DefaultNATSConfig(),
 	}
 }
 
@@ -183,6 +189,13 @@ func (c ReplayConfig) Validate() error {
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("flows: replay write timeout must be positive"))
+	}
+	switch c.Backend {
+	case BackendPostgres:
+	case BackendNATS:
+		errs = append(errs, c.NATS.Validate())
+	default:
+		errs = append(errs, fmt.Errorf("flows: replay reads a stored topic on %s or %s, not %q", BackendPostgres, BackendNATS, c.Backend))
 	}
 	if c.Resume && c.RunID == "" {
 		errs = append(errs, errors.New("flows: resume needs a run id"))
@@ -282,6 +295,7 @@ type Replayer struct {
 	deps  ReplayDeps
 	log   logrus.FieldLogger
 	parts *partitions.Manager
+	src   storedSource
 }
 
 // NewReplayer validates cfg; nothing runs until Run.
@@ -299,14 +313,22 @@ func NewReplayer(cfg ReplayConfig, deps ReplayDeps) (*Replayer, error) {
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID(time.Now())
 	}
-	return &Replayer{cfg: cfg, deps: deps, parts: parts,
-		log: deps.Logger.WithFields(logrus.Fields{"replay": true, "run_id": cfg.RunID})}, nil
+	r := &Replayer{cfg: cfg, deps: deps, parts: parts, src: pgSource{deps.Pool},
+		log: deps.Logger.WithFields(logrus.Fields{"replay": true, "run_id": cfg.RunID})}
+	if cfg.Backend == BackendNATS {
+		r.src = &natsSource{cfg: cfg.NATS}
+	}
+	return r, nil
 }
 
 // Replay runs a replay of this engine's stored topic, in the engine's
 // namespace and database, alongside the running flow or instead of it.
 func (e *Engine) Replay(ctx context.Context, cfg ReplayConfig, progress func(ReplayProgress)) (ReplaySummary, error) {
-	cfg.Namespace = e.cfg.Namespace
+	cfg.Namespace, cfg.NATS = e.cfg.Namespace, e.cfg.NATS
+	cfg.Backend = e.cfg.Backend
+	if cfg.Backend == BackendMemory {
+		return ReplaySummary{}, fmt.Errorf("%w: the memory backend stores nothing", ErrNoStoredTopic)
+	}
 	r, err := NewReplayer(cfg, ReplayDeps{Pool: e.deps.Pool, Logger: e.log, Progress: progress})
 	if err != nil {
 		return ReplaySummary{}, err
@@ -371,7 +393,8 @@ func (r *Replayer) Run(ctx context.Context) (ReplaySummary, error) {
 		return finish(err)
 	}
 	sum.Resumed = resumed
-	if sum.Topics, err = storedTopics(ctx, r.deps.Pool, r.cfg.Namespace); err != nil {
+	defer r.src.close()
+	if sum.Topics, err = r.src.topics(ctx, r.cfg.Namespace); err != nil {
 		return finish(err)
 	}
 	if len(sum.Topics) == 0 {
@@ -534,41 +557,25 @@ func topicTable(topic string) string { return pgx.Identifier{"watermill_" + topi
 func (r *Replayer) plan(ctx context.Context, sum *ReplaySummary, filter ReplayFilter) ([]*raceWork, error) {
 	byRace := map[string][]storedPoll{}
 	for _, topic := range sum.Topics {
-		q := `SELECT "offset", COALESCE(metadata->>'race_id', ''), COALESCE(metadata->>'poll_id', ''),
-			COALESCE(metadata->>'observed_at', '') FROM ` + topicTable(topic)
-		var args []any
-		if len(filter.RaceIDs) > 0 {
-			q += ` WHERE metadata->>'race_id' = ANY($1)`
-			args = append(args, filter.RaceIDs)
-		}
-		rows, err := r.deps.Pool.Query(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("flows: replay: read %s: %w", topic, err)
-		}
-		var (
-			offset                    int64
-			raceID, pollID, observedS string
-		)
-		_, err = pgx.ForEachRow(rows, []any{&offset, &raceID, &pollID, &observedS}, func() error {
+		err := r.src.scan(ctx, topic, filter.RaceIDs, func(offset int64, raceID, pollID, observedS string) {
 			p := storedPoll{key: pollKey{topic: topic, offset: offset}, raceID: raceID, pollID: pollID}
 			if raceID == "" {
 				sum.Failures = append(sum.Failures, ReplayFailure{Topic: topic, Offset: offset, PollID: pollID,
 					Stage: handlers.StageTransform, Kind: "metadata", Reason: "stored poll has no race_id"})
-				return nil
+				return
 			}
 			at, err := time.Parse(time.RFC3339Nano, observedS)
 			if err != nil {
 				// Unorderable: replayed first, where it is reported and skipped.
 				p.bad = fmt.Sprintf("missing or bad %s %q", handlers.KeyObservedAt, observedS)
 			} else if !filter.inRange(at) {
-				return nil
+				return
 			}
 			// The progress row keeps the instant in PostgreSQL's microseconds
 			// (pgx truncates); keys carry the same precision so a stored key
 			// compares equal to the poll it came from.
 			p.key.at = at.Truncate(time.Microsecond)
 			byRace[raceID] = append(byRace[raceID], p)
-			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("flows: replay: read %s: %w", topic, err)
@@ -749,18 +756,8 @@ func (r *Replayer) load(ctx context.Context, polls []storedPoll) (map[storeKey]f
 	}
 	out := make(map[storeKey]fetchedRow, len(polls))
 	for topic, offsets := range byTopic {
-		rows, err := r.deps.Pool.Query(ctx, `SELECT "offset", uuid, COALESCE(payload, ''::bytea), COALESCE(metadata::text, '{}')
-			FROM `+topicTable(topic)+` WHERE "offset" = ANY($1)`, offsets)
-		if err != nil {
-			return nil, fmt.Errorf("flows: replay: load %s: %w", topic, err)
-		}
-		var (
-			offset int64
-			row    fetchedRow
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&offset, &row.uuid, &row.payload, &row.metadata}, func() error {
-			out[storeKey{topic, offset}] = fetchedRow{uuid: row.uuid, payload: slices.Clone(row.payload), metadata: row.metadata}
-			return nil
+		if err := r.src.load(ctx, topic, offsets, func(offset int64, row fetchedRow) {
+			out[storeKey{topic, offset}] = row
 		}); err != nil {
 			return nil, fmt.Errorf("flows: replay: load %s: %w", topic, err)
 		}

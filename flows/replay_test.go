@@ -19,6 +19,7 @@ import (
 
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nzday"
@@ -35,10 +36,23 @@ type replayHarness struct {
 	log    *logrus.Logger
 	hook   *test.Hook
 	races  []nztabsim.RaceInfo
+	cfg    flows.Config // the live flow's
 }
 
 func newReplayHarness(tb testing.TB) *replayHarness {
 	tb.Helper()
+	return newReplayHarnessOn(tb, flows.BackendPostgres)
+}
+
+// newReplayHarnessOn is a replay harness whose live flow runs on backend.
+func newReplayHarnessOn(tb testing.TB, backend string) *replayHarness {
+	tb.Helper()
+	cfg := flows.DefaultConfig()
+	cfg.Backend = backend
+	if backend == flows.BackendNATS {
+		cfg.NATS.URL = natstest.URL(tb)
+		cfg.Namespace = natstest.Namespace(tb, cfg.NATS.URL)
+	}
 	db := pgtest.New(tb)
 	today := nzday.Of(time.Now())
 	clock := nztabsim.NewManualClock(today.Start().Add(11 * time.Hour))
@@ -62,7 +76,7 @@ func newReplayHarness(tb testing.TB) *replayHarness {
 	log.SetLevel(logrus.DebugLevel)
 	races := sim.Races()
 	sort.Slice(races, func(i, j int) bool { return races[i].StartTime.Before(races[j].StartTime) })
-	return &replayHarness{db: db, sim: sim, clock: clock, client: client, log: log, hook: hook, races: races}
+	return &replayHarness{db: db, sim: sim, clock: clock, client: client, log: log, hook: hook, races: races, cfg: cfg}
 }
 
 // pick returns the first perMeeting races of the first meetings NZ/AUS
@@ -99,7 +113,7 @@ func raceIDsOf(races []nztabsim.RaceInfo) []string {
 
 func (h *replayHarness) start(tb testing.TB) (*flows.Engine, func()) {
 	tb.Helper()
-	e, err := flows.New(flows.DefaultConfig(), flows.Deps{Pool: h.db.Pool, Fetcher: h.client, Logger: h.log})
+	e, err := flows.New(h.cfg, flows.Deps{Pool: h.db.Pool, Fetcher: h.client, Logger: h.log})
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -166,6 +180,13 @@ func (h *replayHarness) truncate(t *testing.T) {
 	}
 }
 
+// replayConfig replays the live flow's stored topic.
+func (h *replayHarness) replayConfig() flows.ReplayConfig {
+	cfg := flows.DefaultReplayConfig()
+	cfg.Backend, cfg.NATS, cfg.Namespace = h.cfg.Backend, h.cfg.NATS, h.cfg.Namespace
+	return cfg
+}
+
 func (h *replayHarness) replay(ctx context.Context, cfg flows.ReplayConfig, progress func(flows.ReplayProgress)) (flows.ReplaySummary, error) {
 	r, err := flows.NewReplayer(cfg, flows.ReplayDeps{Pool: h.db.Pool, Logger: h.log, Progress: progress})
 	if err != nil {
@@ -188,6 +209,9 @@ func (h *replayHarness) liveDay(t *testing.T) (*flows.Engine, func(), []nztabsim
 
 func storedPolls(t *testing.T, h *replayHarness) int {
 	t.Helper()
+	if h.cfg.Backend == flows.BackendNATS {
+		return natstest.StreamMsgs(t, h.cfg.NATS.URL, "raceflow_"+h.cfg.Namespace+"_fetched_")
+	}
 	n := 0
 	for s := 0; s < flows.DefaultConfig().Shards; s++ {
 		n += h.count(t, fmt.Sprintf(`SELECT count(*) FROM "watermill_race.fetched.%d"`, s))
@@ -197,7 +221,16 @@ func storedPolls(t *testing.T, h *replayHarness) int {
 
 func TestReplayIntoTheSameDatabaseChangesNoRow(t *testing.T) {
 	t.Parallel()
-	h := newReplayHarness(t)
+	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testReplayIntoTheSameDatabase(t, backend)
+		})
+	}
+}
+
+func testReplayIntoTheSameDatabase(t *testing.T, backend string) {
+	h := newReplayHarnessOn(t, backend)
 	_, stop, _ := h.liveDay(t)
 	stop()
 	require.Positive(t, h.count(t, `SELECT count(*) FROM race_results`), "the day includes results")
@@ -205,7 +238,7 @@ func TestReplayIntoTheSameDatabaseChangesNoRow(t *testing.T) {
 	before := pgtest.Checksums(t, h.db.Pool)
 
 	require.Equal(t, 30, storedPolls(t, h), "every poll is stored")
-	sum, err := h.replay(context.Background(), flows.DefaultReplayConfig(), nil)
+	sum, err := h.replay(context.Background(), h.replayConfig(), nil)
 	require.NoError(t, err)
 	require.Equal(t, 30, sum.Stored)
 	require.Equal(t, 30, sum.Polls)
@@ -219,7 +252,16 @@ func TestReplayIntoTheSameDatabaseChangesNoRow(t *testing.T) {
 
 func TestReplayAfterTruncateReproducesTheLiveStateIncrementsIncluded(t *testing.T) {
 	t.Parallel()
-	h := newReplayHarness(t)
+	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testReplayAfterTruncate(t, backend)
+		})
+	}
+}
+
+func testReplayAfterTruncate(t *testing.T, backend string) {
+	h := newReplayHarnessOn(t, backend)
 	_, stop, _ := h.liveDay(t)
 	stop()
 	require.Positive(t, h.count(t, `SELECT count(*) FROM money_flow_history WHERE incremental_win_amount <> 0`),
@@ -228,7 +270,7 @@ func TestReplayAfterTruncateReproducesTheLiveStateIncrementsIncluded(t *testing.
 	live := pgtest.Checksums(t, h.db.Pool, exclude...)
 	h.truncate(t)
 
-	sum, err := h.replay(context.Background(), flows.DefaultReplayConfig(), nil)
+	sum, err := h.replay(context.Background(), h.replayConfig(), nil)
 	require.NoError(t, err)
 	require.Equal(t, 30, sum.Polls)
 	require.Equal(t, 30, sum.Rows.Polls)

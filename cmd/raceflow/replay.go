@@ -107,6 +107,8 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 		}
 		*tf.dst = t
 	}
+	// The stored topic is where RACEFLOW_PUBSUB keeps it.
+	rc.Backend, rc.NATS = cfg.PubSub, flowConfig(cfg).NATS
 	if err := rc.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

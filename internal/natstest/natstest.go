@@ -140,3 +140,24 @@ func DeleteStreams(url, prefix string) error {
 	}
 	return nil
 }
+
+// StreamMsgs counts the messages of the streams whose names start with prefix.
+func StreamMsgs(t testing.TB, url, prefix string) int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for info := range js.StreamsInfo() {
+		if strings.HasPrefix(info.Config.Name, prefix) {
+			n += int(info.State.Msgs)
+		}
+	}
+	return n
+}
