@@ -35,6 +35,8 @@ type backend interface {
 	fanOutResults() bool
 	// middleware wraps every handler, outermost.
 	middleware() message.HandlerMiddleware
+	// health reports a lost connection to the message broker.
+	health() error
 	close() error
 }
 
@@ -187,6 +189,9 @@ func (b *postgresBackend) fanOutResults() bool { return false }
 
 func (b *postgresBackend) middleware() message.HandlerMiddleware { return noMiddleware }
 
+// health is nil: the database check covers this backend.
+func (b *postgresBackend) health() error { return nil }
+
 func (b *postgresBackend) close() error {
 	var errs []error
 	for _, s := range b.subs {
@@ -249,6 +254,7 @@ func (b *memoryBackend) begin(msg *message.Message) (pgx.Tx, error) {
 func (b *memoryBackend) init(context.Context, map[string][]string) error { return nil }
 func (b *memoryBackend) fanOutResults() bool                             { return false }
 func (b *memoryBackend) middleware() message.HandlerMiddleware           { return noMiddleware }
+func (b *memoryBackend) health() error                                   { return nil }
 func (b *memoryBackend) close() error {
 	return errors.Join(b.ch.Close(), b.poison.Close())
 }

@@ -400,6 +400,15 @@ func (b *natsBackend) fanOutResults() bool { return true }
 
 func (b *natsBackend) middleware() message.HandlerMiddleware { return b.keepAlive }
 
+// health reports NATS unreachable while a connection is down (the client
+// reconnects on its own).
+func (b *natsBackend) health() error {
+	if !b.conn.IsConnected() {
+		return fmt.Errorf("%w: %s", ErrNATSUnavailable, b.conn.Status())
+	}
+	return nil
+}
+
 func (b *natsBackend) close() error {
 	var errs []error
 	for _, s := range b.subs {

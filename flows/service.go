@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"sync"
 	"time"
@@ -153,7 +154,7 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 	if err := s.baseline.Validate(); err != nil {
 		return nil, err
 	}
-	if s.leader, err = schedule.NewLeader(deps.Pool, cfg.LeaderKey, cfg.Leader, deps.Logger); err != nil {
+	if s.leader, err = schedule.NewLeader(deps.Pool, leaderKey(cfg.LeaderKey, cfg.Flow.Namespace), cfg.Leader, deps.Logger); err != nil {
 		return nil, err
 	}
 	// created_at of stored messages is the database's clock, so the pruner
@@ -163,6 +164,18 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// leaderKey is the advisory-lock key of namespace's scheduler: flows of
+// other namespaces on the same database elect their own leaders. The
+// default namespace keeps key as it is.
+func leaderKey(key int64, namespace string) int64 {
+	if namespace == DefaultConfig().Namespace {
+		return key
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(namespace))
+	return key ^ int64(h.Sum64()>>1)
 }
 
 // Engine is the flow the service runs.
@@ -289,8 +302,8 @@ func (s *Service) housekeeping(ctx context.Context) {
 	}
 }
 
-// Ready reports whether the service can do its work: the database answers
-// and the flow runs.
+// Ready reports whether the service can do its work: the database answers,
+// the flow runs and its message backend is connected.
 func (s *Service) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	up, failed := s.flowUp, s.flowFailed
@@ -306,7 +319,7 @@ func (s *Service) Ready(ctx context.Context) error {
 	if err := s.deps.Pool.Ping(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	return nil
+	return s.engine.backend.health()
 }
 
 // Handler serves /healthz (the process is up), /readyz (the database

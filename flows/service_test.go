@@ -15,8 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/internal/pgembed"
+	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/migrations"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
@@ -119,4 +121,79 @@ func TestRunServiceOverASimulatedHour(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("service did not stop")
 	}
+}
+
+// TestTwoServicesOnNATSShareTheWorkUnderOneLeader runs two `raceflow run`
+// services in one process on one database and one NATS namespace for half a
+// simulated hour: one of them leads and schedules, both work polls, the
+// leader sees every result (its scheduler loses none), and the services'
+// metrics, summed, count each written poll once.
+func TestTwoServicesOnNATSShareTheWorkUnderOneLeader(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	url := natstest.URL(t)
+	ns := natstest.Namespace(t, url)
+	today := nzday.Of(time.Now())
+	clock := nztabsim.NewSpeedClock(today.Start().Add(11*time.Hour+50*time.Minute), 240, time.Now)
+	sim, err := nztabsim.New(nztabsim.Config{Seed: 11, Date: today.String(), Meetings: 2, RacesPerMeeting: 3, Clock: clock})
+	require.NoError(t, err)
+	api := httptest.NewServer(sim)
+	t.Cleanup(api.Close)
+
+	type instance struct {
+		svc  *flows.Service
+		done chan error
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var insts []instance
+	for range 2 {
+		client, err := nztab.NewClient(nztab.ClientConfig{BaseURL: api.URL + "/affiliates/v1", FromEmail: "t@example.com",
+			PartnerName: "t", PartnerID: "t", Now: clock.Now})
+		require.NoError(t, err)
+		log, _ := test.NewNullLogger()
+		cfg := flows.DefaultServiceConfig()
+		cfg.Flow.Backend, cfg.Flow.NATS.URL, cfg.Flow.Namespace = flows.BackendNATS, url, ns
+		cfg.Schedule.MaxInFlight = 10
+		svc, err := flows.NewService(cfg, flows.ServiceDeps{Pool: db.Pool, API: client, Logger: log, Clock: clock})
+		require.NoError(t, err)
+		inst := instance{svc: svc, done: make(chan error, 1)}
+		go func() { inst.done <- svc.Run(ctx) }()
+		insts = append(insts, inst)
+	}
+	for _, inst := range insts {
+		require.Eventually(t, func() bool { return inst.svc.Ready(ctx) == nil }, 30*time.Second, 20*time.Millisecond)
+	}
+
+	end := today.Start().Add(12*time.Hour + 20*time.Minute)
+	require.Eventually(t, func() bool { return !clock.Now().Before(end) }, time.Minute, 50*time.Millisecond)
+	cancel()
+	for _, inst := range insts {
+		select {
+		case err := <-inst.done:
+			require.NoError(t, err)
+		case <-time.After(time.Minute):
+			t.Fatal("service did not stop")
+		}
+	}
+
+	var leaders, own, total int
+	for i, inst := range insts {
+		st := inst.svc.Scheduler().Stats()
+		if st.Polled > 0 {
+			leaders++
+			require.Zero(t, st.Lost, "the leader saw the result of every poll it requested, whoever worked it")
+			require.Positive(t, st.Finished, "races went final")
+		}
+		counts := inst.svc.Metrics().Counts()
+		n := 0
+		for _, c := range counts {
+			n += c
+		}
+		require.Positive(t, n, "instance %d worked polls", i)
+		own += n
+	}
+	require.Equal(t, 1, leaders, "exactly one instance scheduled")
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM race_polls`).Scan(&total))
+	require.Equal(t, total, own, "summed over instances, metrics count each written poll once")
 }
