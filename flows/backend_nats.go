@@ -260,7 +260,11 @@ func (u trackingUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
 
 // keepAlive tells JetStream the message is being worked on while the handler
 // runs, so AckWait can stay short (a quick hand-over when an instance dies)
-// however long a fetch with retries takes.
+// however long a fetch with retries takes. It also acks a handled message
+// itself, synchronously, inside the engine's tracked region: watermill-nats
+// would ack after the router returns, which can race a closing subscriber's
+// connection drain and lose the ack (a redelivery after every shutdown).
+// Clearing the reply subject tells watermill-nats the ack is done.
 func (b *natsBackend) keepAlive(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		v, ok := b.raw.LoadAndDelete(msg)
@@ -285,11 +289,20 @@ func (b *natsBackend) keepAlive(h message.HandlerFunc) message.HandlerFunc {
 				}
 			}
 		}()
-		defer func() {
-			close(stop)
-			<-done
-		}()
-		return h(msg)
+		out, err := h(msg)
+		close(stop)
+		<-done
+		if err != nil {
+			return out, err // watermill-nats naks it
+		}
+		if ackErr := raw.AckSync(); ackErr != nil {
+			// The work is done and its outputs published: a redelivery
+			// redoes it, and JetStream drops the republished outputs.
+			b.logger.Info("flows: nats: ack lost; the message will be redelivered", watermill.LogFields{
+				"message_uuid": msg.UUID, "error": ackErr.Error()})
+		}
+		raw.Reply = ""
+		return out, nil
 	}
 }
 

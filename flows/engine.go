@@ -199,13 +199,14 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		return nil, fmt.Errorf("flows: poison queue: %w", err)
 	}
 	// First added runs outermost (watermill-notes.md §0.7). track counts
-	// handlers in flight for a safe shutdown (drain.go) and the metrics time
-	// everything; publishOutputs publishes inside that tracked region; timing
+	// handlers in flight for a safe shutdown (drain.go), so the backend's
+	// own middleware (nats: keep-alive and ack) finishes inside it; the
+	// metrics time everything; publishOutputs publishes inside that tracked region; timing
 	// stamps the stage into the outputs; poison sits outside outcome and
 	// retry, so transient errors are retried first and failures get a result.
 	router.AddMiddleware(
-		e.backend.middleware(),
 		e.track,
+		e.backend.middleware(),
 		deps.Metrics.Middleware,
 		e.publishOutputs,
 		e.timing,

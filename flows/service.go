@@ -274,7 +274,8 @@ func (s *Service) drain() {
 	deadline := time.Now().Add(s.cfg.DrainTimeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for s.scheduler.Stats().InFlight > 0 && time.Now().Before(deadline) {
+	// Scheduling has stopped, so nothing ticks: settle the results here.
+	for s.scheduler.Settle(s.deps.Clock.Now()).InFlight > 0 && time.Now().Before(deadline) {
 		<-tick.C
 	}
 	if n := s.scheduler.Stats().InFlight; n > 0 {

@@ -303,6 +303,17 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
+// Settle applies the results received since the last tick and returns the
+// counts, requesting nothing: a drain uses it once scheduling has stopped,
+// when no tick applies results any more.
+func (s *Scheduler) Settle(now time.Time) Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyResults(now)
+	s.publishStats()
+	return s.Stats()
+}
+
 func (s *Scheduler) applyResults(now time.Time) {
 	s.inboxMu.Lock()
 	results, dropped := s.inbox, s.dropped

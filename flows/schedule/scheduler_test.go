@@ -555,3 +555,27 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 		return zero
 	}
 }
+
+// TestSettleAppliesResultsWithoutRequestingPolls is the drain after
+// scheduling stopped: results that arrive are applied, nothing new is
+// requested, however overdue a race is.
+func TestSettleAppliesResultsWithoutRequestingPolls(t *testing.T) {
+	t.Parallel()
+	cfg := schedule.DefaultConfig()
+	h := newHarness(t, cfg, race("r1", t0.Add(time.Minute), "open"), race("r2", t0.Add(2*time.Minute), "open"))
+	h.tick()
+	require.Equal(t, 2, h.s.Stats().InFlight)
+
+	h.respond(h.poller.last("r1"), "open")
+	h.now = h.now.Add(time.Minute) // r1 is overdue now
+	st := h.s.Settle(h.now)
+	require.Equal(t, 1, st.InFlight, "r1's result is applied")
+	require.Equal(t, st, h.s.Stats(), "the stats are published")
+	require.Len(t, h.poller.polls("r1"), 1, "settling requests nothing")
+
+	h.respond(h.poller.last("r2"), "final")
+	st = h.s.Settle(h.now)
+	require.Zero(t, st.InFlight)
+	require.Equal(t, 1, st.Finished, "a final result still ends its race")
+	require.Len(t, h.poller.polls("r2"), 1)
+}
