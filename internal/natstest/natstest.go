@@ -58,17 +58,27 @@ func find() (string, error) {
 
 // usable checks that url answers and has JetStream.
 func usable(url string) error {
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
+	nc, js, err := connect(url)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := nc.JetStream()
-	if err != nil {
-		return err
-	}
 	_, err = js.AccountInfo()
 	return err
+}
+
+// connect opens a connection and its JetStream context.
+func connect(url string) (*nats.Conn, nats.JetStreamContext, error) {
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := nc.JetStream()
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 // start runs a private server that dies with this process.
@@ -122,15 +132,11 @@ func Namespace(t testing.TB, url string) string {
 
 // DeleteStreams deletes every stream whose name starts with prefix.
 func DeleteStreams(url, prefix string) error {
-	nc, err := nats.Connect(url)
+	nc, js, err := connect(url)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := nc.JetStream()
-	if err != nil {
-		return err
-	}
 	for name := range js.StreamNames() {
 		if strings.HasPrefix(name, prefix) {
 			if err := js.DeleteStream(name); err != nil {
@@ -144,15 +150,11 @@ func DeleteStreams(url, prefix string) error {
 // StreamMsgs counts the messages of the streams whose names start with prefix.
 func StreamMsgs(t testing.TB, url, prefix string) int {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, js, err := connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
 	for info := range js.StreamsInfo() {
 		if strings.HasPrefix(info.Config.Name, prefix) {
