@@ -26,7 +26,8 @@ var server struct {
 }
 
 // URL is a NATS server with JetStream: NATS_URL, else 127.0.0.1:4222, else a
-// nats-server started for this test process (when the binary is on PATH).
+// nats-server started for this test process (when the binary is on PATH or
+// in /usr/sbin).
 // Without any, the test fails: CI starts one (.ci/run).
 func URL(t testing.TB) string {
 	t.Helper()
@@ -51,7 +52,10 @@ func find() (string, error) {
 	}
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
-		return "", fmt.Errorf("%s: %w; and no nats-server on PATH to start", url, errAt)
+		// Debian's package installs it outside a user's PATH.
+		if bin, err = exec.LookPath("/usr/sbin/nats-server"); err != nil {
+			return "", fmt.Errorf("%s: %w; and no nats-server on PATH or in /usr/sbin to start", url, errAt)
+		}
 	}
 	return start(bin)
 }
