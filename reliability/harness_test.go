@@ -26,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
@@ -233,6 +234,19 @@ type envConfig struct {
 	// APILatency delays every simulated API response, so fetches are in
 	// flight for a realistic share of the time.
 	APILatency time.Duration
+	// NATS, when set, runs the flow on the nats backend instead of the
+	// postgres one; the oracle then reads JetStream streams instead of
+	// topic tables. JetStream refuses publishes to a subject without a
+	// stream, and a subprocess creates the streams when it starts, so
+	// request polls only once one is ready.
+	NATS *natsEnv
+}
+
+// natsEnv is the NATS JetStream server and the flow namespace a test runs
+// its subprocesses (and its poll publisher) on.
+type natsEnv struct {
+	URL       string
+	Namespace string
 }
 
 // env is one test's world: a simulated API, a database, the binary under
@@ -244,7 +258,9 @@ type env struct {
 	dsn    string
 	sim    *nztabsim.Sim
 	api    *httptest.Server
-	addr   string
+	addr   string                // the HTTP address of start's subprocesses
+	ns     string                // the flow's namespace
+	js     nats.JetStreamContext // the oracle's view of the streams; nil on postgres
 	http   *http.Client
 	logDir string
 	races  []string // horse races, by start time
@@ -285,13 +301,25 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	quiet.SetOutput(io.Discard)
 	fcfg := flows.DefaultConfig()
 	fcfg.Shards = shards
+	var js nats.JetStreamContext
+	if n := cfg.NATS; n != nil {
+		fcfg.Backend = flows.BackendNATS
+		fcfg.NATS.URL = n.URL
+		fcfg.Namespace = n.Namespace
+		nc, err := nats.Connect(n.URL)
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		js, err = nc.JetStream()
+		require.NoError(t, err)
+	}
 	// Never run: only RequestPoll is used, which publishes to the same
-	// tables the subprocess consumes.
+	// topics the subprocess consumes. (On NATS New only connects; the
+	// streams are the subprocess's to create.)
 	poller, err := flows.New(fcfg, flows.Deps{Pool: cfg.Pool, Fetcher: client, Logger: quiet})
 	require.NoError(t, err)
 
 	e := &env{
-		t: t, cfg: cfg, dsn: withAppName(t, cfg.DSN), sim: sim, api: api, addr: freeAddr(t),
+		t: t, cfg: cfg, dsn: withAppName(t, cfg.DSN), sim: sim, api: api, addr: freeAddr(t), ns: fcfg.Namespace, js: js,
 		http: &http.Client{Timeout: 3 * time.Second}, logDir: t.TempDir(), races: races, poller: poller,
 	}
 	t.Cleanup(func() {
@@ -336,6 +364,7 @@ func (e *env) racesAcrossShards(n int) []string {
 // proc is one incarnation of `raceflow run`.
 type proc struct {
 	n       int
+	addr    string // its HTTP address (/readyz)
 	cmd     *exec.Cmd
 	logPath string
 	started time.Time
@@ -355,7 +384,21 @@ func (p *proc) exited() bool {
 // exitCode is the process's exit status, -1 when a signal ended it.
 func (p *proc) exitCode() int { return p.cmd.ProcessState.ExitCode() }
 
+// start starts `raceflow run` on the env's HTTP address: one instance at a
+// time.
 func (e *env) start() *proc {
+	e.t.Helper()
+	return e.startOn(e.addr)
+}
+
+// startReplica starts another `raceflow run` alongside the running ones,
+// on an HTTP address of its own: the same database, flow and namespace.
+func (e *env) startReplica() *proc {
+	e.t.Helper()
+	return e.startOn(freeAddr(e.t))
+}
+
+func (e *env) startOn(addr string) *proc {
 	t := e.t
 	t.Helper()
 	e.runs++
@@ -369,17 +412,21 @@ func (e *env) start() *proc {
 		"NZTAB_FROM_EMAIL=reliability@example.com",
 		"NZTAB_PARTNER_NAME=reliability",
 		"NZTAB_PARTNER_ID=reliability",
-		"RACEFLOW_HTTP_ADDR="+e.addr,
+		"RACEFLOW_HTTP_ADDR="+addr,
 		"RACEFLOW_PUBSUB=postgres",
+		"RACEFLOW_NAMESPACE="+e.ns,
 		"RACEFLOW_SHARDS="+strconv.Itoa(shards),
 		"RACEFLOW_DB_MAX_CONNS=20",
 		"LOG_FORMAT=json",
 		"LOG_LEVEL=debug",
 	)
+	if n := e.cfg.NATS; n != nil {
+		cmd.Env = append(cmd.Env, "RACEFLOW_PUBSUB=nats", "NATS_URL="+n.URL)
+	}
 	cmd.Env = append(cmd.Env, e.cfg.Env...) // later entries win
 	cmd.Stdout, cmd.Stderr = f, f
 	require.NoError(t, cmd.Start())
-	p := &proc{n: e.runs, cmd: cmd, logPath: logPath, started: time.Now(), done: make(chan struct{})}
+	p := &proc{n: e.runs, addr: addr, cmd: cmd, logPath: logPath, started: time.Now(), done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		_ = f.Close()
@@ -395,9 +442,13 @@ func (e *env) start() *proc {
 	return p
 }
 
-// readyz is the status of /readyz, 0 when nothing answers.
-func (e *env) readyz() int {
-	resp, err := e.http.Get("http://" + e.addr + "/readyz")
+// readyz is the status of /readyz on the env's address, 0 when nothing
+// answers.
+func (e *env) readyz() int { return e.readyzAt(e.addr) }
+
+// readyzAt is the status of /readyz at addr, 0 when nothing answers.
+func (e *env) readyzAt(addr string) int {
+	resp, err := e.http.Get("http://" + addr + "/readyz")
 	if err != nil {
 		return 0
 	}
@@ -412,7 +463,7 @@ func (e *env) waitReady(p *proc, within time.Duration) time.Duration {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		if e.readyz() == http.StatusOK {
+		if e.readyzAt(p.addr) == http.StatusOK {
 			return time.Since(p.started)
 		}
 		if time.Now().After(deadline) {
@@ -623,10 +674,28 @@ func (f *feeder) stop() (ok, ambiguous []string) {
 
 // ---- the oracle ----
 
+// topic is a sharded topic of the env's flow; shard < 0 is the unsharded
+// poison topic.
+func (e *env) topic(kind string, shard int) string {
+	if shard < 0 {
+		return e.ns + "." + kind
+	}
+	return fmt.Sprintf("%s.%s.%d", e.ns, kind, shard)
+}
+
+// topicTable is the postgres backend's table of a topic.
+func topicTable(topic string) string { return pgx.Identifier{"watermill_" + topic}.Sanitize() }
+
+// natsStream is the nats backend's stream of a topic, which is also the
+// name of the topic's durable consumer (flows.natsName).
+func natsStream(topic string) string {
+	return "raceflow_" + strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(topic)
+}
+
 func (e *env) topicTables(kind string) []string {
 	var out []string
 	for s := range shards {
-		out = append(out, pgx.Identifier{fmt.Sprintf("watermill_race.%s.%d", kind, s)}.Sanitize())
+		out = append(out, topicTable(e.topic(kind, s)))
 	}
 	return out
 }
@@ -635,6 +704,9 @@ func (e *env) topicTables(kind string) []string {
 // fetched bodies not yet transformed, snapshots not yet written, results
 // not yet delivered.
 func (e *env) queueDepths(ctx context.Context) (map[string]int, error) {
+	if e.js != nil {
+		return e.natsQueueDepths(ctx)
+	}
 	out := map[string]int{}
 	for _, kind := range []string{"poll", "fetched", "transformed", "processed"} {
 		var parts []string
@@ -652,6 +724,107 @@ func (e *env) queueDepths(ctx context.Context) (map[string]int, error) {
 		out[kind] = n
 	}
 	return out, nil
+}
+
+// natsQueueDepths is queueDepths on the nats backend. The poll and
+// transformed streams are work queues, so whatever they hold (delivered or
+// not) is unfinished work. The fetched stream keeps everything for replay:
+// its unfinished work is what its durable consumer has not yet acked. The
+// processed stream has interest retention: a result stays until every
+// instance's results consumer has acked it (or has gone away), so what it
+// holds is results not yet delivered, as on postgres.
+func (e *env) natsQueueDepths(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	for _, kind := range []string{"poll", "fetched", "transformed", "processed"} {
+		for s := range shards {
+			name := natsStream(e.topic(kind, s))
+			if kind == "fetched" {
+				ci, err := e.js.ConsumerInfo(name, name, nats.Context(ctx))
+				if err != nil {
+					return nil, fmt.Errorf("consumer %s: %w", name, err)
+				}
+				out[kind] += int(ci.NumPending) + ci.NumAckPending
+				continue
+			}
+			si, err := e.js.StreamInfo(name, nats.Context(ctx))
+			if err != nil {
+				return nil, fmt.Errorf("stream %s: %w", name, err)
+			}
+			out[kind] += int(si.State.Msgs)
+		}
+	}
+	return out, nil
+}
+
+// storedFetch is one message of the stored topic race.fetched.
+type storedFetch struct {
+	pollID   string
+	observed string // observed_at, RFC 3339
+	acked    bool
+}
+
+// storedFetches reads every stored race.fetched message.
+func (e *env) storedFetches(ctx context.Context) ([]storedFetch, error) {
+	if e.js != nil {
+		return e.natsStoredFetches(ctx)
+	}
+	var parts []string
+	for _, tbl := range e.topicTables("fetched") {
+		parts = append(parts, `SELECT metadata->>'poll_id', coalesce(metadata->>'observed_at', ''), acked FROM `+tbl)
+	}
+	rows, err := e.cfg.Pool.Query(ctx, strings.Join(parts, " UNION ALL "))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (storedFetch, error) {
+		var f storedFetch
+		return f, row.Scan(&f.pollID, &f.observed, &f.acked)
+	})
+}
+
+// natsStoredFetches reads the fetched streams message by message. The
+// durable consumer has at most one message outstanding and takes them in
+// stream order, so a message is acked exactly when its sequence is at or
+// below the consumer's ack floor.
+func (e *env) natsStoredFetches(ctx context.Context) ([]storedFetch, error) {
+	var out []storedFetch
+	for s := range shards {
+		name := natsStream(e.topic("fetched", s))
+		si, err := e.js.StreamInfo(name, nats.Context(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		ci, err := e.js.ConsumerInfo(name, name, nats.Context(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s: %w", name, err)
+		}
+		for seq := si.State.FirstSeq; si.State.Msgs > 0 && seq <= si.State.LastSeq; seq++ {
+			m, err := e.js.GetMsg(name, seq, nats.Context(ctx))
+			if errors.Is(err, nats.ErrMsgNotFound) {
+				continue // deleted: a gap in the sequence
+			}
+			if err != nil {
+				return nil, fmt.Errorf("stream %s message %d: %w", name, seq, err)
+			}
+			out = append(out, storedFetch{pollID: m.Header.Get("poll_id"), observed: m.Header.Get("observed_at"), acked: seq <= ci.AckFloor.Stream})
+		}
+	}
+	return out, nil
+}
+
+// poisoned counts the messages in the poison queue.
+func (e *env) poisoned(ctx context.Context) (int, error) {
+	topic := e.topic("poison", -1)
+	if e.js == nil {
+		var n int
+		err := e.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM `+topicTable(topic)).Scan(&n)
+		return n, err
+	}
+	si, err := e.js.StreamInfo(natsStream(topic), nats.Context(ctx))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", natsStream(topic), err)
+	}
+	return int(si.State.Msgs), nil
 }
 
 func (e *env) pending(ctx context.Context) (int, error) {
@@ -745,26 +918,14 @@ func (e *env) check(requested, ambiguous []string) tally {
 		}
 	}
 
-	type fetchedRow struct {
-		observed string
-		acked    bool
-	}
-	var parts []string
-	for _, tbl := range e.topicTables("fetched") {
-		parts = append(parts, `SELECT metadata->>'poll_id', coalesce(metadata->>'observed_at', ''), acked FROM `+tbl)
-	}
-	rows, err := db.Query(ctx, strings.Join(parts, " UNION ALL "))
+	stored, err := e.storedFetches(ctx)
 	require.NoError(t, err)
-	fetched := map[string][]fetchedRow{}
-	for rows.Next() {
-		var id string
-		var r fetchedRow
-		require.NoError(t, rows.Scan(&id, &r.observed, &r.acked))
-		fetched[id] = append(fetched[id], r)
+	fetched := map[string][]storedFetch{}
+	for _, f := range stored {
+		fetched[f.pollID] = append(fetched[f.pollID], f)
 	}
-	require.NoError(t, rows.Err())
 
-	rows, err = db.Query(ctx, `SELECT poll_id, observed_at FROM race_polls`)
+	rows, err := db.Query(ctx, `SELECT poll_id, observed_at FROM race_polls`)
 	require.NoError(t, err)
 	ledger := map[string][]time.Time{}
 	for rows.Next() {
@@ -832,7 +993,8 @@ func (e *env) check(requested, ambiguous []string) tally {
 	require.NoError(t, db.QueryRow(ctx, `
 		SELECT count(*) FROM (SELECT 1 FROM money_flow_history
 		                      GROUP BY race_id, entrant_id, polling_timestamp HAVING count(*) > 1) d`).Scan(&c.HistoryDups))
-	require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{"watermill_race.poison"}.Sanitize()).Scan(&c.Poisoned))
+	c.Poisoned, err = e.poisoned(ctx)
+	require.NoError(t, err)
 	c.Pending, err = e.pending(ctx)
 	require.NoError(t, err)
 	for _, r := range e.sim.Races() {
