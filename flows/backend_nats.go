@@ -201,9 +201,14 @@ func (b *natsBackend) newSubscriber(fanOut bool) (*natsSubscriber, error) {
 	}
 	// watermill-nats appends to this slice per subscription.
 	opts = slices.Clip(opts)
-	sub, err := wnats.NewSubscriber(wnats.SubscriberConfig{
-		URL:              b.cfg.NATS.URL,
-		NatsOptions:      natsOptions(b.cfg.NATS, "subscriber"),
+	closed := make(chan struct{})
+	conn, err := nats.Connect(b.cfg.NATS.URL, append(natsOptions(b.cfg.NATS, "subscriber"),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %w", ErrNATSUnavailable, redactURL(b.cfg.NATS.URL), err)
+	}
+	s := &natsSubscriber{b: b, conn: conn, connClosed: closed, stopping: make(chan struct{})}
+	cfg := wnats.SubscriberConfig{
 		SubscribersCount: 1,
 		// Watermill's own wait for the handler: the whole handling, retries
 		// included. JetStream's AckWait is kept alive meanwhile.
@@ -214,19 +219,35 @@ func (b *natsBackend) newSubscriber(fanOut bool) (*natsSubscriber, error) {
 			return &wnats.SubjectDetail{Primary: topic, QueueGroup: group(topic)}
 		},
 		JetStream: wnats.JetStreamConfig{SubscribeOptions: opts, DurableCalculator: durable},
-	}, b.logger)
+	}
+	s.Subscriber, err = wnats.NewSubscriberWithNatsConn(conn, cfg.GetSubscriberSubscriptionConfig(), closingLogger{b.logger, s.stopping})
 	if err != nil {
+		conn.Close()
 		return nil, err
 	}
-	return &natsSubscriber{Subscriber: sub, b: b}, nil
+	return s, nil
 }
 
-// natsSubscriber makes sure a topic's stream and consumer exist before it
-// subscribes: the consumer's configuration is ours, not the client's
-// defaults.
+// natsSubscriber wraps watermill-nats's subscriber for a clean shutdown and
+// our own stream and consumer configuration.
+//
+// watermill-nats closes a subscription's output channel while a NATS
+// callback may still be sending to it (a data race the race detector
+// reports, and a possible send on a closed channel). So the subscriber owns
+// its connection, keeps reading the output until it is closed, and on Close
+// drains the connection first: every callback has returned before
+// watermill-nats closes anything. Messages that arrive once Close has begun
+// are nacked, so JetStream hands them to another instance at once.
 type natsSubscriber struct {
 	*wnats.Subscriber
-	b *natsBackend
+	b          *natsBackend
+	conn       *nats.Conn
+	connClosed chan struct{}
+	stopping   chan struct{}
+	closeOnce  sync.Once
+
+	mu      sync.Mutex
+	pending map[*message.Message]struct{} // handed out, not yet acked or nacked
 }
 
 // SubscribeInitialize creates the topic's stream and consumer.
@@ -239,7 +260,105 @@ func (s *natsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	if err := s.b.ensure(topic); err != nil {
 		return nil, err
 	}
-	return s.Subscriber.Subscribe(ctx, topic)
+	in, err := s.Subscriber.Subscribe(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	go func() {
+		defer close(out)
+		for msg := range in {
+			s.hold(msg)
+			select {
+			case out <- msg:
+			case <-s.stopping:
+				s.b.raw.Delete(msg)
+				msg.Nack()
+			}
+		}
+	}()
+	return out, nil
+}
+
+// hold records msg as handed out, and forgets those settled since (a shared
+// consumer has one message outstanding, so the set stays tiny).
+func (s *natsSubscriber) hold(msg *message.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		s.pending = map[*message.Message]struct{}{}
+	}
+	for m := range s.pending {
+		select {
+		case <-m.Acked():
+			delete(s.pending, m)
+		case <-m.Nacked():
+			delete(s.pending, m)
+		default:
+		}
+	}
+	s.pending[msg] = struct{}{}
+}
+
+// release nacks the messages handed out and never settled: their NATS
+// callbacks return, so the connection can drain, and JetStream redelivers
+// them (the messages' contexts end, as watermill's Close promises).
+func (s *natsSubscriber) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for m := range s.pending {
+		s.b.raw.Delete(m)
+		m.Nack() // a no-op for a message already acked
+		delete(s.pending, m)
+	}
+}
+
+// Close nacks what was handed out and not settled and what still arrives,
+// drains the connection (every callback returns, every ack is sent), then
+// closes watermill-nats's subscriber.
+func (s *natsSubscriber) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stopping)
+		s.release()
+		if drainErr := s.conn.Drain(); drainErr != nil && !errors.Is(drainErr, nats.ErrConnectionClosed) {
+			err = fmt.Errorf("flows: nats: drain subscriber: %w", drainErr)
+		}
+		select {
+		case <-s.connClosed:
+		case <-time.After(s.b.cfg.CloseTimeout):
+			err = errors.Join(err, errors.New("flows: nats: subscriber connection did not drain in time"))
+			s.conn.Close()
+		}
+		// It drains the connection again: already closed, as intended.
+		if closeErr := s.Subscriber.Close(); closeErr != nil && !errors.Is(closeErr, nats.ErrConnectionClosed) {
+			err = errors.Join(err, closeErr)
+		}
+	})
+	return err
+}
+
+// closingLogger quiets what watermill-nats reports once its connection has
+// been drained on purpose (unsubscribing on a closed connection).
+type closingLogger struct {
+	watermill.LoggerAdapter
+	stopping chan struct{}
+}
+
+func (l closingLogger) Error(msg string, err error, fields watermill.LogFields) {
+	select {
+	case <-l.stopping:
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			l.LoggerAdapter.Debug(msg+": "+err.Error(), fields)
+			return
+		}
+	default:
+	}
+	l.LoggerAdapter.Error(msg, err, fields)
+}
+
+func (l closingLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return closingLogger{l.LoggerAdapter.With(fields), l.stopping}
 }
 
 // trackingUnmarshaler remembers the JetStream message behind each Watermill
