@@ -248,6 +248,7 @@ type natsSubscriber struct {
 
 	mu      sync.Mutex
 	pending map[*message.Message]struct{} // handed out, not yet acked or nacked
+	pumps   sync.WaitGroup                // one per subscription, until its output is closed
 }
 
 // SubscribeInitialize creates the topic's stream and consumer.
@@ -265,7 +266,9 @@ func (s *natsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 		return nil, err
 	}
 	out := make(chan *message.Message)
+	s.pumps.Add(1)
 	go func() {
+		defer s.pumps.Done()
 		defer close(out)
 		for msg := range in {
 			s.hold(msg)
@@ -333,6 +336,18 @@ func (s *natsSubscriber) Close() error {
 		// It drains the connection again: already closed, as intended.
 		if closeErr := s.Subscriber.Close(); closeErr != nil && !errors.Is(closeErr, nats.ErrConnectionClosed) {
 			err = errors.Join(err, closeErr)
+		}
+		// Every output channel is closed when Close returns (unless
+		// watermill-nats itself gave up on closing in time).
+		pumped := make(chan struct{})
+		go func() {
+			s.pumps.Wait()
+			close(pumped)
+		}()
+		select {
+		case <-pumped:
+		case <-time.After(s.b.cfg.CloseTimeout):
+			err = errors.Join(err, errors.New("flows: nats: subscriptions did not close in time"))
 		}
 	})
 	return err
