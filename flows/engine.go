@@ -151,6 +151,8 @@ type Engine struct {
 	inFlight int
 	closing  bool
 	idle     chan struct{}
+	ran      bool // Run was called
+	released bool // closed without running
 }
 
 // New builds the routers and topics; nothing runs until Run.
@@ -287,6 +289,13 @@ func (e *Engine) FetchedTopic(shard int) string { return e.topic(kindFetched, sh
 // When ctx ends the engine closes gracefully: running handlers finish,
 // anything not yet handled is redelivered on the next start.
 func (e *Engine) Run(ctx context.Context) error {
+	e.flight.Lock()
+	if e.released {
+		e.flight.Unlock()
+		return errEngineReleased
+	}
+	e.ran = true
+	e.flight.Unlock()
 	if err := e.backend.init(ctx, e.Topics()); err != nil {
 		return err
 	}
@@ -305,7 +314,25 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Running() chan struct{} { return e.router.Running() }
 
 // Close stops the routers; in-flight messages are finished or redelivered.
-func (e *Engine) Close() error { return e.router.Close() }
+// An engine that never ran (one used only to publish polls) releases its
+// backend's connections instead.
+func (e *Engine) Close() error {
+	e.flight.Lock()
+	if !e.ran {
+		if e.released {
+			e.flight.Unlock()
+			return nil
+		}
+		e.released = true
+		e.flight.Unlock()
+		return e.backend.close()
+	}
+	e.flight.Unlock()
+	return e.router.Close()
+}
+
+// errEngineReleased: Run after Close of an engine that never ran.
+var errEngineReleased = errors.New("flows: engine closed before it ran")
 
 // OnResult registers fn to see every poll result this engine receives (the
 // scheduler). On the nats backend every instance receives every result. It

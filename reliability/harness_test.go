@@ -317,6 +317,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	// streams are the subprocess's to create.)
 	poller, err := flows.New(fcfg, flows.Deps{Pool: cfg.Pool, Fetcher: client, Logger: quiet})
 	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, poller.Close()) })
 
 	e := &env{
 		t: t, cfg: cfg, dsn: withAppName(t, cfg.DSN), sim: sim, api: api, addr: freeAddr(t), ns: fcfg.Namespace, js: js,
