@@ -85,35 +85,110 @@ func connect(url string) (*nats.Conn, nats.JetStreamContext, error) {
 	return nc, js, nil
 }
 
-// start runs a private server that dies with this process.
+// start runs a private server for the test process.
 func start(bin string) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := newServer(bin)
 	if err != nil {
 		return "", err
+	}
+	return srv.URL, srv.Start()
+}
+
+// Server is a nats-server with JetStream of one test, which the test can
+// stop and start again (same port, same storage), as an operator restarts
+// one.
+type Server struct {
+	URL  string
+	bin  string
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Private starts a server for t alone, stopped when t ends. It needs the
+// nats-server binary.
+func Private(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/nats-server"); err != nil {
+			t.Fatalf("natstest: a private NATS server needs the nats-server binary (Debian: nats-server): %v", err)
+		}
+	}
+	srv, err := newServer(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	return srv
+}
+
+func newServer(bin string) (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
 	dir, err := os.MkdirTemp("", "natstest-")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", dir)
+	return &Server{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), bin: bin, dir: dir, port: port}, nil
+}
+
+// Start starts the server and waits until JetStream answers.
+func (s *Server) Start() error {
+	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", fmt.Sprint(s.port), "-js", "-sd", s.dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return err
 	}
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(s.done)
+	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		err := usable(url)
+		err := usable(s.URL)
 		if err == nil {
-			return url, nil
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("natstest: %s exited at start", s.bin)
+		default:
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			return "", fmt.Errorf("started %s on %s: %w", bin, url, err)
+			return fmt.Errorf("natstest: started %s on %s: %w", s.bin, s.URL, err)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a server that cannot notify us
+	}
+}
+
+// Stop stops the server (SIGTERM: it closes its storage cleanly) and waits
+// for it to exit.
+func (s *Server) Stop() error {
+	if s.cmd == nil {
+		return nil
+	}
+	defer func() { s.cmd = nil }()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		return fmt.Errorf("natstest: %s ignored SIGTERM", s.bin)
 	}
 }
 
