@@ -215,6 +215,7 @@ func (b *natsBackend) newSubscriber(fanOut bool) (*natsSubscriber, error) {
 		AckWaitTimeout: b.cfg.AckDeadline,
 		CloseTimeout:   b.cfg.CloseTimeout,
 		Unmarshaler:    trackingUnmarshaler{raw: &b.raw},
+		NakDelay:       nakBackoff{max: b.cfg.NATS.AckWait},
 		SubjectCalculator: func(_, topic string) *wnats.SubjectDetail {
 			return &wnats.SubjectDetail{Primary: topic, QueueGroup: group(topic)}
 		},
@@ -374,6 +375,23 @@ func (l closingLogger) Error(msg string, err error, fields watermill.LogFields) 
 
 func (l closingLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
 	return closingLogger{l.LoggerAdapter.With(fields), l.stopping}
+}
+
+// nakBackoff delays the redelivery of a nacked message: not at all the
+// first time (a shutdown hands it over at once), then doubling from 100ms up
+// to max, so a message that keeps failing to publish its output (NATS in
+// trouble) does not re-run its stage, and re-fetch the API, in a tight loop.
+type nakBackoff struct{ max time.Duration }
+
+func (d nakBackoff) WaitTime(delivered uint64) time.Duration {
+	if delivered <= 1 {
+		return 0
+	}
+	wait := 100 * time.Millisecond
+	for n := uint64(2); n < delivered && wait < d.max; n++ {
+		wait *= 2
+	}
+	return min(wait, d.max)
 }
 
 // trackingUnmarshaler remembers the JetStream message behind each Watermill
