@@ -41,9 +41,9 @@ var (
 	ErrReplayRunNotFound = errors.New("flows: no such replay run")
 	// ErrReplayRunBusy: another process is running the same replay run.
 	ErrReplayRunBusy = errors.New("flows: replay run is being run by another process")
-	// ErrNoStoredTopic: the database has no stored topic tables of the
-	// namespace (the postgres backend never ran, or another namespace).
-	ErrNoStoredTopic = errors.New("flows: no stored topic (race.fetched tables) in this database")
+	// ErrNoStoredTopic: there is no stored topic of the namespace (its
+	// backend never ran there, or another namespace or backend).
+	ErrNoStoredTopic = errors.New("flows: no stored topic (race.fetched) to replay")
 	// ErrReplayIncomplete: some races stopped at a write failure; their
 	// remaining polls are replayed when the run is resumed.
 	ErrReplayIncomplete = errors.New("flows: replay incomplete")
@@ -398,7 +398,7 @@ func (r *Replayer) Run(ctx context.Context) (ReplaySummary, error) {
 		return finish(err)
 	}
 	if len(sum.Topics) == 0 {
-		return finish(fmt.Errorf("%w: namespace %q", ErrNoStoredTopic, r.cfg.Namespace))
+		return finish(fmt.Errorf("%w: namespace %q on the %s backend", ErrNoStoredTopic, r.cfg.Namespace, r.cfg.Backend))
 	}
 	work, err := r.plan(ctx, &sum, filter)
 	if err != nil {

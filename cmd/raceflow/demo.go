@@ -52,7 +52,8 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 
 	// A database: the configured one, or a private server.
-	if cfg.DatabaseURL == "" {
+	private := cfg.DatabaseURL == ""
+	if private {
 		say("starting a private PostgreSQL (DATABASE_URL is unset) ...")
 		srv, err := pgembed.Start(ctx, pgembed.Config{})
 		if err != nil {
@@ -105,6 +106,15 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	scfg := flows.DefaultServiceConfig()
 	scfg.Flow = flowConfig(cfg)
 	scfg.Flow.Namespace = "demo" // never competes with a `raceflow run` on a shared database
+	if private && scfg.Flow.Backend == flows.BackendNATS {
+		// The private database goes with the demo; its streams go too, or
+		// the next demo would start on this one's leftover messages.
+		defer func() {
+			if err := flows.DeleteNATSStreams(scfg.Flow.NATS, scfg.Flow.Namespace); err != nil {
+				fmt.Fprintf(a.stderr, "raceflow demo: clean up the NATS streams: %v\n", err)
+			}
+		}()
+	}
 	scfg.LeaderKey++
 	scfg.Schedule.MaxInFlight = 12
 	scfg.DrainTimeout = 10 * time.Second

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/pgtest"
 )
 
@@ -51,4 +52,26 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	a, _, errOut := testApp(map[string]string{"RACEFLOW_PUBSUB": "carrier-pigeon"})
 	require.Equal(t, 1, a.main(context.Background(), []string{"migrate", "status"}))
 	require.Contains(t, errOut.String(), "RACEFLOW_PUBSUB")
+}
+
+func TestPoisonCommandsWorkOnTheConfiguredNATSBackend(t *testing.T) {
+	t.Parallel()
+	url := natstest.URL(t)
+	ns := natstest.Namespace(t, url)
+	a, out, errOut := testApp(map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": url})
+	code := a.main(context.Background(), []string{"poison", "list", "--namespace", ns, "--json"})
+	require.Equal(t, 0, code, "stderr:\n%s", errOut.String())
+	require.Empty(t, out.String(), "a flow that never ran has an empty poison queue")
+
+	a, _, errOut = testApp(map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": url})
+	require.Equal(t, 1, a.main(context.Background(), []string{"poison", "show", "--namespace", ns, "7"}))
+	require.Contains(t, errOut.String(), "not found")
+}
+
+func TestUnreachableNATSIsAClearError(t *testing.T) {
+	t.Parallel()
+	a, _, errOut := testApp(map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": "nats://raceflow:s3cret@127.0.0.1:1"})
+	require.Equal(t, 1, a.main(context.Background(), []string{"poison", "list"}))
+	require.Contains(t, errOut.String(), "NATS is unavailable")
+	require.NotContains(t, errOut.String(), "s3cret", "secrets never reach the output")
 }
