@@ -37,6 +37,7 @@ type Config struct {
 	FetchTimeout     time.Duration // NZTAB_TIMEOUT, per HTTP attempt
 	PubSub           string        // RACEFLOW_PUBSUB: postgres | memory | nats
 	NATSURL          string        // NATS_URL
+	NATSAckWait      time.Duration // RACEFLOW_NATS_ACK_WAIT, how long a dead instance's message waits before another instance gets it
 	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of `run`: flows sharing a database or NATS server need distinct ones
 	HTTPAddr         string        // RACEFLOW_HTTP_ADDR, metrics and health
 	Shards           int           // RACEFLOW_SHARDS, topic shards per stage
@@ -57,6 +58,7 @@ func Default() Config {
 		FetchTimeout:     5 * time.Second,
 		PubSub:           PubSubPostgres,
 		NATSURL:          "nats://127.0.0.1:4222",
+		NATSAckWait:      5 * time.Second,
 		Namespace:        "race",
 		HTTPAddr:         ":9090",
 		Shards:           4,
@@ -124,6 +126,7 @@ func Load(getenv func(string) string) (Config, error) {
 	dur("NZTAB_TIMEOUT", &c.FetchTimeout)
 	str("RACEFLOW_PUBSUB", &c.PubSub)
 	str("NATS_URL", &c.NATSURL)
+	dur("RACEFLOW_NATS_ACK_WAIT", &c.NATSAckWait)
 	str("RACEFLOW_NAMESPACE", &c.Namespace)
 	str("RACEFLOW_HTTP_ADDR", &c.HTTPAddr)
 	num("RACEFLOW_SHARDS", &c.Shards)
@@ -181,6 +184,9 @@ func (c Config) Validate() error {
 	if c.PubSub == PubSubNATS {
 		if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" {
 			bad("NATS_URL", RedactDSN(c.NATSURL), "must be a URL such as nats://127.0.0.1:4222")
+		}
+		if c.NATSAckWait < 300*time.Millisecond || c.NATSAckWait > 10*time.Minute {
+			bad("RACEFLOW_NATS_ACK_WAIT", c.NATSAckWait.String(), "must be between 300ms and 10m")
 		}
 	}
 	if c.Namespace == "" || strings.ContainsFunc(c.Namespace, func(r rune) bool {

@@ -38,6 +38,9 @@ func TestValidateNamesTheBadVariable(t *testing.T) {
 		{"retention too short", map[string]string{"RACEFLOW_RETENTION": "1m"}, "RACEFLOW_RETENTION"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"http addr without port", map[string]string{"RACEFLOW_HTTP_ADDR": "localhost"}, "RACEFLOW_HTTP_ADDR"},
+		{"nats url without host", map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": "nats://"}, "NATS_URL"},
+		{"nats ack wait too short", map[string]string{"RACEFLOW_PUBSUB": "nats", "RACEFLOW_NATS_ACK_WAIT": "10ms"}, "RACEFLOW_NATS_ACK_WAIT"},
+		{"namespace with a dot", map[string]string{"RACEFLOW_NAMESPACE": "race.day"}, "RACEFLOW_NAMESPACE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -119,6 +119,7 @@ func flowConfig(cfg config.Config) flows.Config {
 	f.Shards = cfg.Shards
 	f.Namespace = cfg.Namespace
 	f.NATS.URL = cfg.NATSURL
+	f.NATS.AckWait = cfg.NATSAckWait
 	f.NATS.StoredRetention = cfg.Retention
 	return f
 }
