@@ -203,9 +203,10 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	// First added runs outermost (watermill-notes.md §0.7). track counts
 	// handlers in flight for a safe shutdown (drain.go), so the backend's
 	// own middleware (nats: keep-alive and ack) finishes inside it; the
-	// metrics time everything; publishOutputs publishes inside that tracked region; timing
-	// stamps the stage into the outputs; poison sits outside outcome and
-	// retry, so transient errors are retried first and failures get a result.
+	// metrics time everything; publishOutputs publishes inside that tracked
+	// region; timing stamps the stage into the outputs; poison sits outside
+	// outcome and retry, so transient errors are retried first and failures
+	// get a result.
 	router.AddMiddleware(
 		e.track,
 		e.backend.middleware(),
