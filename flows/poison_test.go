@@ -113,13 +113,7 @@ func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 
 	results := make(chan handlers.ProcessResult, 8)
 	startObserved(t, h, cfg, func(r handlers.ProcessResult) { results <- r })
-	select {
-	case r := <-results:
-		require.Equal(t, handlers.StatusSuccess, r.Status, "%+v", r.Error)
-		require.Equal(t, failed.PollID, r.PollID, "the same poll, completed")
-	case <-ctx.Done():
-		t.Fatal("the requeued poll produced no result")
-	}
+	requireRequeuedPollCompletes(ctx, t, results, failed.PollID)
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, bad, failed.PollID))
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM races WHERE race_id = $1`, bad))
 	require.Zero(t, h.count(t, `SELECT count(*) FROM "watermill_`+pollTopic+`"`), "consumed")
@@ -319,13 +313,7 @@ func TestNATSPoisonedPollIsRequeuedAndPurged(t *testing.T) {
 	n, err := store.Requeue(ctx, flows.PoisonSelector{RaceID: bad})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	select {
-	case r := <-results:
-		require.Equal(t, handlers.StatusSuccess, r.Status, "%+v", r.Error)
-		require.Equal(t, failed.PollID, r.PollID, "the same poll, completed")
-	case <-ctx.Done():
-		t.Fatal("the requeued poll produced no result")
-	}
+	requireRequeuedPollCompletes(ctx, t, results, failed.PollID)
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, bad, failed.PollID))
 	_, err = store.Get(ctx, p.ID)
 	require.ErrorIs(t, err, flows.ErrPoisonNotFound, "requeued messages leave the poison stream")
@@ -340,4 +328,16 @@ func TestNATSPoisonedPollIsRequeuedAndPurged(t *testing.T) {
 	list, err = store.List(ctx, flows.PoisonFilter{})
 	require.NoError(t, err)
 	require.Empty(t, list)
+}
+
+// requireRequeuedPollCompletes waits for the result of the requeued poll.
+func requireRequeuedPollCompletes(ctx context.Context, t *testing.T, results <-chan handlers.ProcessResult, pollID string) {
+	t.Helper()
+	select {
+	case r := <-results:
+		require.Equal(t, handlers.StatusSuccess, r.Status, "%+v", r.Error)
+		require.Equal(t, pollID, r.PollID, "the same poll, completed")
+	case <-ctx.Done():
+		t.Fatal("the requeued poll produced no result")
+	}
 }
