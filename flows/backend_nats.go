@@ -36,6 +36,10 @@ type NATSConfig struct {
 	// StoredRetention is how long the stored topics (race.fetched, poison)
 	// keep messages; replay reads them.
 	StoredRetention time.Duration
+	// NakBackoffMax caps the delay before a nacked message is redelivered:
+	// none the first time (a shutdown hands it over at once), then doubling
+	// from 100ms. 0 redelivers at once every time.
+	NakBackoffMax time.Duration
 	// Replicas of every stream (1 on a single server; 3 on a cluster).
 	Replicas int
 	// Name identifies this process's connections on the server.
@@ -49,6 +53,7 @@ func DefaultNATSConfig() NATSConfig {
 		AckWait:         5 * time.Second,
 		DuplicateWindow: 10 * time.Minute,
 		StoredRetention: 7 * 24 * time.Hour,
+		NakBackoffMax:   2 * time.Second,
 		Replicas:        1,
 		Name:            "raceflow",
 	}
@@ -68,6 +73,9 @@ func (c NATSConfig) Validate() error {
 	}
 	if c.StoredRetention <= 0 {
 		errs = append(errs, errors.New("flows: nats stored retention must be positive"))
+	}
+	if c.NakBackoffMax < 0 {
+		errs = append(errs, errors.New("flows: nats nak backoff must not be negative"))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("flows: nats replicas %d must be within 1..5", c.Replicas))
@@ -215,7 +223,7 @@ func (b *natsBackend) newSubscriber(fanOut bool) (*natsSubscriber, error) {
 		AckWaitTimeout: b.cfg.AckDeadline,
 		CloseTimeout:   b.cfg.CloseTimeout,
 		Unmarshaler:    trackingUnmarshaler{raw: &b.raw},
-		NakDelay:       nakBackoff{max: b.cfg.NATS.AckWait},
+		NakDelay:       nakBackoff{max: b.cfg.NATS.NakBackoffMax},
 		SubjectCalculator: func(_, topic string) *wnats.SubjectDetail {
 			return &wnats.SubjectDetail{Primary: topic, QueueGroup: group(topic)}
 		},
@@ -379,12 +387,12 @@ func (l closingLogger) With(fields watermill.LogFields) watermill.LoggerAdapter 
 
 // nakBackoff delays the redelivery of a nacked message: not at all the
 // first time (a shutdown hands it over at once), then doubling from 100ms up
-// to max, so a message that keeps failing to publish its output (NATS in
+// to max (0: never), so a message that keeps failing to publish its output (NATS in
 // trouble) does not re-run its stage, and re-fetch the API, in a tight loop.
 type nakBackoff struct{ max time.Duration }
 
 func (d nakBackoff) WaitTime(delivered uint64) time.Duration {
-	if delivered <= 1 {
+	if delivered <= 1 || d.max <= 0 {
 		return 0
 	}
 	wait := 100 * time.Millisecond

@@ -19,6 +19,7 @@ func TestNakBackoffHandsOverAtOnceThenBacksOffToItsCap(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, d.WaitTime(tc.delivered), "delivery %d", tc.delivered)
 	}
+	require.Zero(t, nakBackoff{}.WaitTime(10), "no cap: no backoff")
 }
 
 func TestTopicKindAndStreamNames(t *testing.T) {
@@ -46,6 +47,7 @@ func TestNATSConfigValidateNamesWhatIsWrong(t *testing.T) {
 		{"tiny ack wait", func(c *NATSConfig) { c.AckWait = time.Millisecond }, "ack wait"},
 		{"window below ack wait", func(c *NATSConfig) { c.DuplicateWindow = time.Second }, "duplicate window"},
 		{"no retention", func(c *NATSConfig) { c.StoredRetention = 0 }, "retention"},
+		{"negative nak backoff", func(c *NATSConfig) { c.NakBackoffMax = -time.Second }, "nak backoff"},
 		{"replicas", func(c *NATSConfig) { c.Replicas = 7 }, "replicas"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package flows
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -70,6 +71,9 @@ func TestUniversalPubSubSuiteNATS(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.Backend = BackendNATS
 			cfg.NATS.URL = url
+			// The suite nacks each message dozens of times in a row; a
+			// small cap keeps the backoff path in play without minutes of waiting.
+			cfg.NATS.NakBackoffMax = 10 * time.Millisecond
 			conn, js, err := dialNATS(cfg.NATS)
 			require.NoError(t, err)
 			b := &natsBackend{cfg: cfg, logger: watermill.NopLogger{}, conn: conn, js: js,
