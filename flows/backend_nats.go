@@ -209,13 +209,6 @@ func (b *natsBackend) newSubscriber(fanOut bool) (*natsSubscriber, error) {
 	}
 	// watermill-nats appends to this slice per subscription.
 	opts = slices.Clip(opts)
-	closed := make(chan struct{})
-	conn, err := nats.Connect(b.cfg.NATS.URL, append(natsOptions(b.cfg.NATS, "subscriber"),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
-	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrNATSUnavailable, redactURL(b.cfg.NATS.URL), err)
-	}
-	s := &natsSubscriber{b: b, conn: conn, connClosed: closed, stopping: make(chan struct{})}
 	cfg := wnats.SubscriberConfig{
 		SubscribersCount: 1,
 		// Watermill's own wait for the handler: the whole handling, retries
@@ -229,35 +222,44 @@ func (b *natsBackend) newSubscriber(fanOut bool) (*natsSubscriber, error) {
 		},
 		JetStream: wnats.JetStreamConfig{SubscribeOptions: opts, DurableCalculator: durable},
 	}
-	s.Subscriber, err = wnats.NewSubscriberWithNatsConn(conn, cfg.GetSubscriberSubscriptionConfig(), closingLogger{b.logger, s.stopping})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return s, nil
+	return &natsSubscriber{b: b, cfg: cfg.GetSubscriberSubscriptionConfig(), closed: make(chan struct{})}, nil
 }
 
-// natsSubscriber wraps watermill-nats's subscriber for a clean shutdown and
-// our own stream and consumer configuration.
+// natsSubscriber subscribes through watermill-nats, with our own stream and
+// consumer configuration and a clean end to every subscription.
 //
-// watermill-nats closes a subscription's output channel while a NATS
-// callback may still be sending to it (a data race the race detector
-// reports, and a possible send on a closed channel). So the subscriber owns
-// its connection, keeps reading the output until it is closed, and on Close
-// drains the connection first: every callback has returned before
-// watermill-nats closes anything. Messages that arrive once Close has begun
-// are nacked, so JetStream hands them to another instance at once.
+// watermill-nats closes a subscription's output channel (when its context
+// ends or the subscriber closes) while a NATS callback may still be sending
+// to it: a data race the race detector reports, and a send on a closed
+// channel that panics. So every subscription here has a watermill-nats
+// subscriber and a NATS connection of its own, and ends in this order:
+// nack what was handed out and never settled, drain the connection (every
+// callback returns, every ack is flushed), and only then let watermill-nats
+// close the output. A message that arrives meanwhile is nacked, so
+// JetStream gives it to another instance at once.
 type natsSubscriber struct {
-	*wnats.Subscriber
+	b      *natsBackend
+	cfg    wnats.SubscriberSubscriptionConfig
+	mu     sync.Mutex
+	subs   []*natsSubscription
+	closed chan struct{}
+}
+
+// natsSubscription is one Subscribe call.
+type natsSubscription struct {
 	b          *natsBackend
+	wsub       *wnats.Subscriber
 	conn       *nats.Conn
 	connClosed chan struct{}
+	cancel     context.CancelFunc // ends watermill-nats's subscription, after the drain
 	stopping   chan struct{}
-	closeOnce  sync.Once
+	stopOnce   sync.Once
+	stopped    chan struct{} // the stop is complete; stopErr is its outcome
+	stopErr    error
+	pumped     chan struct{} // closed with the output channel
 
 	mu      sync.Mutex
 	pending map[*message.Message]struct{} // handed out, not yet acked or nacked
-	pumps   sync.WaitGroup                // one per subscription, until its output is closed
 }
 
 // SubscribeInitialize creates the topic's stream and consumer.
@@ -265,36 +267,88 @@ func (s *natsSubscriber) SubscribeInitialize(topic string) error {
 	return s.b.ensure(topic)
 }
 
-// Subscribe binds to the topic's consumer.
+// Subscribe binds to the topic's consumer until ctx ends or Close.
 func (s *natsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if err := s.b.ensure(topic); err != nil {
 		return nil, err
 	}
-	in, err := s.Subscriber.Subscribe(ctx, topic)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.closed:
+		return nil, errors.New("flows: nats: subscriber is closed")
+	default:
+	}
+	sub := &natsSubscription{b: s.b, connClosed: make(chan struct{}), stopping: make(chan struct{}),
+		stopped: make(chan struct{}), pumped: make(chan struct{})}
+	conn, err := nats.Connect(s.b.cfg.NATS.URL, append(natsOptions(s.b.cfg.NATS, "subscriber"),
+		nats.ClosedHandler(func(*nats.Conn) { close(sub.connClosed) }))...)
 	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %w", ErrNATSUnavailable, redactURL(s.b.cfg.NATS.URL), err)
+	}
+	sub.conn = conn
+	if sub.wsub, err = wnats.NewSubscriberWithNatsConn(conn, s.cfg, closingLogger{s.b.logger, sub.stopping}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	// watermill-nats gets a context only this subscription cancels, after
+	// its connection has drained.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sub.cancel = cancel
+	in, err := sub.wsub.Subscribe(wctx, topic)
+	if err != nil {
+		cancel()
+		conn.Close()
 		return nil, err
 	}
 	out := make(chan *message.Message)
-	s.pumps.Add(1)
 	go func() {
-		defer s.pumps.Done()
+		defer close(sub.pumped)
 		defer close(out)
 		for msg := range in {
-			s.hold(msg)
+			sub.hold(msg)
 			select {
 			case out <- msg:
-			case <-s.stopping:
-				s.b.raw.Delete(msg)
+			case <-sub.stopping:
+				sub.b.raw.Delete(msg)
 				msg.Nack()
 			}
 		}
 	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = sub.stop()
+		case <-sub.stopping:
+		}
+	}()
+	s.subs = append(s.subs, sub)
 	return out, nil
+}
+
+// Close ends every subscription; when it returns, every output channel is
+// closed.
+func (s *natsSubscriber) Close() error {
+	s.mu.Lock()
+	select {
+	case <-s.closed:
+		s.mu.Unlock()
+		return nil
+	default:
+	}
+	close(s.closed)
+	subs := s.subs
+	s.mu.Unlock()
+	var errs []error
+	for _, sub := range subs {
+		errs = append(errs, sub.stop())
+	}
+	return errors.Join(errs...)
 }
 
 // hold records msg as handed out, and forgets those settled since (a shared
 // consumer has one message outstanding, so the set stays tiny).
-func (s *natsSubscriber) hold(msg *message.Message) {
+func (s *natsSubscription) hold(msg *message.Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending == nil {
@@ -312,54 +366,45 @@ func (s *natsSubscriber) hold(msg *message.Message) {
 	s.pending[msg] = struct{}{}
 }
 
-// release nacks the messages handed out and never settled: their NATS
-// callbacks return, so the connection can drain, and JetStream redelivers
-// them (the messages' contexts end, as watermill's Close promises).
-func (s *natsSubscriber) release() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for m := range s.pending {
-		s.b.raw.Delete(m)
-		m.Nack() // a no-op for a message already acked
-		delete(s.pending, m)
-	}
-}
-
-// Close nacks what was handed out and not settled and what still arrives,
-// drains the connection (every callback returns, every ack is sent), then
-// closes watermill-nats's subscriber.
-func (s *natsSubscriber) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
+// stop ends the subscription: nack the unsettled, drain, then let
+// watermill-nats close the output. Every caller waits until the output is
+// closed.
+func (s *natsSubscription) stop() error {
+	s.stopOnce.Do(func() {
+		defer close(s.stopped)
+		var err error
+		defer func() { s.stopErr = err }()
 		close(s.stopping)
-		s.release()
-		if drainErr := s.conn.Drain(); drainErr != nil && !errors.Is(drainErr, nats.ErrConnectionClosed) {
-			err = fmt.Errorf("flows: nats: drain subscriber: %w", drainErr)
+		s.mu.Lock()
+		for m := range s.pending {
+			s.b.raw.Delete(m)
+			m.Nack() // a no-op for a message already acked
+			delete(s.pending, m)
 		}
+		s.mu.Unlock()
+		if drainErr := s.conn.Drain(); drainErr != nil && !errors.Is(drainErr, nats.ErrConnectionClosed) {
+			err = fmt.Errorf("flows: nats: drain subscription: %w", drainErr)
+		}
+		timeout := time.After(s.b.cfg.CloseTimeout)
 		select {
 		case <-s.connClosed:
-		case <-time.After(s.b.cfg.CloseTimeout):
-			err = errors.Join(err, errors.New("flows: nats: subscriber connection did not drain in time"))
+		case <-timeout:
+			err = errors.Join(err, errors.New("flows: nats: subscription did not drain in time"))
 			s.conn.Close()
 		}
+		s.cancel()
 		// It drains the connection again: already closed, as intended.
-		if closeErr := s.Subscriber.Close(); closeErr != nil && !errors.Is(closeErr, nats.ErrConnectionClosed) {
+		if closeErr := s.wsub.Close(); closeErr != nil && !errors.Is(closeErr, nats.ErrConnectionClosed) {
 			err = errors.Join(err, closeErr)
 		}
-		// Every output channel is closed when Close returns (unless
-		// watermill-nats itself gave up on closing in time).
-		pumped := make(chan struct{})
-		go func() {
-			s.pumps.Wait()
-			close(pumped)
-		}()
 		select {
-		case <-pumped:
-		case <-time.After(s.b.cfg.CloseTimeout):
-			err = errors.Join(err, errors.New("flows: nats: subscriptions did not close in time"))
+		case <-s.pumped:
+		case <-timeout:
+			err = errors.Join(err, errors.New("flows: nats: subscription did not close in time"))
 		}
 	})
-	return err
+	<-s.stopped
+	return s.stopErr
 }
 
 // closingLogger quiets what watermill-nats reports once its connection has
