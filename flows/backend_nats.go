@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+
+	"github.com/raceflow/raceflow/config"
 )
 
 // NATSConfig shapes the NATS JetStream backend. PostgreSQL stays the store
@@ -149,7 +150,7 @@ var ErrNATSUnavailable = errors.New("flows: NATS is unavailable")
 func dialNATS(cfg NATSConfig) (*nats.Conn, nats.JetStreamContext, error) {
 	conn, err := nats.Connect(cfg.URL, natsOptions(cfg, "admin")...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w at %s: %w", ErrNATSUnavailable, redactURL(cfg.URL), err)
+		return nil, nil, fmt.Errorf("%w at %s: %w", ErrNATSUnavailable, config.RedactDSN(cfg.URL), err)
 	}
 	js, err := conn.JetStream()
 	if err == nil {
@@ -157,7 +158,7 @@ func dialNATS(cfg NATSConfig) (*nats.Conn, nats.JetStreamContext, error) {
 	}
 	if err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("%w: no JetStream at %s (start nats-server with -js): %w", ErrNATSUnavailable, redactURL(cfg.URL), err)
+		return nil, nil, fmt.Errorf("%w: no JetStream at %s (start nats-server with -js): %w", ErrNATSUnavailable, config.RedactDSN(cfg.URL), err)
 	}
 	return conn, js, nil
 }
@@ -284,7 +285,7 @@ func (s *natsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *m
 	conn, err := nats.Connect(s.b.cfg.NATS.URL, append(natsOptions(s.b.cfg.NATS, "subscriber"),
 		nats.ClosedHandler(func(*nats.Conn) { close(sub.connClosed) }))...)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrNATSUnavailable, redactURL(s.b.cfg.NATS.URL), err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrNATSUnavailable, config.RedactDSN(s.b.cfg.NATS.URL), err)
 	}
 	sub.conn = conn
 	if sub.wsub, err = wnats.NewSubscriberWithNatsConn(conn, s.cfg, closingLogger{s.b.logger, sub.stopping}); err != nil {
@@ -639,20 +640,17 @@ func (b *natsBackend) close() error {
 	return errors.Join(errs...)
 }
 
+// storedMessage is a message read from a stream by sequence, decoded as the
+// subscribers decode it (the uuid and metadata from its headers).
+func storedMessage(raw *nats.RawStreamMsg) (*message.Message, error) {
+	return (&wnats.NATSMarshaler{}).Unmarshal(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+}
+
 // nonClosingPublisher lends a shared publisher to a router handler.
 type nonClosingPublisher struct{ message.Publisher }
 
 // Close does nothing: the publisher belongs to the backend.
 func (nonClosingPublisher) Close() error { return nil }
-
-// redactURL hides a password in a server URL.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable url)"
-	}
-	return u.Redacted()
-}
 
 // DeleteNATSStreams deletes the streams (and so the consumers and messages)
 // of namespace's flow: for throw-away flows such as benchmarks.

@@ -63,9 +63,12 @@ func TestNATSConfigValidateNamesWhatIsWrong(t *testing.T) {
 	}
 }
 
-func TestRedactURLHidesThePassword(t *testing.T) {
+func TestUnreachableNATSIsTypedAndHidesThePassword(t *testing.T) {
 	t.Parallel()
-	got := redactURL("nats://user:s3cret@nats.example:4222")
-	require.NotContains(t, got, "s3cret")
-	require.Contains(t, got, "nats.example:4222")
+	cfg := DefaultNATSConfig()
+	cfg.URL = "nats://raceflow:s3cret@127.0.0.1:1"
+	_, _, err := dialNATS(cfg)
+	require.ErrorIs(t, err, ErrNATSUnavailable)
+	require.NotContains(t, err.Error(), "s3cret")
+	require.Contains(t, err.Error(), "127.0.0.1:1")
 }

@@ -141,8 +141,23 @@ func (h *harness) count(t *testing.T, query string, args ...any) int {
 	return n
 }
 
-// backends are the transports every flow test runs on.
-var backends = []string{flows.BackendPostgres, flows.BackendMemory, flows.BackendNATS}
+// backends are the transports every flow test runs on; durableBackends
+// keep order and survive a stop (memory does neither).
+var (
+	backends        = []string{flows.BackendPostgres, flows.BackendMemory, flows.BackendNATS}
+	durableBackends = []string{flows.BackendPostgres, flows.BackendNATS}
+)
+
+// onEach runs test as a parallel subtest per backend.
+func onEach(t *testing.T, backends []string, test func(t *testing.T, backend string)) {
+	t.Helper()
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			test(t, backend)
+		})
+	}
+}
 
 // cfgFor is the flow configuration of a test on backend; on nats the test
 // gets a namespace of its own (streams are server-wide, not per database).
@@ -242,12 +257,7 @@ func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 
 func TestWriteFailureRollsBackThePollAndReportsWriteError(t *testing.T) {
 	t.Parallel()
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testWriteFailureRollsBack(t, backend)
-		})
-	}
+	onEach(t, backends, testWriteFailureRollsBack)
 }
 
 func testWriteFailureRollsBack(t *testing.T, backend string) {
@@ -284,12 +294,7 @@ func testWriteFailureRollsBack(t *testing.T, backend string) {
 
 func TestMalformedPayloadIsPoisonedWhileOtherRacesComplete(t *testing.T) {
 	t.Parallel()
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testMalformedPayloadIsPoisoned(t, backend)
-		})
-	}
+	onEach(t, backends, testMalformedPayloadIsPoisoned)
 }
 
 func testMalformedPayloadIsPoisoned(t *testing.T, backend string) {
@@ -322,12 +327,7 @@ func testMalformedPayloadIsPoisoned(t *testing.T, backend string) {
 
 func TestUnknownRaceIsSkippedWithoutTouchingTheDatabase(t *testing.T) {
 	t.Parallel()
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testUnknownRaceIsSkipped(t, backend)
-		})
-	}
+	onEach(t, backends, testUnknownRaceIsSkipped)
 }
 
 func testUnknownRaceIsSkipped(t *testing.T, backend string) {
@@ -348,12 +348,7 @@ func testUnknownRaceIsSkipped(t *testing.T, backend string) {
 
 func TestUnrelatedLongTransactionDoesNotStallTheFlow(t *testing.T) {
 	t.Parallel()
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testUnrelatedLongTransaction(t, backend)
-		})
-	}
+	onEach(t, backends, testUnrelatedLongTransaction)
 }
 
 func testUnrelatedLongTransaction(t *testing.T, backend string) {
@@ -384,12 +379,7 @@ func testUnrelatedLongTransaction(t *testing.T, backend string) {
 func TestStoppingMidFlowLosesNoPollAndDuplicatesNoRow(t *testing.T) {
 	t.Parallel()
 	// Not memory: it keeps nothing across a stop, by design.
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testStoppingMidFlow(t, backend)
-		})
-	}
+	onEach(t, durableBackends, testStoppingMidFlow)
 }
 
 func testStoppingMidFlow(t *testing.T, backend string) {
@@ -429,12 +419,7 @@ func testStoppingMidFlow(t *testing.T, backend string) {
 func TestShardedPollsKeepEachRacesOrder(t *testing.T) {
 	t.Parallel()
 	// Not memory: Go channels hand messages over concurrently, unordered.
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testShardedPollsKeepOrder(t, backend)
-		})
-	}
+	onEach(t, durableBackends, testShardedPollsKeepOrder)
 }
 
 func testShardedPollsKeepOrder(t *testing.T, backend string) {

@@ -93,13 +93,11 @@ func (s *NATSPoisonStore) get(ctx context.Context, seq uint64) (PoisonMessage, e
 	if err != nil {
 		return PoisonMessage{}, fmt.Errorf("flows: poison message %d: %w", seq, err)
 	}
-	m := PoisonMessage{ID: int64(seq), UUID: raw.Header.Get(wnats.WatermillUUIDHdr), CreatedAt: raw.Time,
-		Payload: raw.Data, Metadata: map[string]string{}}
-	for k, v := range raw.Header {
-		if k != wnats.WatermillUUIDHdr && k != nats.MsgIdHdr && len(v) > 0 {
-			m.Metadata[k] = v[0]
-		}
+	msg, err := storedMessage(raw)
+	if err != nil {
+		return PoisonMessage{}, fmt.Errorf("flows: poison message %d: %w", seq, err)
 	}
+	m := PoisonMessage{ID: int64(seq), UUID: msg.UUID, CreatedAt: raw.Time, Payload: msg.Payload, Metadata: msg.Metadata}
 	m.fill()
 	return m, nil
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	wnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -178,17 +177,15 @@ func (s *natsSource) load(ctx context.Context, topic string, offsets []int64, fn
 		if err != nil {
 			return err
 		}
-		md := map[string]string{}
-		for k, v := range raw.Header {
-			if k != wnats.WatermillUUIDHdr && k != nats.MsgIdHdr && len(v) > 0 {
-				md[k] = v[0]
-			}
-		}
-		doc, err := json.Marshal(md)
+		msg, err := storedMessage(raw)
 		if err != nil {
 			return err
 		}
-		fn(offset, fetchedRow{uuid: raw.Header.Get(wnats.WatermillUUIDHdr), payload: raw.Data, metadata: string(doc)})
+		doc, err := json.Marshal(msg.Metadata)
+		if err != nil {
+			return err
+		}
+		fn(offset, fetchedRow{uuid: msg.UUID, payload: msg.Payload, metadata: string(doc)})
 	}
 	return nil
 }

@@ -221,12 +221,7 @@ func storedPolls(t *testing.T, h *replayHarness) int {
 
 func TestReplayIntoTheSameDatabaseChangesNoRow(t *testing.T) {
 	t.Parallel()
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testReplayIntoTheSameDatabase(t, backend)
-		})
-	}
+	onEach(t, durableBackends, testReplayIntoTheSameDatabase)
 }
 
 func testReplayIntoTheSameDatabase(t *testing.T, backend string) {
@@ -252,12 +247,7 @@ func testReplayIntoTheSameDatabase(t *testing.T, backend string) {
 
 func TestReplayAfterTruncateReproducesTheLiveStateIncrementsIncluded(t *testing.T) {
 	t.Parallel()
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendNATS} {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testReplayAfterTruncate(t, backend)
-		})
-	}
+	onEach(t, durableBackends, testReplayAfterTruncate)
 }
 
 func testReplayAfterTruncate(t *testing.T, backend string) {
