@@ -15,12 +15,39 @@ import (
 	"time"
 )
 
-// Pub/sub backends.
+// Message backends (RACEFLOW_PUBSUB): the names the driver registry maps to
+// a driver.
 const (
-	PubSubPostgres = "postgres"
-	PubSubMemory   = "memory"
-	PubSubNATS     = "nats"
+	BackendPostgres = "postgres"
+	BackendMemory   = "memory"
+	BackendNATS     = "nats"
 )
+
+// Backends lists every backend name.
+func Backends() []string { return []string{BackendPostgres, BackendNATS, BackendMemory} }
+
+// Defaults every package shares: the one place each is decided.
+const (
+	// DefaultNamespace prefixes the topics of `raceflow run`'s flow.
+	DefaultNamespace = "race"
+	// DefaultShards is how many topics each stage is split into.
+	DefaultShards = 4
+	// DefaultRetention is how long raw fetches are kept for replay.
+	DefaultRetention = 7 * 24 * time.Hour
+	// DefaultHistoryRetention is how long daily history partitions are kept.
+	DefaultHistoryRetention = 30 * 24 * time.Hour
+)
+
+// ValidNamespace is the rule for a flow's namespace: it becomes part of
+// table and stream names, so only lower-case letters, digits, _ and -.
+func ValidNamespace(ns string) error {
+	if ns == "" || len(ns) > 32 || strings.ContainsFunc(ns, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) {
+		return fmt.Errorf("namespace %q must be 1 to 32 lower-case letters, digits, _ or -", ns)
+	}
+	return nil
+}
 
 // DefaultAPIURL is the NZ TAB Affiliates API; request paths are relative to it,
 // so it must include /affiliates/v1.
@@ -56,15 +83,15 @@ func Default() Config {
 		PartnerName:      "raceflow",
 		PartnerID:        "raceflow",
 		FetchTimeout:     5 * time.Second,
-		PubSub:           PubSubPostgres,
+		PubSub:           BackendPostgres,
 		NATSURL:          "nats://127.0.0.1:4222",
 		NATSAckWait:      5 * time.Second,
-		Namespace:        "race",
+		Namespace:        DefaultNamespace,
 		HTTPAddr:         ":9090",
-		Shards:           4,
+		Shards:           DefaultShards,
 		DBMaxConns:       40,
-		Retention:        7 * 24 * time.Hour,
-		HistoryRetention: 30 * 24 * time.Hour,
+		Retention:        DefaultRetention,
+		HistoryRetention: DefaultHistoryRetention,
 		LogLevel:         "info",
 		LogFormat:        "auto",
 	}
@@ -177,11 +204,11 @@ func (c Config) Validate() error {
 		bad("NZTAB_TIMEOUT", c.FetchTimeout.String(), "must be between 1ms and 2m")
 	}
 	switch c.PubSub {
-	case PubSubPostgres, PubSubMemory, PubSubNATS:
+	case BackendPostgres, BackendMemory, BackendNATS:
 	default:
 		bad("RACEFLOW_PUBSUB", c.PubSub, "must be postgres, memory or nats")
 	}
-	if c.PubSub == PubSubNATS {
+	if c.PubSub == BackendNATS {
 		if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" {
 			bad("NATS_URL", RedactDSN(c.NATSURL), "must be a URL such as nats://127.0.0.1:4222")
 		}
@@ -189,10 +216,8 @@ func (c Config) Validate() error {
 			bad("RACEFLOW_NATS_ACK_WAIT", c.NATSAckWait.String(), "must be between 300ms and 10m")
 		}
 	}
-	if c.Namespace == "" || strings.ContainsFunc(c.Namespace, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-')
-	}) {
-		bad("RACEFLOW_NAMESPACE", c.Namespace, "must be lower-case letters, digits, _ or -")
+	if ValidNamespace(c.Namespace) != nil {
+		bad("RACEFLOW_NAMESPACE", c.Namespace, "must be 1 to 32 lower-case letters, digits, _ or -")
 	}
 	if _, port, found := strings.Cut(c.HTTPAddr, ":"); !found || port == "" {
 		bad("RACEFLOW_HTTP_ADDR", c.HTTPAddr, "must be host:port or :port")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/internal/bench"
 	"github.com/raceflow/raceflow/internal/pgtest"
@@ -108,7 +109,7 @@ func (f *benchFlow) batch(b *testing.B, concurrency int) (time.Duration, []float
 // a time: the latency a caller of ProcessRace sees. p50-ms and p99-ms are
 // the pipeline's own total (request to written), nearest rank.
 func BenchmarkProcessRace(b *testing.B) {
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendMemory} {
+	for _, backend := range []string{config.BackendPostgres, config.BackendMemory} {
 		b.Run("backend="+backend, func(b *testing.B) {
 			f := newBenchFlow(b, backend, 1)
 			var totals []float64
@@ -128,7 +129,7 @@ func BenchmarkProcessRace(b *testing.B) {
 // them. One op is one batch; polls/s is throughput over batch wall time.
 func BenchmarkProcessRaces100(b *testing.B) {
 	const races, concurrency = 100, 20
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendMemory} {
+	for _, backend := range []string{config.BackendPostgres, config.BackendMemory} {
 		b.Run("backend="+backend, func(b *testing.B) {
 			f := newBenchFlow(b, backend, races)
 			var walls, totals []float64

@@ -2,46 +2,56 @@ package flows
 
 import (
 	"context"
-	"sort"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raceflow/raceflow/flows/driver"
 )
 
-// The collectors here read state at scrape time (queue tables, the pool,
-// the scheduler) instead of counting events, so they are right after a
+// The collectors here read state at scrape time (queues, the pool, the
+// scheduler) instead of counting events, so they are right after a
 // restart and cost nothing between scrapes.
 
-// queueQueryTimeout bounds the queue collector's queries, so a slow database
-// delays a scrape rather than piling scrapes up.
+// queueQueryTimeout bounds the queue statistics' queries, so a slow
+// database delays a scrape rather than piling scrapes up.
 const queueQueryTimeout = 3 * time.Second
 
-// QueueCollector exports the backlog of each topic of a PostgreSQL-backed
-// flow: unprocessed messages and the age of the oldest, by topic kind and
-// shard, and the poison queue's depth and oldest message. Topics whose
-// tables do not exist yet (the flow has not run) export nothing. Register it
-// for the PostgreSQL backend only: under the memory backend any tables it
-// found would be another flow's, stale.
-type QueueCollector struct {
-	pool   *pgxpool.Pool
-	tables []queueTable
-	poison string // table of the poison topic, "" when topics has none
+// queueStatsFresh is how long one reading of the queue statistics serves
+// every scrape: however many scrapers there are, the backend is asked at
+// most once per period.
+const queueStatsFresh = 2 * time.Second
 
-	backlog, age, poisonDepth, poisonAge, up *prometheus.Desc
+// QueueStatser reads a flow's queue statistics; every driver.Driver does.
+type QueueStatser interface {
+	QueueStats(ctx context.Context) ([]driver.QueueStat, error)
 }
 
-type queueTable struct{ kind, shard, table string }
+// QueueCollector exports the backlog of each topic of a flow, as its driver
+// reads it: unprocessed messages and the age of the oldest, by topic kind
+// and shard, and the poison queue's depth and oldest message. Topics that
+// do not exist yet (the flow has not run) export nothing. Concurrent
+// scrapes share one reading, which is kept for a short while.
+type QueueCollector struct {
+	src QueueStatser
+	now func() time.Time
 
-// NewQueueCollector collects the topics of topics (Engine.Topics()) from
-// pool. One query per scrape reads every table, through the partial index
-// on unacked rows where the topic keeps acked rows.
-func NewQueueCollector(pool *pgxpool.Pool, topics map[string][]string) *QueueCollector {
-	c := &QueueCollector{
-		pool: pool,
+	backlog, age, poisonDepth, poisonAge, up *prometheus.Desc
+
+	mu      sync.Mutex // one reading at a time; guards the cache
+	readAt  time.Time
+	stats   []driver.QueueStat
+	readErr error
+}
+
+// NewQueueCollector collects src's queue statistics.
+func NewQueueCollector(src QueueStatser) *QueueCollector {
+	return &QueueCollector{
+		src: src,
+		now: time.Now,
 		backlog: prometheus.NewDesc("raceflow_queue_backlog_messages",
 			"Messages published to a topic and not yet processed, by topic kind and shard.", []string{"kind", "shard"}, nil),
 		age: prometheus.NewDesc("raceflow_queue_oldest_message_age_seconds",
@@ -51,25 +61,8 @@ func NewQueueCollector(pool *pgxpool.Pool, topics map[string][]string) *QueueCol
 		poisonAge: prometheus.NewDesc("raceflow_poison_queue_oldest_message_age_seconds",
 			"Age of the oldest message in the poison queue (0 when it is empty).", nil, nil),
 		up: prometheus.NewDesc("raceflow_queue_stats_up",
-			"1 when the queue tables could be read at this scrape, 0 when the query failed.", nil, nil),
+			"1 when the queue statistics could be read at this scrape, 0 when the reading failed.", nil, nil),
 	}
-	schema := queueSchema(DefaultConfig())
-	kinds := make([]string, 0, len(topics))
-	for kind := range topics {
-		kinds = append(kinds, kind)
-	}
-	sort.Strings(kinds)
-	for _, kind := range kinds {
-		for _, topic := range topics[kind] {
-			if kind == kindPoison {
-				c.poison = schema.MessagesTable(topic)
-				continue
-			}
-			shard := topic[strings.LastIndex(topic, ".")+1:] // <ns>.<kind>.<shard>
-			c.tables = append(c.tables, queueTable{kind: kind, shard: shard, table: schema.MessagesTable(topic)})
-		}
-	}
-	return c
 }
 
 // Describe sends the collector's descriptors.
@@ -79,75 +72,40 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reads every existing topic table.
+// Stats returns the queue statistics, read at most once per freshness
+// period.
+func (c *QueueCollector) Stats(ctx context.Context) ([]driver.QueueStat, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := c.now(); c.readAt.IsZero() || now.Sub(c.readAt) >= queueStatsFresh {
+		qctx, cancel := context.WithTimeout(ctx, queueQueryTimeout)
+		c.stats, c.readErr = c.src.QueueStats(qctx)
+		cancel()
+		c.readAt = c.now()
+	}
+	return c.stats, c.readErr
+}
+
+// Collect exports the latest reading.
 func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), queueQueryTimeout)
-	defer cancel()
-	stats, err := c.read(ctx)
+	stats, err := c.Stats(context.Background())
 	up := 1.0
 	if err != nil {
 		up = 0
+		stats = nil
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
-	for table, st := range stats {
-		if table == c.poison {
-			ch <- prometheus.MustNewConstMetric(c.poisonDepth, prometheus.GaugeValue, float64(st.count))
-			ch <- prometheus.MustNewConstMetric(c.poisonAge, prometheus.GaugeValue, st.age)
+	for _, st := range stats {
+		age := st.OldestAge.Seconds()
+		if st.Topic.Kind == driver.Poison {
+			ch <- prometheus.MustNewConstMetric(c.poisonDepth, prometheus.GaugeValue, float64(st.Backlog))
+			ch <- prometheus.MustNewConstMetric(c.poisonAge, prometheus.GaugeValue, age)
 			continue
 		}
-		t := st.queueTable
-		ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(st.count), t.kind, t.shard)
-		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, st.age, t.kind, t.shard)
+		shard := strconv.Itoa(st.Topic.Shard)
+		ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(st.Backlog), string(st.Topic.Kind), shard)
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age, string(st.Topic.Kind), shard)
 	}
-}
-
-type queueStat struct {
-	queueTable
-	count int64
-	age   float64
-}
-
-func (c *QueueCollector) read(ctx context.Context) (map[string]queueStat, error) {
-	all := make([]string, 0, len(c.tables)+1)
-	byTable := make(map[string]queueTable, len(c.tables))
-	for _, t := range c.tables {
-		all = append(all, t.table)
-		byTable[t.table] = t
-	}
-	if c.poison != "" {
-		all = append(all, c.poison)
-	}
-	rows, err := c.pool.Query(ctx, `SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL`, all)
-	if err != nil {
-		return nil, err
-	}
-	existing, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil || len(existing) == 0 {
-		return nil, err
-	}
-	// The age is computed by the database, against the created_at it wrote,
-	// so neither clock skew nor a simulated engine clock distorts it.
-	parts := make([]string, len(existing))
-	for i, table := range existing {
-		parts[i] = `SELECT ` + strconv.Itoa(i) + `, count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 FROM ` +
-			table + ` WHERE NOT acked`
-	}
-	rows, err = c.pool.Query(ctx, strings.Join(parts, " UNION ALL "))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make(map[string]queueStat, len(existing))
-	for rows.Next() {
-		var i int
-		var st queueStat
-		if err := rows.Scan(&i, &st.count, &st.age); err != nil {
-			return nil, err
-		}
-		st.queueTable = byTable[existing[i]]
-		out[existing[i]] = st
-	}
-	return out, rows.Err()
 }
 
 // PoolCollector exports a pgx pool's use: connections by state, the

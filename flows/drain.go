@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/raceflow/raceflow/flows/driver"
 )
 
-// Shutdown order matters on the postgres backend: handlers run inside the
-// subscriber's transaction, and a watermill-sql subscriber that is closed
-// stops waiting for the in-flight message and ends its transaction at once,
-// while the handler may still be using that connection (pgx connections are
-// not safe for concurrent use). So the engine closes a subscriber only after
+// Shutdown order matters where handlers run inside the subscriber's
+// transaction (postgres): a subscriber that is closed stops waiting for the
+// in-flight message and ends its transaction at once, while the handler may
+// still be using that connection (pgx connections are not safe for
+// concurrent use). So the engine closes a subscriber only after
 // every handler invocation has returned, and refuses new messages (they are
 // redelivered) while it waits.
 
@@ -42,7 +43,7 @@ func (e *Engine) track(h message.HandlerFunc) message.HandlerFunc {
 			e.flight.Unlock()
 		}()
 		out, err := h(msg)
-		if err != nil && txLost(msg) {
+		if err != nil && e.drv.Lost(msg) {
 			// Nothing the message did can commit any more. A nack would make
 			// the subscriber resend it into the same dead transaction until
 			// the ack deadline (refetching the API each time); an ack lets it
@@ -54,17 +55,6 @@ func (e *Engine) track(h message.HandlerFunc) message.HandlerFunc {
 		}
 		return out, err
 	}
-}
-
-// txLost reports whether the subscriber transaction msg is handled in has
-// lost its connection, so it can never commit.
-func txLost(msg *message.Message) bool {
-	tx, ok := wsql.TxFromContext(msg.Context())
-	if !ok {
-		return false
-	}
-	ptx, ok := tx.(*wsql.PgxTx)
-	return ok && ptx.Tx.Conn().IsClosed()
 }
 
 // quiesce stops new handler invocations and waits for running ones, at most
@@ -120,7 +110,7 @@ func (e *Engine) publishOutputs(h message.HandlerFunc) message.HandlerFunc {
 		topic := message.PublishTopicFromCtx(msg.Context())
 		for i, m := range out {
 			m.UUID = derivedUUID(msg.UUID, fmt.Sprintf("%s#%d", topic, i))
-			if topicKind(topic) == kindProcessed {
+			if driver.KindOf(topic) == driver.Processed {
 				m.Metadata.Set(keyProducer, e.instance)
 			}
 		}

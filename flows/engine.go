@@ -1,13 +1,13 @@
 // Package flows wires the stages into a running dataflow: Watermill routers
-// over a pub/sub backend, sharded topics, middleware, and the entry points
-// that drive it (ProcessRace, the scheduler, replay).
+// over a message backend (a driver, chosen by name in drivers.go), sharded
+// topics, the middleware around every handler, and the entry points that
+// drive the flow: ProcessRace, and the Service that `raceflow run` runs.
 package flows
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"strings"
 	"sync"
@@ -22,31 +22,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/raceflow/raceflow/config"
+	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/flows/driver/natsdriver"
+	"github.com/raceflow/raceflow/flows/driver/pgdriver"
 	"github.com/raceflow/raceflow/handlers"
-)
-
-// Backends.
-const (
-	BackendPostgres = "postgres"
-	BackendMemory   = "memory"
-	BackendNATS     = "nats"
 )
 
 // Config shapes the flow. Start from DefaultConfig.
 type Config struct {
+	// Backend names the driver (RACEFLOW_PUBSUB): see drivers.go.
 	Backend string
 	// Shards splits each stage's topic so races run in parallel while one
 	// race's polls stay in order: a race always maps to the same shard.
 	Shards int
 	// Namespace prefixes every topic, so separate flows can share a database.
 	Namespace string
-	// PollInterval is how long an idle subscription waits before asking
-	// again; it bounds the latency each hop adds.
-	PollInterval time.Duration
-	// SubscribeBatchSize is how many messages one subscriber transaction
-	// takes. 1 keeps hand-off latency lowest and redelivery after a crash at
-	// one message per subscription.
-	SubscribeBatchSize int
 	// AckDeadline bounds one message's handling, retries included.
 	AckDeadline time.Duration
 	// Retry applies to transient write failures (fetch retries live in the
@@ -56,8 +47,15 @@ type Config struct {
 	SlowPoll time.Duration
 	// CloseTimeout bounds how long Close waits for in-flight handlers.
 	CloseTimeout time.Duration
-	// NATS configures the nats backend.
-	NATS NATSConfig
+	// Retention is how long the stored topic keeps raw fetches for replay
+	// (RACEFLOW_RETENTION), whichever way the backend expires them.
+	Retention time.Duration
+	// Postgres configures the postgres driver; its Namespace and
+	// AckDeadline are the flow's.
+	Postgres pgdriver.Config
+	// NATS configures the nats driver; its Namespace, AckDeadline,
+	// CloseTimeout and StoredRetention are the flow's.
+	NATS natsdriver.Config
 }
 
 // RetryConfig is exponential backoff for transient handler errors.
@@ -71,45 +69,37 @@ type RetryConfig struct {
 // DefaultConfig is a PostgreSQL-backed flow with 4 shards.
 func DefaultConfig() Config {
 	return Config{
-		Backend:            BackendPostgres,
-		Shards:             4,
-		Namespace:          "race",
-		PollInterval:       10 * time.Millisecond,
-		SubscribeBatchSize: 1,
-		AckDeadline:        60 * time.Second,
-		Retry:              RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
-		SlowPoll:           2 * time.Second,
-		CloseTimeout:       30 * time.Second,
-		NATS:               DefaultNATSConfig(),
+		Backend:      config.BackendPostgres,
+		Shards:       config.DefaultShards,
+		Namespace:    config.DefaultNamespace,
+		AckDeadline:  60 * time.Second,
+		Retry:        RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
+		SlowPoll:     2 * time.Second,
+		CloseTimeout: 30 * time.Second,
+		Retention:    config.DefaultRetention,
+		Postgres:     pgdriver.DefaultConfig(),
+		NATS:         natsdriver.DefaultConfig(),
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration; the driver's own settings are checked
+// when it is opened.
 func (c Config) Validate() error {
 	var errs []error
-	switch c.Backend {
-	case BackendPostgres, BackendMemory:
-	case BackendNATS:
-		errs = append(errs, c.NATS.Validate())
-	default:
-		errs = append(errs, fmt.Errorf("flows: backend %q must be %s, %s or %s", c.Backend, BackendPostgres, BackendMemory, BackendNATS))
+	if !slices.Contains(config.Backends(), c.Backend) {
+		errs = append(errs, fmt.Errorf("flows: backend %q must be one of %s", c.Backend, strings.Join(config.Backends(), ", ")))
 	}
 	if c.Shards < 1 || c.Shards > 256 {
 		errs = append(errs, fmt.Errorf("flows: shards %d must be within 1..256", c.Shards))
 	}
-	if c.Namespace == "" || strings.ContainsFunc(c.Namespace, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-')
-	}) {
-		errs = append(errs, fmt.Errorf("flows: namespace %q must be lower-case letters, digits, _ or -", c.Namespace))
-	}
-	if c.PollInterval <= 0 {
-		errs = append(errs, errors.New("flows: poll interval must be positive"))
-	}
-	if c.SubscribeBatchSize < 1 {
-		errs = append(errs, errors.New("flows: subscribe batch size must be at least 1"))
+	if err := config.ValidNamespace(c.Namespace); err != nil {
+		errs = append(errs, fmt.Errorf("flows: %w", err))
 	}
 	if c.AckDeadline <= 0 {
 		errs = append(errs, errors.New("flows: ack deadline must be positive"))
+	}
+	if c.Retention <= 0 {
+		errs = append(errs, errors.New("flows: retention must be positive"))
 	}
 	if c.Retry.MaxRetries < 0 || c.Retry.Multiplier < 1 {
 		errs = append(errs, errors.New("flows: retry needs MaxRetries ≥ 0 and Multiplier ≥ 1"))
@@ -119,7 +109,7 @@ func (c Config) Validate() error {
 
 // Deps are what the flow runs on.
 type Deps struct {
-	Pool     *pgxpool.Pool      // the database of record (and the postgres backend)
+	Pool     *pgxpool.Pool      // the database of record (and the postgres driver's)
 	Fetcher  handlers.Fetcher   // the NZ TAB API
 	Logger   logrus.FieldLogger // required
 	Registry prometheus.Registerer
@@ -129,12 +119,12 @@ type Deps struct {
 
 // Engine is a running (or runnable) flow.
 type Engine struct {
-	cfg     Config
-	deps    Deps
-	backend backend
-	router  *message.Router
-	pub     message.Publisher
-	log     logrus.FieldLogger
+	cfg    Config
+	deps   Deps
+	drv    driver.Driver
+	router *message.Router
+	pub    message.Publisher
+	log    logrus.FieldLogger
 
 	// instance tells this engine's results from other instances' when
 	// results fan out to every instance.
@@ -155,7 +145,8 @@ type Engine struct {
 	released bool // closed without running
 }
 
-// New builds the routers and topics; nothing runs until Run.
+// New opens the configured driver and builds the routers; nothing runs
+// until Run. The engine owns the driver: Run's end or Close releases it.
 func New(cfg Config, deps Deps) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -166,27 +157,21 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	wlog := NewLogger(deps.Logger)
-	e := &Engine{cfg: cfg, deps: deps, log: deps.Logger, waiters: map[string]chan handlers.ProcessResult{},
-		instance: watermill.NewShortUUID()}
-
-	switch cfg.Backend {
-	case BackendPostgres:
-		b, err := newPostgresBackend(deps.Pool, cfg, wlog)
-		if err != nil {
-			return nil, err
-		}
-		e.backend = b
-	case BackendNATS:
-		b, err := newNATSBackend(deps.Pool, cfg, wlog)
-		if err != nil {
-			return nil, err
-		}
-		e.backend = b
-	default:
-		e.backend = newMemoryBackend(deps.Pool, wlog)
+	drv, err := OpenDriver(cfg, deps.Pool, deps.Logger)
+	if err != nil {
+		return nil, err
 	}
-	e.pub = e.backend.publisher()
+	e, err := newEngine(cfg, deps, drv)
+	if err != nil {
+		return nil, errors.Join(err, drv.Close())
+	}
+	return e, nil
+}
+
+func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
+	wlog := NewLogger(deps.Logger)
+	e := &Engine{cfg: cfg, deps: deps, drv: drv, log: deps.Logger, waiters: map[string]chan handlers.ProcessResult{},
+		instance: watermill.NewShortUUID(), pub: drv.Publisher(), outputPub: drv.HandlerPublisher()}
 
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)
 	if err != nil {
@@ -196,20 +181,20 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Registry != nil {
 		metrics.NewPrometheusMetricsBuilder(deps.Registry, "raceflow", "watermill").AddPrometheusRouterMetrics(router)
 	}
-	poison, err := middleware.PoisonQueueWithFilter(e.backend.handlerPublisher(), e.topic(kindPoison, -1), shouldPoison)
+	poison, err := middleware.PoisonQueueWithFilter(drv.HandlerPublisher(), e.topic(driver.Poison, -1), shouldPoison)
 	if err != nil {
 		return nil, fmt.Errorf("flows: poison queue: %w", err)
 	}
-	// First added runs outermost (watermill-notes.md §0.7). track counts
-	// handlers in flight for a safe shutdown (drain.go), so the backend's
-	// own middleware (nats: keep-alive and ack) finishes inside it; the
-	// metrics time everything; publishOutputs publishes inside that tracked
-	// region; timing stamps the stage into the outputs; poison sits outside
-	// outcome and retry, so transient errors are retried first and failures
-	// get a result.
+	// First added runs outermost. track counts handlers in flight for a
+	// safe shutdown (drain.go), so the driver's own middleware (nats:
+	// keep-alive and ack) finishes inside it; the metrics time everything;
+	// publishOutputs publishes inside that tracked region; timing stamps the
+	// stage into the outputs; poison sits outside outcome and retry, so
+	// transient errors are retried first and failures get a result. (Retry
+	// added before poison would never retry.)
 	router.AddMiddleware(
 		e.track,
-		e.backend.middleware(),
+		drv.Middleware(),
 		deps.Metrics.Middleware,
 		e.publishOutputs,
 		e.timing,
@@ -223,7 +208,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 			Multiplier:          cfg.Retry.Multiplier,
 			RandomizationFactor: 0.2,
 			ShouldRetry: func(p middleware.RetryParams) bool {
-				return handlers.Retryable(p.Err) && !errors.Is(p.Err, errTxLost)
+				return handlers.Retryable(p.Err) && !errors.Is(p.Err, driver.ErrDeliveryLost)
 			},
 			Logger: wlog,
 		}.Middleware,
@@ -231,16 +216,22 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		middleware.Recoverer,
 	)
 
-	sub := func(kind string) message.Subscriber { return drainingSubscriber{e.backend.subscriber(kind), e} }
-	e.outputPub = e.backend.handlerPublisher()
+	subs := map[driver.Kind]message.Subscriber{}
+	for _, kind := range driver.StageKinds() {
+		sub, err := drv.Subscriber(kind)
+		if err != nil {
+			return nil, fmt.Errorf("flows: %s subscriber: %w", kind, err)
+		}
+		subs[kind] = drainingSubscriber{sub, e}
+	}
 	for shard := 0; shard < cfg.Shards; shard++ {
-		router.AddHandler(handlerName(handlers.StageFetch, shard), e.topic(kindPoll, shard), sub(kindPoll),
-			e.topic(kindFetched, shard), e.backend.handlerPublisher(), handlers.Fetch(deps.Fetcher))
-		router.AddHandler(handlerName(handlers.StageTransform, shard), e.topic(kindFetched, shard), sub(kindFetched),
-			e.topic(kindTransformed, shard), e.backend.handlerPublisher(), handlers.Transform())
-		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(kindTransformed, shard), sub(kindTransformed),
-			e.topic(kindProcessed, shard), e.backend.handlerPublisher(), handlers.Write(e.backend.begin))
-		router.AddConsumerHandler(handlerName("results", shard), e.topic(kindProcessed, shard), sub(kindProcessed), e.deliver)
+		router.AddHandler(handlerName(handlers.StageFetch, shard), e.topic(driver.Poll, shard), subs[driver.Poll],
+			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(deps.Fetcher))
+		router.AddHandler(handlerName(handlers.StageTransform, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
+			e.topic(driver.Transformed, shard), drv.HandlerPublisher(), handlers.Transform())
+		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Transformed, shard), subs[driver.Transformed],
+			e.topic(driver.Processed, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite))
+		router.AddConsumerHandler(handlerName("results", shard), e.topic(driver.Processed, shard), subs[driver.Processed], e.deliver)
 	}
 	return e, nil
 }
@@ -252,39 +243,20 @@ func stageOfHandler(name string) string {
 	return stage
 }
 
-// topic names a sharded topic; shard < 0 is an unsharded one (poison).
-func (e *Engine) topic(kind string, shard int) string {
+// topic names a topic of this flow; shard < 0 is the unsharded poison topic.
+func (e *Engine) topic(kind driver.Kind, shard int) string {
 	if shard < 0 {
-		return e.cfg.Namespace + "." + kind
+		return driver.PoisonTopic(e.cfg.Namespace).String()
 	}
-	return fmt.Sprintf("%s.%s.%d", e.cfg.Namespace, kind, shard)
+	return driver.ShardTopic(e.cfg.Namespace, kind, shard).String()
 }
 
-func isPoisonTopic(topic string) bool { return strings.HasSuffix(topic, "."+kindPoison) }
+// Topics lists every topic of the flow.
+func (e *Engine) Topics() []driver.Topic { return driver.Topics(e.cfg.Namespace, e.cfg.Shards) }
 
-// Shard is the shard of a race: stable, so one race's polls stay in order.
-func Shard(raceID string, shards int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(raceID))
-	return int(h.Sum32() % uint32(shards))
-}
-
-// Topics lists every topic of the flow by kind.
-func (e *Engine) Topics() map[string][]string {
-	out := map[string][]string{kindPoison: {e.topic(kindPoison, -1)}}
-	for _, kind := range []string{kindPoll, kindFetched, kindTransformed, kindProcessed} {
-		for s := 0; s < e.cfg.Shards; s++ {
-			out[kind] = append(out[kind], e.topic(kind, s))
-		}
-	}
-	return out
-}
-
-// PoisonTopic is the topic failed messages go to.
-func (e *Engine) PoisonTopic() string { return e.topic(kindPoison, -1) }
-
-// FetchedTopic is the stored topic of a shard (raw API bodies).
-func (e *Engine) FetchedTopic(shard int) string { return e.topic(kindFetched, shard) }
+// Driver is the engine's message backend: its stored topic, poison queue,
+// retention and queue statistics.
+func (e *Engine) Driver() driver.Driver { return e.drv }
 
 // Run initialises the topics and runs the routers until ctx ends or Close.
 // When ctx ends the engine closes gracefully: running handlers finish,
@@ -297,8 +269,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.ran = true
 	e.flight.Unlock()
-	if err := e.backend.init(ctx, e.Topics()); err != nil {
-		return err
+	if err := e.drv.Init(ctx, e.Topics()); err != nil {
+		return errors.Join(err, e.drv.Close())
 	}
 	// The router's own context would cancel subscriptions under running
 	// handlers; close through Close instead (drain.go).
@@ -308,7 +280,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err == nil {
 		err = ctx.Err()
 	}
-	return errors.Join(err, e.backend.close())
+	return errors.Join(err, e.drv.Close())
 }
 
 // Running is closed once every handler runs.
@@ -316,7 +288,7 @@ func (e *Engine) Running() chan struct{} { return e.router.Running() }
 
 // Close stops the routers; in-flight messages are finished or redelivered.
 // An engine that never ran (one used only to publish polls) releases its
-// backend's connections instead.
+// driver instead.
 func (e *Engine) Close() error {
 	e.flight.Lock()
 	if !e.ran {
@@ -326,7 +298,7 @@ func (e *Engine) Close() error {
 		}
 		e.released = true
 		e.flight.Unlock()
-		return e.backend.close()
+		return e.drv.Close()
 	}
 	e.flight.Unlock()
 	return e.router.Close()
@@ -336,8 +308,8 @@ func (e *Engine) Close() error {
 var errEngineReleased = errors.New("flows: engine closed before it ran")
 
 // OnResult registers fn to see every poll result this engine receives (the
-// scheduler). On the nats backend every instance receives every result. It
-// must not block.
+// scheduler). Where results fan out, every instance receives every result.
+// It must not block.
 func (e *Engine) OnResult(fn func(handlers.ProcessResult)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -358,7 +330,7 @@ const keyProducer = "producer"
 
 // ownResult reports whether this engine produced the result in msg.
 func (e *Engine) ownResult(msg *message.Message) bool {
-	return !e.backend.fanOutResults() || msg.Metadata.Get(keyProducer) == e.instance
+	return !e.drv.FansOutResults() || msg.Metadata.Get(keyProducer) == e.instance
 }
 
 // derivedUUID is the id of an output of the message with id parent: the
@@ -367,120 +339,4 @@ func (e *Engine) ownResult(msg *message.Message) bool {
 // purpose.
 func derivedUUID(parent, purpose string) string {
 	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("raceflow:"+parent+"/"+purpose)).String()
-}
-
-// RequestPoll publishes a poll of raceID and returns its poll id.
-func (e *Engine) RequestPoll(ctx context.Context, raceID, reason string) (string, error) {
-	now := e.deps.Now()
-	req := handlers.PollRequest{RaceID: raceID, PollID: handlers.PollID(raceID, now), RequestedAt: now, Reason: reason}
-	return req.PollID, e.publishPoll(ctx, req)
-}
-
-func (e *Engine) publishPoll(ctx context.Context, req handlers.PollRequest) error {
-	msg, err := handlers.NewPollMessage(req, false)
-	if err != nil {
-		return err
-	}
-	msg.SetContext(ctx)
-	if err := e.pub.Publish(e.topic(kindPoll, Shard(req.RaceID, e.cfg.Shards)), msg); err != nil {
-		return fmt.Errorf("flows: publish poll of %s: %w", req.RaceID, err)
-	}
-	e.log.WithFields(logrus.Fields{"race_id": req.RaceID, "poll_id": req.PollID, "reason": req.Reason}).Debug("pipeline start")
-	return nil
-}
-
-// deliver consumes race.processed: logs the end of the pipeline and hands
-// the result to waiters and observers.
-func (e *Engine) deliver(msg *message.Message) error {
-	res, err := handlers.DecodeResult(msg, e.deps.Now())
-	if err != nil {
-		e.log.WithError(err).Error("undecodable result dropped")
-		return nil // nothing to retry: the payload will never decode
-	}
-	fields := logrus.Fields{
-		"race_id": res.RaceID, "poll_id": res.PollID, "status": res.Status,
-		"fetch_ms": res.Timings.FetchMS, "transform_ms": res.Timings.TransformMS, "write_ms": res.Timings.WriteMS,
-		"queue_ms": res.Timings.QueueMS, "duration_ms": res.Timings.TotalMS,
-		"rows_money_flow": res.Rows.MoneyFlow, "rows_odds": res.Rows.Odds, "rows_entrants": res.Rows.Entrants,
-	}
-	entry := e.log.WithFields(fields)
-	switch {
-	case res.Error != nil:
-		entry.WithField("stage", res.Error.Stage).WithField("error", res.Error.Message).Warn("pipeline end")
-	case res.Timings.TotalMS >= float64(e.cfg.SlowPoll/time.Millisecond):
-		entry.Warn("pipeline end: slow poll")
-	default:
-		entry.Info("pipeline end")
-	}
-	e.mu.Lock()
-	ch := e.waiters[res.PollID]
-	delete(e.waiters, res.PollID)
-	obs := e.observers
-	if e.ownResult(msg) {
-		obs = append(slices.Clip(obs), e.ownObservers...)
-	}
-	e.mu.Unlock()
-	// Observers first: when ProcessRace returns, metrics and the scheduler
-	// have already seen the result.
-	for _, fn := range obs {
-		fn(res)
-	}
-	if ch != nil {
-		ch <- res // buffered
-	}
-	return nil
-}
-
-// ProcessRace polls one race now and waits for its result. A failed poll
-// returns its result and the typed FetchError, TransformError or WriteError.
-func (e *Engine) ProcessRace(ctx context.Context, raceID string) (handlers.ProcessResult, error) {
-	now := e.deps.Now()
-	req := handlers.PollRequest{RaceID: raceID, PollID: handlers.PollID(raceID, now), RequestedAt: now, Reason: "process"}
-	ch := make(chan handlers.ProcessResult, 1)
-	e.mu.Lock()
-	e.waiters[req.PollID] = ch
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.waiters, req.PollID)
-		e.mu.Unlock()
-	}()
-	if err := e.publishPoll(ctx, req); err != nil {
-		return handlers.ProcessResult{RaceID: raceID, PollID: req.PollID, Status: handlers.StatusFailed}, err
-	}
-	select {
-	case res := <-ch:
-		return res, res.Err()
-	case <-ctx.Done():
-		return handlers.ProcessResult{RaceID: raceID, PollID: req.PollID, Status: handlers.StatusFailed}, ctx.Err()
-	}
-}
-
-// ProcessRaces processes races with at most concurrency in flight (a sliding
-// window, not fixed chunks) and returns results in the order of ids. The
-// error joins every failed race's typed error.
-func (e *Engine) ProcessRaces(ctx context.Context, ids []string, concurrency int) ([]handlers.ProcessResult, error) {
-	if concurrency < 1 {
-		concurrency = 1
-	}
-	results := make([]handlers.ProcessResult, len(ids))
-	errs := make([]error, len(ids))
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i], errs[i] = e.ProcessRace(ctx, id)
-		}()
-	}
-	wg.Wait()
-	return results, errors.Join(errs...)
 }

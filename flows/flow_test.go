@@ -17,7 +17,9 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/nztabsim"
@@ -144,8 +146,8 @@ func (h *harness) count(t *testing.T, query string, args ...any) int {
 // backends are the transports every flow test runs on; durableBackends
 // keep order and survive a stop (memory does neither).
 var (
-	backends        = []string{flows.BackendPostgres, flows.BackendMemory, flows.BackendNATS}
-	durableBackends = []string{flows.BackendPostgres, flows.BackendNATS}
+	backends        = []string{config.BackendPostgres, config.BackendMemory, config.BackendNATS}
+	durableBackends = []string{config.BackendPostgres, config.BackendNATS}
 )
 
 // onEach runs test as a parallel subtest per backend.
@@ -165,7 +167,7 @@ func cfgFor(t *testing.T, backend string) flows.Config {
 	t.Helper()
 	cfg := flows.DefaultConfig()
 	cfg.Backend = backend
-	if backend == flows.BackendNATS {
+	if backend == config.BackendNATS {
 		cfg.NATS.URL = natstest.URL(t)
 		cfg.Namespace = natstest.Namespace(t, cfg.NATS.URL)
 	}
@@ -174,23 +176,42 @@ func cfgFor(t *testing.T, backend string) flows.Config {
 
 // poisonQueue lists the flow's poison queue; ok is false on the memory
 // backend, which keeps nothing to inspect.
-func poisonQueue(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f flows.PoisonFilter) (msgs []flows.PoisonMessage, ok bool) {
+func poisonQueue(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f driver.PoisonFilter) (msgs []driver.PoisonMessage, ok bool) {
 	t.Helper()
-	q, closeQueue, err := flows.OpenPoisonQueue(cfg, pool)
-	if errors.Is(err, flows.ErrNoPoisonStore) {
+	drv, err := flows.OpenDriver(cfg, pool, logrus.New())
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.Close()) }()
+	if !drv.Durable() {
 		return nil, false
 	}
-	require.NoError(t, err)
-	defer closeQueue()
-	msgs, err = q.List(context.Background(), f)
+	msgs, err = drv.Poison().List(context.Background(), f)
 	require.NoError(t, err)
 	return msgs, true
+}
+
+// openDriver opens cfg's driver on pool for the test.
+func openDriver(t testing.TB, cfg flows.Config, pool *pgxpool.Pool) driver.Driver {
+	t.Helper()
+	drv, err := flows.OpenDriver(cfg, pool, logrus.New())
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, drv.Close()) })
+	return drv
+}
+
+// pgPoison is the poison queue of namespace's flow on the postgres backend.
+func pgPoison(t *testing.T, pool *pgxpool.Pool, namespace string) driver.PoisonQueue {
+	t.Helper()
+	cfg := flows.DefaultConfig()
+	if namespace != "" {
+		cfg.Namespace = namespace
+	}
+	return openDriver(t, cfg, pool).Poison()
 }
 
 // waitPoisoned waits until the poison queue holds n messages f selects: on
 // nats a failed poll's result can arrive before its poison message is
 // stored (two streams, no shared transaction).
-func waitPoisoned(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f flows.PoisonFilter, n int) (msgs []flows.PoisonMessage, ok bool) {
+func waitPoisoned(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f driver.PoisonFilter, n int) (msgs []driver.PoisonMessage, ok bool) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		msgs, ok = poisonQueue(t, cfg, pool, f)
@@ -286,7 +307,7 @@ func testWriteFailureRollsBack(t *testing.T, backend string) {
 		require.Zero(t, h.count(t, `SELECT count(*) FROM `+table+` WHERE race_id = $1`, raceID), "%s rolled back", table)
 	}
 	require.Zero(t, h.count(t, `SELECT count(*) FROM meetings`), "meetings rolled back")
-	if msgs, ok := waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: raceID, Stage: handlers.StageWrite}, 1); ok {
+	if msgs, ok := waitPoisoned(t, cfg, h.db.Pool, driver.PoisonFilter{RaceID: raceID, Stage: handlers.StageWrite}, 1); ok {
 		require.Len(t, msgs, 1, "the poll is in the poison queue")
 		require.Equal(t, "partition_missing", msgs[0].Kind)
 	}
@@ -318,7 +339,7 @@ func testMalformedPayloadIsPoisoned(t *testing.T, backend string) {
 		}
 		require.Equal(t, handlers.StatusSuccess, res.Status, "race %s", ids[i])
 	}
-	if msgs, ok := waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{RaceID: bad}, 1); ok {
+	if msgs, ok := waitPoisoned(t, cfg, h.db.Pool, driver.PoisonFilter{RaceID: bad}, 1); ok {
 		require.Len(t, msgs, 1)
 		require.Contains(t, msgs[0].Reason, "malformed")
 	}
@@ -342,7 +363,7 @@ func testUnknownRaceIsSkipped(t *testing.T, backend string) {
 	require.Equal(t, handlers.StatusSkipped, res.Status)
 	require.Equal(t, "not_found", res.Error.Kind)
 	require.Zero(t, h.count(t, `SELECT count(*) FROM races`))
-	msgs, _ := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{})
+	msgs, _ := poisonQueue(t, cfg, h.db.Pool, driver.PoisonFilter{})
 	require.Empty(t, msgs, "a 404 is not poison")
 }
 
@@ -412,7 +433,7 @@ func testStoppingMidFlow(t *testing.T, backend string) {
 	require.Equal(t, len(polls), h.count(t, `SELECT count(*) FROM race_polls WHERE poll_id = ANY($1)`, polls), "every poll written once")
 	require.Equal(t, len(polls), h.count(t, `SELECT count(DISTINCT poll_id) FROM race_polls`))
 	require.Zero(t, h.count(t, `SELECT count(*) FROM (SELECT 1 FROM money_flow_history GROUP BY race_id, entrant_id, polling_timestamp HAVING count(*) > 1) d`))
-	msgs, _ := poisonQueue(t, cfg, h.db.Pool, flows.PoisonFilter{})
+	msgs, _ := poisonQueue(t, cfg, h.db.Pool, driver.PoisonFilter{})
 	require.Empty(t, msgs)
 }
 
@@ -459,7 +480,7 @@ func testShardedPollsKeepOrder(t *testing.T, backend string) {
 	require.Equal(t, want, got, "each race's polls complete once each, in the order requested")
 	shards := map[int]bool{}
 	for _, id := range ids {
-		shards[flows.Shard(id, cfg.Shards)] = true
+		shards[driver.Shard(id, cfg.Shards)] = true
 	}
 	require.Greater(t, len(shards), 1, "the races spread over several shards")
 }

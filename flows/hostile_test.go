@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/stages/nztab"
@@ -131,7 +131,7 @@ func TestHostileAPIInputIsTypedAndContainedWhileOtherRacesFlow(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e, _ := hs.start(t, cfgFor(t, flows.BackendPostgres))
+	e, _ := hs.start(t, cfgFor(t, config.BackendPostgres))
 	results, _ := e.ProcessRaces(ctx, ids, 6)
 	for k, res := range results {
 		name, isHostile := byRace[ids[k]]
@@ -176,7 +176,7 @@ func TestUpstreamFaultsBackOffWithoutHammeringAndPollsResume(t *testing.T) {
 			}
 		}
 	}))
-	e, _ := hs.start(t, cfgFor(t, flows.BackendPostgres))
+	e, _ := hs.start(t, cfgFor(t, config.BackendPostgres))
 	ids := hs.horseRaces(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raceflow/raceflow/handlers"
@@ -187,29 +186,10 @@ func (m *Metrics) CountRetries(h message.HandlerFunc) message.HandlerFunc {
 		}
 		out, err := h(msg)
 		if err != nil {
-			a.lastReason = errorKind(err)
+			a.lastReason = handlers.ErrorKind(err)
 		}
 		return out, err
 	}
-}
-
-// errorKind is the bounded label for a handler error: the stage error's or
-// skip's kind, "panic", "canceled", else "internal".
-func errorKind(err error) string {
-	var se *handlers.StageError
-	var skip *handlers.Skip
-	var panicErr middleware.RecoveredPanicError
-	switch {
-	case errors.As(err, &se):
-		return se.Kind
-	case errors.As(err, &skip):
-		return skip.Kind
-	case errors.As(err, &panicErr):
-		return "panic"
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return "canceled"
-	}
-	return "internal"
 }
 
 // InstrumentTransport counts and times every request attempt made through

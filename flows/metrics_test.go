@@ -32,6 +32,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/nztabsim"
@@ -178,7 +179,7 @@ func newRig(tb testing.TB, opt rigOptions) *rig {
 	require.NoError(tb, err)
 	if opt.metrics {
 		r.engine.OnResult(r.metrics.Observe)
-		r.reg.MustRegister(flows.NewQueueCollector(db.Pool, r.engine.Topics()), flows.NewPoolCollector(db.Pool))
+		r.reg.MustRegister(flows.NewQueueCollector(r.engine.Driver()), flows.NewPoolCollector(db.Pool))
 	}
 	r.engine.OnResult(func(res handlers.ProcessResult) { r.results <- res })
 
@@ -265,7 +266,7 @@ func (h *hiccups) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 func TestMetricsEndpointReportsExactlyWhatTheFlowDid(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, rigOptions{backend: flows.BackendPostgres, metrics: true})
+	r := newRig(t, rigOptions{backend: config.BackendPostgres, metrics: true})
 	r.reg.MustRegister(flows.NewSchedulerCollector(func() (int, int) { return 5, 2 }))
 	srv := httptest.NewServer(promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
 	t.Cleanup(srv.Close)
@@ -419,7 +420,10 @@ func TestQueueCollectorReportsDownWhenTheDatabaseFails(t *testing.T) {
 	require.NoError(t, err)
 	defer pool.Close()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(flows.NewQueueCollector(pool, map[string][]string{"poll": {"race.poll.0"}, "poison": {"race.poison"}}))
+	drv, err := flows.OpenDriver(flows.DefaultConfig(), pool, quietLogger())
+	require.NoError(t, err)
+	defer drv.Close()
+	reg.MustRegister(flows.NewQueueCollector(drv))
 	f := gather(t, reg)
 	require.Equal(t, 0.0, f.sum("raceflow_queue_stats_up", nil))
 	require.Zero(t, f.series("raceflow_queue_backlog_messages"))
@@ -745,7 +749,7 @@ func TestGrafanaDashboardQueriesOnlyMetricsTheFlowExports(t *testing.T) {
 	_, err := flows.NewMetrics(rec)
 	require.NoError(t, err)
 	rec.MustRegister(
-		flows.NewQueueCollector(nil, map[string][]string{"poll": {"race.poll.0"}, "poison": {"race.poison"}}),
+		flows.NewQueueCollector(nil),
 		flows.NewPoolCollector(nil),
 		flows.NewSchedulerCollector(func() (int, int) { return 0, 0 }),
 	)
@@ -818,7 +822,7 @@ func BenchmarkFlowThroughput(b *testing.B) {
 			name = "metrics=on"
 		}
 		b.Run(name, func(b *testing.B) {
-			r := newRig(b, rigOptions{backend: flows.BackendMemory, metrics: withMetrics})
+			r := newRig(b, rigOptions{backend: config.BackendMemory, metrics: withMetrics})
 			if withMetrics {
 				r.reg.MustRegister(flows.NewSchedulerCollector(func() (int, int) { return 0, 0 }))
 			}
@@ -872,7 +876,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // BenchmarkScrape is the cost of one /metrics scrape of a PostgreSQL flow
 // (the queue collector's query dominates).
 func BenchmarkScrape(b *testing.B) {
-	r := newRig(b, rigOptions{backend: flows.BackendPostgres, metrics: true})
+	r := newRig(b, rigOptions{backend: config.BackendPostgres, metrics: true})
 	r.run(b)
 	if _, err := r.engine.ProcessRaces(context.Background(), r.races[:8], 4); err != nil {
 		b.Fatal(err)

@@ -5,9 +5,9 @@ import (
 	"errors"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/sirupsen/logrus"
 
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/handlers"
 )
 
@@ -42,7 +42,7 @@ func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
 // the poison queue. A cancelled context is neither: the message is
 // redelivered.
 func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
-	pub := e.backend.handlerPublisher()
+	pub := e.drv.HandlerPublisher()
 	return func(msg *message.Message) ([]*message.Message, error) {
 		start := e.deps.Now()
 		out, err := h(msg)
@@ -56,15 +56,7 @@ func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 		if stage == "results" {
 			return out, err
 		}
-		info := &handlers.ErrorInfo{Stage: stage, Kind: "internal", Message: err.Error(), Retryable: handlers.Retryable(err)}
-		var se *handlers.StageError
-		var panicErr middleware.RecoveredPanicError
-		switch {
-		case errors.As(err, &se):
-			info.Kind = se.Kind
-		case errors.As(err, &panicErr):
-			info.Kind = "panic"
-		}
+		info := &handlers.ErrorInfo{Stage: stage, Kind: handlers.ErrorKind(err), Message: err.Error(), Retryable: handlers.Retryable(err)}
 		status := handlers.StatusFailed
 		var skip *handlers.Skip
 		if errors.As(err, &skip) {
@@ -78,7 +70,7 @@ func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 		res.UUID = derivedUUID(msg.UUID, "failure-result")
 		res.Metadata.Set(keyProducer, e.instance)
 		raceID := msg.Metadata.Get(handlers.KeyRaceID)
-		if pubErr := pub.Publish(e.topic(kindProcessed, Shard(raceID, e.cfg.Shards)), res); pubErr != nil {
+		if pubErr := pub.Publish(e.topic(driver.Processed, driver.Shard(raceID, e.cfg.Shards)), res); pubErr != nil {
 			return nil, errors.Join(err, pubErr)
 		}
 		if status == handlers.StatusSkipped {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/natstest"
@@ -22,7 +23,7 @@ func TestNATSRestartIsReportedAndTheFlowResumes(t *testing.T) {
 	srv := natstest.Private(t)
 	h := newHarness(t)
 	cfg := flows.DefaultConfig()
-	cfg.Backend, cfg.NATS.URL, cfg.Namespace = flows.BackendNATS, srv.URL, "restart"
+	cfg.Backend, cfg.NATS.URL, cfg.Namespace = config.BackendNATS, srv.URL, "restart"
 	e, _ := h.start(t, cfg)
 	ids := h.horseRaces(t, 8)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -16,7 +16,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/internal/pgtest"
@@ -50,7 +52,7 @@ func startObserved(t *testing.T, h *harness, cfg flows.Config, fn func(handlers.
 func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	cfg := cfgFor(t, flows.BackendPostgres)
+	cfg := cfgFor(t, config.BackendPostgres)
 	e1, stop1 := h.start(t, cfg)
 	bad := h.horseRaces(t, 1)[0]
 	require.NoError(t, h.sim.SetRaceFault(bad, nztabsim.FaultMalformed))
@@ -61,16 +63,16 @@ func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	// Results are delivered at least once across restarts: wait until e1 has
 	// committed the ack of this failed result, or e2 would see it again.
-	processed := fmt.Sprintf(`SELECT count(*) FROM "watermill_race.processed.%d"`, flows.Shard(bad, cfg.Shards))
+	processed := fmt.Sprintf(`SELECT count(*) FROM "watermill_race.processed.%d"`, driver.Shard(bad, cfg.Shards))
 	require.Eventually(t, func() bool { return h.count(t, processed) == 0 }, time.Minute, 10*time.Millisecond)
 	stop1() // so the requeued message can be seen as published
 
-	store := flows.PoisonStore{Pool: h.db.Pool}
-	list, err := store.List(ctx, flows.PoisonFilter{})
+	store := pgPoison(t, h.db.Pool, "")
+	list, err := store.List(ctx, driver.PoisonFilter{})
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	p := list[0]
-	pollTopic := fmt.Sprintf("race.poll.%d", flows.Shard(bad, cfg.Shards))
+	pollTopic := fmt.Sprintf("race.poll.%d", driver.Shard(bad, cfg.Shards))
 	require.Equal(t, bad, p.RaceID)
 	require.Equal(t, failed.PollID, p.PollID)
 	require.Equal(t, handlers.StageFetch, p.Stage)
@@ -89,10 +91,10 @@ func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 	require.Contains(t, string(decoded), "\n  \"race_id\"", "indented for reading")
 
 	h.sim.ClearRaceFault(bad)
-	n, err := store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{p.ID}})
+	n, err := store.Requeue(ctx, driver.PoisonSelector{IDs: []int64{p.ID}})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	list, err = store.List(ctx, flows.PoisonFilter{})
+	list, err = store.List(ctx, driver.PoisonFilter{})
 	require.NoError(t, err)
 	require.Empty(t, list, "the requeued message left the poison queue")
 
@@ -101,7 +103,7 @@ func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 	var md map[string]string
 	require.NoError(t, h.db.Pool.QueryRow(ctx, `SELECT payload, metadata FROM "watermill_`+pollTopic+`" WHERE NOT acked`).Scan(&payload, &md))
 	require.Equal(t, shown.Payload, payload)
-	require.Equal(t, "1", md[flows.KeyRequeued])
+	require.Equal(t, "1", md[driver.KeyRequeued])
 	for k, v := range shown.Metadata {
 		switch k {
 		case "reason_poisoned", "topic_poisoned", "handler_poisoned", "subscriber_poisoned", handlers.KeyStage, handlers.KeyErrorKind:
@@ -117,11 +119,11 @@ func TestPoisonedPollIsRequeuedAfterTheFixAndSucceedsOnce(t *testing.T) {
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, bad, failed.PollID))
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM races WHERE race_id = $1`, bad))
 	require.Zero(t, h.count(t, `SELECT count(*) FROM "watermill_`+pollTopic+`"`), "consumed")
-	list, err = store.List(ctx, flows.PoisonFilter{RaceID: bad})
+	list, err = store.List(ctx, driver.PoisonFilter{RaceID: bad})
 	require.NoError(t, err)
 	require.Empty(t, list)
-	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{p.ID}})
-	require.ErrorIs(t, err, flows.ErrPoisonNotFound, "requeued once only")
+	_, err = store.Requeue(ctx, driver.PoisonSelector{IDs: []int64{p.ID}})
+	require.ErrorIs(t, err, driver.ErrPoisonNotFound, "requeued once only")
 }
 
 // poisonFixture publishes messages to a namespace's poison topic the way
@@ -175,27 +177,27 @@ func TestPoisonStoreListsShowsRequeuesAndPurges(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
 	const ns = "ops"
-	store := flows.PoisonStore{Pool: db.Pool, Namespace: ns}
+	store := pgPoison(t, db.Pool, ns)
 
-	empty, err := store.List(ctx, flows.PoisonFilter{})
+	empty, err := store.List(ctx, driver.PoisonFilter{})
 	require.NoError(t, err, "a flow that never ran has an empty poison queue")
 	require.Empty(t, empty)
-	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{1}})
-	require.ErrorIs(t, err, flows.ErrPoisonNotFound)
-	_, err = store.Requeue(ctx, flows.PoisonSelector{})
+	_, err = store.Requeue(ctx, driver.PoisonSelector{IDs: []int64{1}})
+	require.ErrorIs(t, err, driver.ErrPoisonNotFound)
+	_, err = store.Requeue(ctx, driver.PoisonSelector{})
 	require.Error(t, err, "requeue needs a selection")
 
 	fetched := gzipped(t, []byte(`{"data":{"race":{"event_id":"B"}}}`))
 	ids := poisonFixture(t, db,
 		ns,
 		poisoned("A", "fetch", "malformed_json", ns+".poll.1", []byte(`{"race_id":"A"}`), nil),
-		poisoned("B", "transform", "decode", ns+".fetched.2", fetched, map[string]string{handlers.KeyEncoding: "gzip", flows.KeyRequeued: "1"}),
+		poisoned("B", "transform", "decode", ns+".fetched.2", fetched, map[string]string{handlers.KeyEncoding: "gzip", driver.KeyRequeued: "1"}),
 		poisoned("A", "write", "database", "elsewhere.transformed.0", []byte(`{}`), nil),
 	)
 	_, err = db.Pool.Exec(ctx, `UPDATE "watermill_ops.poison" SET created_at = now() - interval '3 hours' WHERE "offset" = $1`, ids[0])
 	require.NoError(t, err)
 
-	list := func(f flows.PoisonFilter) []int64 {
+	list := func(f driver.PoisonFilter) []int64 {
 		t.Helper()
 		msgs, err := store.List(ctx, f)
 		require.NoError(t, err)
@@ -207,15 +209,15 @@ func TestPoisonStoreListsShowsRequeuesAndPurges(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		filter flows.PoisonFilter
+		filter driver.PoisonFilter
 		want   []int64
 	}{
-		{"all, newest first", flows.PoisonFilter{}, []int64{ids[2], ids[1], ids[0]}},
-		{"one race", flows.PoisonFilter{RaceID: "A"}, []int64{ids[2], ids[0]}},
-		{"one stage", flows.PoisonFilter{Stage: "transform"}, []int64{ids[1]}},
-		{"recent", flows.PoisonFilter{Since: time.Now().Add(-time.Hour)}, []int64{ids[2], ids[1]}},
-		{"limited", flows.PoisonFilter{Limit: 1}, []int64{ids[2]}},
-		{"race and stage", flows.PoisonFilter{RaceID: "A", Stage: "transform"}, []int64{}},
+		{"all, newest first", driver.PoisonFilter{}, []int64{ids[2], ids[1], ids[0]}},
+		{"one race", driver.PoisonFilter{RaceID: "A"}, []int64{ids[2], ids[0]}},
+		{"one stage", driver.PoisonFilter{Stage: "transform"}, []int64{ids[1]}},
+		{"recent", driver.PoisonFilter{Since: time.Now().Add(-time.Hour)}, []int64{ids[2], ids[1]}},
+		{"limited", driver.PoisonFilter{Limit: 1}, []int64{ids[2]}},
+		{"race and stage", driver.PoisonFilter{RaceID: "A", Stage: "transform"}, []int64{}},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, list(tt.filter), tt.name)
@@ -230,37 +232,37 @@ func TestPoisonStoreListsShowsRequeuesAndPurges(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "{\n  \"data\": {\n    \"race\": {\n      \"event_id\": \"B\"\n    }\n  }\n}", string(decoded), "gunzipped and indented")
 	_, err = store.Get(ctx, 999999)
-	require.ErrorIs(t, err, flows.ErrPoisonNotFound)
+	require.ErrorIs(t, err, driver.ErrPoisonNotFound)
 
 	// Nothing is requeued unless everything asked for can be.
-	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{ids[0], 999999}})
-	require.ErrorIs(t, err, flows.ErrPoisonNotFound)
-	_, err = store.Requeue(ctx, flows.PoisonSelector{IDs: []int64{ids[0], ids[2]}})
-	require.ErrorIs(t, err, flows.ErrBadRequeueTopic)
-	require.Len(t, list(flows.PoisonFilter{}), 3)
+	_, err = store.Requeue(ctx, driver.PoisonSelector{IDs: []int64{ids[0], 999999}})
+	require.ErrorIs(t, err, driver.ErrPoisonNotFound)
+	_, err = store.Requeue(ctx, driver.PoisonSelector{IDs: []int64{ids[0], ids[2]}})
+	require.ErrorIs(t, err, driver.ErrBadRequeueTopic)
+	require.Len(t, list(driver.PoisonFilter{}), 3)
 
-	n, err := store.Requeue(ctx, flows.PoisonSelector{RaceID: "B"})
+	n, err := store.Requeue(ctx, driver.PoisonSelector{RaceID: "B"})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	var payload []byte
 	var md map[string]string
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT payload, metadata FROM "watermill_ops.fetched.2"`).Scan(&payload, &md))
 	require.Equal(t, fetched, payload, "the stored bytes, still compressed")
-	require.Equal(t, "2", md[flows.KeyRequeued], "counted again")
+	require.Equal(t, "2", md[driver.KeyRequeued], "counted again")
 	require.Equal(t, "gzip", md[handlers.KeyEncoding])
 	require.NotContains(t, md, "reason_poisoned")
-	require.Equal(t, []int64{ids[2], ids[0]}, list(flows.PoisonFilter{}))
+	require.Equal(t, []int64{ids[2], ids[0]}, list(driver.PoisonFilter{}))
 
 	purged, err := store.Purge(ctx, time.Now().Add(-time.Hour))
 	require.NoError(t, err)
 	require.EqualValues(t, 1, purged, "only the message poisoned 3 hours ago")
-	require.Equal(t, []int64{ids[2]}, list(flows.PoisonFilter{}))
-	_, err = store.Requeue(ctx, flows.PoisonSelector{All: true})
-	require.True(t, errors.Is(err, flows.ErrBadRequeueTopic), "a foreign topic is never published to: %v", err)
+	require.Equal(t, []int64{ids[2]}, list(driver.PoisonFilter{}))
+	_, err = store.Requeue(ctx, driver.PoisonSelector{All: true})
+	require.True(t, errors.Is(err, driver.ErrBadRequeueTopic), "a foreign topic is never published to: %v", err)
 	purged, err = store.Purge(ctx, time.Now().Add(time.Minute))
 	require.NoError(t, err)
 	require.EqualValues(t, 1, purged)
-	n, err = store.Requeue(ctx, flows.PoisonSelector{All: true})
+	n, err = store.Requeue(ctx, driver.PoisonSelector{All: true})
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
@@ -272,7 +274,7 @@ func TestPoisonStoreListsShowsRequeuesAndPurges(t *testing.T) {
 func TestNATSPoisonedPollIsRequeuedAndPurged(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	cfg := cfgFor(t, flows.BackendNATS)
+	cfg := cfgFor(t, config.BackendNATS)
 	e, _ := h.start(t, cfg)
 	ids := h.horseRaces(t, 2)
 	bad, other := ids[0], ids[1]
@@ -284,17 +286,15 @@ func TestNATSPoisonedPollIsRequeuedAndPurged(t *testing.T) {
 	var fe *handlers.FetchError
 	require.ErrorAs(t, err, &fe)
 
-	store, err := flows.OpenNATSPoisonStore(cfg.NATS, cfg.Namespace)
-	require.NoError(t, err)
-	defer store.Close()
-	list, _ := waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{}, 1)
+	store := openDriver(t, cfg, h.db.Pool).Poison()
+	list, _ := waitPoisoned(t, cfg, h.db.Pool, driver.PoisonFilter{}, 1)
 	require.Len(t, list, 1)
 	p := list[0]
 	require.Equal(t, bad, p.RaceID)
 	require.Equal(t, failed.PollID, p.PollID)
 	require.Equal(t, handlers.StageFetch, p.Stage)
 	require.Equal(t, "malformed_json", p.Kind)
-	require.Equal(t, fmt.Sprintf("%s.poll.%d", cfg.Namespace, flows.Shard(bad, cfg.Shards)), p.Topic)
+	require.Equal(t, fmt.Sprintf("%s.poll.%d", cfg.Namespace, driver.Shard(bad, cfg.Shards)), p.Topic)
 	shown, err := store.Get(ctx, p.ID)
 	require.NoError(t, err)
 	decoded, err := shown.DecodedPayload()
@@ -310,22 +310,22 @@ func TestNATSPoisonedPollIsRequeuedAndPurged(t *testing.T) {
 		}
 	})
 	h.sim.ClearRaceFault(bad)
-	n, err := store.Requeue(ctx, flows.PoisonSelector{RaceID: bad})
+	n, err := store.Requeue(ctx, driver.PoisonSelector{RaceID: bad})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	requireRequeuedPollCompletes(ctx, t, results, failed.PollID)
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, bad, failed.PollID))
 	_, err = store.Get(ctx, p.ID)
-	require.ErrorIs(t, err, flows.ErrPoisonNotFound, "requeued messages leave the poison stream")
+	require.ErrorIs(t, err, driver.ErrPoisonNotFound, "requeued messages leave the poison stream")
 
 	_, err = e.ProcessRace(ctx, other)
 	require.ErrorAs(t, err, &fe)
-	list, _ = waitPoisoned(t, cfg, h.db.Pool, flows.PoisonFilter{}, 1)
+	list, _ = waitPoisoned(t, cfg, h.db.Pool, driver.PoisonFilter{}, 1)
 	require.Len(t, list, 1)
 	purged, err := store.Purge(ctx, time.Now().Add(time.Minute))
 	require.NoError(t, err)
 	require.EqualValues(t, 1, purged)
-	list, err = store.List(ctx, flows.PoisonFilter{})
+	list, err = store.List(ctx, driver.PoisonFilter{})
 	require.NoError(t, err)
 	require.Empty(t, list)
 }

@@ -17,7 +17,10 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/flows/replay"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/nztabsim"
@@ -37,11 +40,12 @@ type replayHarness struct {
 	hook   *test.Hook
 	races  []nztabsim.RaceInfo
 	cfg    flows.Config // the live flow's
+	tb     testing.TB
 }
 
 func newReplayHarness(tb testing.TB) *replayHarness {
 	tb.Helper()
-	return newReplayHarnessOn(tb, flows.BackendPostgres)
+	return newReplayHarnessOn(tb, config.BackendPostgres)
 }
 
 // newReplayHarnessOn is a replay harness whose live flow runs on backend.
@@ -49,7 +53,7 @@ func newReplayHarnessOn(tb testing.TB, backend string) *replayHarness {
 	tb.Helper()
 	cfg := flows.DefaultConfig()
 	cfg.Backend = backend
-	if backend == flows.BackendNATS {
+	if backend == config.BackendNATS {
 		cfg.NATS.URL = natstest.URL(tb)
 		cfg.Namespace = natstest.Namespace(tb, cfg.NATS.URL)
 	}
@@ -76,7 +80,7 @@ func newReplayHarnessOn(tb testing.TB, backend string) *replayHarness {
 	log.SetLevel(logrus.DebugLevel)
 	races := sim.Races()
 	sort.Slice(races, func(i, j int) bool { return races[i].StartTime.Before(races[j].StartTime) })
-	return &replayHarness{db: db, sim: sim, clock: clock, client: client, log: log, hook: hook, races: races, cfg: cfg}
+	return &replayHarness{db: db, sim: sim, clock: clock, client: client, log: log, hook: hook, races: races, cfg: cfg, tb: tb}
 }
 
 // pick returns the first perMeeting races of the first meetings NZ/AUS
@@ -181,16 +185,15 @@ func (h *replayHarness) truncate(t *testing.T) {
 }
 
 // replayConfig replays the live flow's stored topic.
-func (h *replayHarness) replayConfig() flows.ReplayConfig {
-	cfg := flows.DefaultReplayConfig()
-	cfg.Backend, cfg.NATS, cfg.Namespace = h.cfg.Backend, h.cfg.NATS, h.cfg.Namespace
-	return cfg
+func (h *replayHarness) replayConfig() replay.Config {
+	return replay.DefaultConfig()
 }
 
-func (h *replayHarness) replay(ctx context.Context, cfg flows.ReplayConfig, progress func(flows.ReplayProgress)) (flows.ReplaySummary, error) {
-	r, err := flows.NewReplayer(cfg, flows.ReplayDeps{Pool: h.db.Pool, Logger: h.log, Progress: progress})
+func (h *replayHarness) replay(ctx context.Context, cfg replay.Config, progress func(replay.Progress)) (replay.Summary, error) {
+	drv := openDriver(h.tb, h.cfg, h.db.Pool)
+	r, err := replay.New(cfg, replay.Deps{Pool: h.db.Pool, Driver: drv, Logger: h.log, Progress: progress})
 	if err != nil {
-		return flows.ReplaySummary{}, err
+		return replay.Summary{}, err
 	}
 	return r.Run(ctx)
 }
@@ -209,7 +212,7 @@ func (h *replayHarness) liveDay(t *testing.T) (*flows.Engine, func(), []nztabsim
 
 func storedPolls(t *testing.T, h *replayHarness) int {
 	t.Helper()
-	if h.cfg.Backend == flows.BackendNATS {
+	if h.cfg.Backend == config.BackendNATS {
 		return natstest.StreamMsgs(t, h.cfg.NATS.URL, "raceflow_"+h.cfg.Namespace+"_fetched_")
 	}
 	n := 0
@@ -308,25 +311,25 @@ func TestReplayFilterSelectsPollsByTimeRaceAndMeeting(t *testing.T) {
 	first := races[0].StartTime.Add(-10 * time.Minute)
 	cases := []struct {
 		name   string
-		filter flows.ReplayFilter
+		filter replay.Filter
 		want   func(p poll) bool
 		// keepRaces leaves the state tables, so the races table says which
 		// meeting a race belongs to; otherwise its stored polls say.
 		keepRaces bool
 	}{
-		{"everything", flows.ReplayFilter{}, func(poll) bool { return true }, false},
+		{"everything", replay.Filter{}, func(poll) bool { return true }, false},
 		// Runs after "everything", so the races table knows every race.
-		{"meeting known to the database", flows.ReplayFilter{MeetingID: races[3].MeetingID},
+		{"meeting known to the database", replay.Filter{MeetingID: races[3].MeetingID},
 			func(p poll) bool { return meetingOf[p.race] == races[3].MeetingID }, true},
-		{"time window", flows.ReplayFilter{From: first.Add(5 * time.Minute), To: first.Add(15*time.Minute + time.Second)},
+		{"time window", replay.Filter{From: first.Add(5 * time.Minute), To: first.Add(15*time.Minute + time.Second)},
 			func(p poll) bool {
 				return !p.at.Before(first.Add(5*time.Minute)) && !p.at.After(first.Add(15*time.Minute))
 			}, false},
-		{"races", flows.ReplayFilter{RaceIDs: []string{races[1].ID, races[4].ID}},
+		{"races", replay.Filter{RaceIDs: []string{races[1].ID, races[4].ID}},
 			func(p poll) bool { return p.race == races[1].ID || p.race == races[4].ID }, false},
-		{"meeting of a database that lost its races", flows.ReplayFilter{MeetingID: races[3].MeetingID},
+		{"meeting of a database that lost its races", replay.Filter{MeetingID: races[3].MeetingID},
 			func(p poll) bool { return meetingOf[p.race] == races[3].MeetingID }, false},
-		{"meeting and until", flows.ReplayFilter{MeetingID: races[0].MeetingID, To: first.Add(time.Second)},
+		{"meeting and until", replay.Filter{MeetingID: races[0].MeetingID, To: first.Add(time.Second)},
 			func(p poll) bool { return meetingOf[p.race] == races[0].MeetingID && !p.at.After(first) }, false},
 	}
 	for _, tc := range cases {
@@ -344,7 +347,7 @@ func TestReplayFilterSelectsPollsByTimeRaceAndMeeting(t *testing.T) {
 				}
 			}
 			require.NotEmpty(t, want)
-			cfg := flows.DefaultReplayConfig()
+			cfg := replay.DefaultConfig()
 			cfg.Filter = tc.filter
 			sum, err := h.replay(context.Background(), cfg, nil)
 			require.NoError(t, err)
@@ -398,9 +401,9 @@ func TestReplayOfOneRaceAlongsideTheLiveFlowDisturbsNeither(t *testing.T) {
 	}()
 	var once sync.Once
 	unmarked := 0
-	cfg := flows.DefaultReplayConfig()
+	cfg := replay.DefaultConfig()
 	cfg.Filter.RaceIDs = []string{replayed}
-	sum, err := e.Replay(ctx, cfg, func(p flows.ReplayProgress) {
+	sum, err := e.Replay(ctx, cfg, func(p replay.Progress) {
 		if !p.Last.Replay {
 			unmarked++
 		}
@@ -434,7 +437,7 @@ func TestReplayOfOneRaceAlongsideTheLiveFlowDisturbsNeither(t *testing.T) {
 	exclude := []string{"created_at", "updated_at", "written_at"}
 	final := pgtest.Checksums(t, h.db.Pool, exclude...)
 	h.truncate(t)
-	_, err = h.replay(ctx, flows.DefaultReplayConfig(), nil)
+	_, err = h.replay(ctx, replay.DefaultConfig(), nil)
 	require.NoError(t, err)
 	require.Equal(t, final, pgtest.Checksums(t, h.db.Pool, exclude...))
 }
@@ -448,12 +451,12 @@ func TestInterruptedReplayResumesWithoutDoubleWork(t *testing.T) {
 	live := pgtest.Checksums(t, h.db.Pool, exclude...)
 	h.truncate(t)
 
-	cfg := flows.DefaultReplayConfig()
+	cfg := replay.DefaultConfig()
 	cfg.RunID = "resume-test"
 	cfg.Concurrency = 2
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first, err := h.replay(ctx, cfg, func(p flows.ReplayProgress) {
+	first, err := h.replay(ctx, cfg, func(p replay.Progress) {
 		if p.Done == 10 {
 			cancel()
 		}
@@ -488,7 +491,7 @@ func TestReplayRunIdentity(t *testing.T) {
 	_, stop := h.start(t) // creates the stored topic tables
 	stop()
 	ctx := context.Background()
-	cfg := flows.DefaultReplayConfig()
+	cfg := replay.DefaultConfig()
 	cfg.RunID = "ident"
 	cfg.Filter.RaceIDs = []string{"a", "b"}
 	_, err := h.replay(ctx, cfg, nil)
@@ -496,14 +499,14 @@ func TestReplayRunIdentity(t *testing.T) {
 
 	cases := []struct {
 		name    string
-		mutate  func(c *flows.ReplayConfig)
+		mutate  func(c *replay.Config)
 		wantErr error
 	}{
-		{"same filter in another order continues", func(c *flows.ReplayConfig) { c.Filter.RaceIDs = []string{"b", "a", "a"} }, nil},
-		{"resume takes the stored filter", func(c *flows.ReplayConfig) { c.Filter = flows.ReplayFilter{}; c.Resume = true }, nil},
-		{"another filter is refused", func(c *flows.ReplayConfig) { c.Filter.RaceIDs = []string{"c"} }, flows.ErrReplayRunMismatch},
-		{"resume with another filter is refused", func(c *flows.ReplayConfig) { c.Filter.MeetingID = "m"; c.Resume = true }, flows.ErrReplayRunMismatch},
-		{"resume of an unknown run is refused", func(c *flows.ReplayConfig) { c.RunID = "nope"; c.Resume = true }, flows.ErrReplayRunNotFound},
+		{"same filter in another order continues", func(c *replay.Config) { c.Filter.RaceIDs = []string{"b", "a", "a"} }, nil},
+		{"resume takes the stored filter", func(c *replay.Config) { c.Filter = replay.Filter{}; c.Resume = true }, nil},
+		{"another filter is refused", func(c *replay.Config) { c.Filter.RaceIDs = []string{"c"} }, replay.ErrRunMismatch},
+		{"resume with another filter is refused", func(c *replay.Config) { c.Filter.MeetingID = "m"; c.Resume = true }, replay.ErrRunMismatch},
+		{"resume of an unknown run is refused", func(c *replay.Config) { c.RunID = "nope"; c.Resume = true }, replay.ErrRunNotFound},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -527,7 +530,7 @@ func TestBadStoredPollIsReportedAndSkippedOnce(t *testing.T) {
 	stop()
 	ctx := context.Background()
 	race := races[2].ID
-	topic := fmt.Sprintf(`"watermill_race.fetched.%d"`, flows.Shard(race, flows.DefaultConfig().Shards))
+	topic := fmt.Sprintf(`"watermill_race.fetched.%d"`, driver.Shard(race, flows.DefaultConfig().Shards))
 	// A corrupt body and an unreadable observation instant, stored as acked
 	// rows among the race's good ones.
 	md := func(observed string) string {
@@ -544,7 +547,7 @@ func TestBadStoredPollIsReportedAndSkippedOnce(t *testing.T) {
 	}
 	h.truncate(t)
 
-	cfg := flows.DefaultReplayConfig()
+	cfg := replay.DefaultConfig()
 	cfg.RunID = "bad"
 	cfg.Filter.RaceIDs = []string{race}
 	sum, err := h.replay(ctx, cfg, nil)
@@ -575,10 +578,10 @@ func TestDryRunTransformsEverythingAndWritesNothing(t *testing.T) {
 	_, stop, _ := h.liveDay(t)
 	stop()
 	h.truncate(t)
-	cfg := flows.DefaultReplayConfig()
+	cfg := replay.DefaultConfig()
 	cfg.DryRun = true
-	var last flows.ReplayProgress
-	sum, err := h.replay(context.Background(), cfg, func(p flows.ReplayProgress) { last = p })
+	var last replay.Progress
+	sum, err := h.replay(context.Background(), cfg, func(p replay.Progress) { last = p })
 	require.NoError(t, err)
 	require.Equal(t, 30, sum.Polls)
 	require.Equal(t, 30, sum.Rows.Polls)
@@ -600,8 +603,8 @@ func TestDryRunTransformsEverythingAndWritesNothing(t *testing.T) {
 func TestReplayWithoutStoredTopicSaysSo(t *testing.T) {
 	t.Parallel()
 	h := newReplayHarness(t)
-	_, err := h.replay(context.Background(), flows.DefaultReplayConfig(), nil)
-	require.ErrorIs(t, err, flows.ErrNoStoredTopic)
+	_, err := h.replay(context.Background(), replay.DefaultConfig(), nil)
+	require.ErrorIs(t, err, replay.ErrNoStoredTopic)
 }
 
 // replayFetchFunc adapts a function to handlers.Fetcher.
@@ -632,7 +635,7 @@ func storeReplayDay(b *testing.B, h *replayHarness, races []nztabsim.RaceInfo, p
 			md, err := json.Marshal(out[0].Metadata)
 			require.NoError(b, err)
 			_, err = h.db.Pool.Exec(ctx, fmt.Sprintf(`INSERT INTO "watermill_race.fetched.%d" (uuid, payload, metadata, acked)
-				VALUES ($1, $2, $3, true)`, flows.Shard(r.ID, shards)), out[0].UUID, []byte(out[0].Payload), string(md))
+				VALUES ($1, $2, $3, true)`, driver.Shard(r.ID, shards)), out[0].UUID, []byte(out[0].Payload), string(md))
 			require.NoError(b, err)
 		}
 	}
@@ -658,7 +661,7 @@ func BenchmarkReplay(b *testing.B) {
 				_, err := h.db.Pool.Exec(ctx, `TRUNCATE meetings, races, entrants, race_pools, race_results,
 					race_polls, money_flow_history, odds_history CASCADE`)
 				require.NoError(b, err)
-				cfg := flows.DefaultReplayConfig()
+				cfg := replay.DefaultConfig()
 				cfg.Concurrency = conc
 				b.StartTimer()
 				sum, err := h.replay(ctx, cfg, nil)

@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows/schedule"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/stages/baseline"
@@ -37,22 +39,19 @@ type ServiceConfig struct {
 	DrainTimeout time.Duration
 	// BaselineRefresh is the meeting refresh period (0: the runner's default).
 	BaselineRefresh time.Duration
-	// StoredRetention is how long raw fetches (race.fetched) are kept for replay.
-	StoredRetention time.Duration
 }
 
 // DefaultServiceConfig is production cadence on PostgreSQL.
 func DefaultServiceConfig() ServiceConfig {
 	return ServiceConfig{
-		Flow:            DefaultConfig(),
-		Schedule:        schedule.DefaultConfig(),
-		Leader:          schedule.DefaultLeaderConfig(),
-		LeaderKey:       schedule.DefaultLeaderKey,
-		Filter:          baseline.DefaultFilter(),
-		Partitions:      partitions.DefaultConfig(),
-		Housekeeping:    time.Hour,
-		DrainTimeout:    30 * time.Second,
-		StoredRetention: 7 * 24 * time.Hour,
+		Flow:         DefaultConfig(),
+		Schedule:     schedule.DefaultConfig(),
+		Leader:       schedule.DefaultLeaderConfig(),
+		LeaderKey:    schedule.DefaultLeaderKey,
+		Filter:       baseline.DefaultFilter(),
+		Partitions:   partitions.DefaultConfig(),
+		Housekeeping: time.Hour,
+		DrainTimeout: 30 * time.Second,
 	}
 }
 
@@ -84,6 +83,7 @@ type Service struct {
 	parts     *partitions.Manager
 	pruner    *Pruner
 	metrics   *Metrics
+	queues    *QueueCollector
 
 	mu         sync.Mutex
 	flowUp     bool
@@ -102,8 +102,6 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		deps.Registry = prometheus.NewRegistry()
 		deps.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	// The stored topics of the nats backend expire by the same retention.
-	cfg.Flow.NATS.StoredRetention = cfg.StoredRetention
 	s := &Service{cfg: cfg, deps: deps}
 	var err error
 	if s.parts, err = partitions.New(deps.Pool, cfg.Partitions); err != nil {
@@ -128,13 +126,11 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		return nil, err
 	}
 	s.engine.OnResult(s.scheduler.OnResult)
+	s.queues = NewQueueCollector(s.engine.Driver())
 	cols := []prometheus.Collector{
 		NewPoolCollector(deps.Pool),
 		NewSchedulerCollector(func() (int, int) { st := s.scheduler.Stats(); return st.Tracked, st.InFlight }),
-	}
-	if cfg.Flow.Backend == BackendPostgres {
-		// Under the memory backend the tables it reads would belong to another flow.
-		cols = append(cols, NewQueueCollector(deps.Pool, s.engine.Topics()))
+		s.queues,
 	}
 	for _, c := range cols {
 		if err := deps.Registry.Register(c); err != nil {
@@ -159,8 +155,8 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 	}
 	// created_at of stored messages is the database's clock, so the pruner
 	// runs on the wall clock even when scheduling runs on simulated time.
-	if s.pruner, err = NewPruner(PrunerConfig{Namespace: cfg.Flow.Namespace, Retention: cfg.StoredRetention,
-		BatchSize: 1000, Interval: cfg.Housekeeping}, deps.Pool, deps.Logger, nil); err != nil {
+	if s.pruner, err = NewPruner(PrunerConfig{Retention: cfg.Flow.Retention, BatchSize: 1000, Interval: cfg.Housekeeping},
+		s.engine.Driver(), deps.Logger, nil); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -170,7 +166,7 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 // other namespaces on the same database elect their own leaders. The
 // default namespace keeps key as it is.
 func leaderKey(key int64, namespace string) int64 {
-	if namespace == DefaultConfig().Namespace {
+	if namespace == config.DefaultNamespace {
 		return key
 	}
 	h := fnv.New64a()
@@ -226,23 +222,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		err := s.leader.Run(workCtx, func(lctx context.Context) error {
-			bctx, stopBaseline := context.WithCancel(lctx)
-			defer stopBaseline()
-			go func() { _ = s.baseline.Run(bctx) }()
-			// Retention is the leader's job too: one pruner per database.
-			go func() {
-				if err := s.pruner.Run(bctx); err != nil && bctx.Err() == nil {
-					log.WithError(err).Error("stored-topic retention stopped")
-				}
-			}()
-			select {
-			case <-s.baseline.FirstRun():
-			case <-lctx.Done():
-				return nil
-			}
-			return s.scheduler.Run(lctx)
-		})
+		err := s.leader.Run(workCtx, s.lead)
 		if err != nil && workCtx.Err() == nil {
 			log.WithError(err).Error("scheduling stopped")
 		}
@@ -267,6 +247,41 @@ func (s *Service) Run(ctx context.Context) error {
 		flowErr = errors.New("flows: the flow stopped before the service was asked to")
 	}
 	return flowErr
+}
+
+// lead is what the elected leader runs until it stops leading: the daily
+// baseline, retention (one pruner per database) and, once the first
+// baseline has run, the scheduler. It returns when all three have.
+func (s *Service) lead(ctx context.Context) error {
+	log := s.deps.Logger
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var g errgroup.Group
+	g.Go(func() error {
+		if err := s.baseline.Run(ctx); err != nil && ctx.Err() == nil {
+			log.WithError(err).Error("daily baseline stopped")
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := s.pruner.Run(ctx); err != nil && ctx.Err() == nil {
+			log.WithError(err).Error("stored-topic retention stopped")
+		}
+		return nil
+	})
+	var schedErr error
+	g.Go(func() error {
+		defer stop() // without the scheduler, the others stop too
+		select {
+		case <-s.baseline.FirstRun():
+		case <-ctx.Done():
+			return nil
+		}
+		schedErr = s.scheduler.Run(ctx)
+		return nil
+	})
+	_ = g.Wait()
+	return schedErr
 }
 
 // drain waits until the polls the scheduler requested have their results.
@@ -320,7 +335,7 @@ func (s *Service) Ready(ctx context.Context) error {
 	if err := s.deps.Pool.Ping(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	return s.engine.backend.health()
+	return s.engine.Driver().Health(ctx)
 }
 
 // Handler serves /healthz (the process is up), /readyz (the database

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/nztabsim"
@@ -152,7 +153,7 @@ func TestTwoServicesOnNATSShareTheWorkUnderOneLeader(t *testing.T) {
 		require.NoError(t, err)
 		log, _ := test.NewNullLogger()
 		cfg := flows.DefaultServiceConfig()
-		cfg.Flow.Backend, cfg.Flow.NATS.URL, cfg.Flow.Namespace = flows.BackendNATS, url, ns
+		cfg.Flow.Backend, cfg.Flow.NATS.URL, cfg.Flow.Namespace = config.BackendNATS, url, ns
 		cfg.Schedule.MaxInFlight = 10
 		// Simulated time runs 240x: an hour is 15 s, so a loaded machine
 		// (-race) never makes a poll look lost.

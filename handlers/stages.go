@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/raceflow/raceflow/stages/nztab"
@@ -125,31 +126,23 @@ func Write(begin BeginFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		var snap transform.RaceSnapshot
 		if err := json.Unmarshal(msg.Payload, &snap); err != nil {
-			return nil, writeErr(msg, "decode", false, err)
+			return nil, writeErr(msg.Metadata.Get(KeyRaceID), msg.Metadata.Get(KeyPollID), "decode", false, err)
 		}
 		ctx := msg.Context()
+		pollID := msg.Metadata.Get(KeyPollID)
 		tx, err := begin(msg)
 		if err != nil {
-			return nil, writeErr(msg, "begin", !errors.Is(err, context.Canceled), err)
+			return nil, writeErr(snap.RaceID, pollID, "begin", !errors.Is(err, context.Canceled), err)
 		}
-		rows, err := write.WriteWith(ctx, tx, snap, write.Options{PollID: msg.Metadata.Get(KeyPollID)})
+		rows, err := WritePoll(ctx, tx, snap, pollID)
 		if err != nil {
 			_ = tx.Rollback(ctx) // the write error is the one worth reporting
-			var we *write.WriteError
-			retry := errors.As(err, &we) && we.Retryable
-			kind := "database"
-			if errors.Is(err, write.ErrPartitionMissing) {
-				kind = "partition_missing"
-			}
-			return nil, writeErr(msg, kind, retry, err)
+			return nil, err
 		}
 		if err := tx.Commit(ctx); err != nil {
-			return nil, writeErr(msg, "commit", !errors.Is(err, context.Canceled), err)
+			return nil, writeErr(snap.RaceID, pollID, "commit", !errors.Is(err, context.Canceled), err)
 		}
-		out, err := NewResultMessage(msg, StatusSuccess, snap.Race.Status, RowCounts{
-			Meetings: rows.Meetings, Races: rows.Races, Entrants: rows.Entrants, RacePools: rows.RacePools,
-			MoneyFlow: rows.MoneyFlow, Odds: rows.Odds, Results: rows.Results,
-		}, nil)
+		out, err := NewResultMessage(msg, StatusSuccess, snap.Race.Status, RowCountsOf(rows), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -157,12 +150,35 @@ func Write(begin BeginFunc) message.HandlerFunc {
 	}
 }
 
-func writeErr(msg *message.Message, kind string, retryable bool, err error) error {
+// WritePoll writes one poll's snapshot inside tx: the write stage's one
+// path to the database, which replay takes too. A failure is a *WriteError
+// whose kind and Retryable say what a caller can do (a cancelled context is
+// returned as it is).
+func WritePoll(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, pollID string) (write.Rows, error) {
+	rows, err := write.WriteWith(ctx, tx, snap, write.Options{PollID: pollID})
+	if err == nil {
+		return rows, nil
+	}
+	var we *write.WriteError
+	retry := errors.As(err, &we) && we.Retryable
+	kind := "database"
+	if errors.Is(err, write.ErrPartitionMissing) {
+		kind = "partition_missing"
+	}
+	return rows, writeErr(snap.RaceID, pollID, kind, retry, err)
+}
+
+// RowCountsOf is what a result reports of the rows a write changed.
+func RowCountsOf(w write.Rows) RowCounts {
+	return RowCounts{Meetings: w.Meetings, Races: w.Races, Entrants: w.Entrants, RacePools: w.RacePools,
+		MoneyFlow: w.MoneyFlow, Odds: w.Odds, Results: w.Results}
+}
+
+func writeErr(raceID, pollID, kind string, retryable bool, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return &WriteError{StageError{Stage: StageWrite, RaceID: msg.Metadata.Get(KeyRaceID),
-		PollID: msg.Metadata.Get(KeyPollID), Kind: kind, Retryable: retryable, Err: err}}
+	return &WriteError{StageError{Stage: StageWrite, RaceID: raceID, PollID: pollID, Kind: kind, Retryable: retryable, Err: err}}
 }
 
 // StageOf names the stage a handler error belongs to.
@@ -176,6 +192,26 @@ func StageOf(err error) string {
 		return sk.Stage
 	}
 	return ""
+}
+
+// ErrorKind is the bounded name of what went wrong in a handler error: the
+// stage error's or skip's kind, "panic", "canceled", else "internal". Poll
+// results and metric labels both use it.
+func ErrorKind(err error) string {
+	var se *StageError
+	var skip *Skip
+	var panicErr middleware.RecoveredPanicError
+	switch {
+	case errors.As(err, &se):
+		return se.Kind
+	case errors.As(err, &skip):
+		return skip.Kind
+	case errors.As(err, &panicErr):
+		return "panic"
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "internal"
 }
 
 // Retryable reports whether a retry of the same message can help.

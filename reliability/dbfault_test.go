@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/internal/pgembed"
 	"github.com/raceflow/raceflow/internal/pgtest"
 )
@@ -116,7 +116,7 @@ func (e *env) firstWrites(dbSince time.Time) ([]time.Time, error) {
 			rows.Close()
 			return nil, err
 		}
-		s := flows.Shard(id, shards)
+		s := driver.Shard(id, shards)
 		if first[s].IsZero() || at.Before(first[s]) {
 			first[s] = at
 		}

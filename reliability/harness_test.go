@@ -30,7 +30,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/internal/pgembed"
 	"github.com/raceflow/raceflow/stages/nzday"
@@ -303,7 +305,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	fcfg.Shards = shards
 	var js nats.JetStreamContext
 	if n := cfg.NATS; n != nil {
-		fcfg.Backend = flows.BackendNATS
+		fcfg.Backend = config.BackendNATS
 		fcfg.NATS.URL = n.URL
 		fcfg.Namespace = n.Namespace
 		nc, err := nats.Connect(n.URL)
@@ -341,7 +343,7 @@ func (e *env) racesAcrossShards(n int) []string {
 	e.t.Helper()
 	byShard := make([][]string, shards)
 	for _, id := range e.races {
-		s := flows.Shard(id, shards)
+		s := driver.Shard(id, shards)
 		byShard[s] = append(byShard[s], id)
 	}
 	var out []string

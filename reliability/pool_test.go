@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/internal/pgtest"
 )
 
@@ -89,7 +89,7 @@ func TestBlockingTransactionStallsThenRecovers(t *testing.T) {
 			var locked []string
 			blockedShard := map[int]bool{}
 			for _, id := range races {
-				if s := flows.Shard(id, shards); !blockedShard[s] && len(locked) < tc.locked {
+				if s := driver.Shard(id, shards); !blockedShard[s] && len(locked) < tc.locked {
 					blockedShard[s] = true
 					locked = append(locked, id)
 				}
@@ -127,7 +127,7 @@ func TestBlockingTransactionStallsThenRecovers(t *testing.T) {
 			c := e.check(append(warm, requested...), ambiguous)
 			byShard, lockedWrites := map[int]int{}, 0
 			for id, n := range byRace {
-				byShard[flows.Shard(id, shards)] += n
+				byShard[driver.Shard(id, shards)] += n
 				if slices.Contains(locked, id) {
 					lockedWrites += n
 				}

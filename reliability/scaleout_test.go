@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/pgtest"
@@ -120,7 +120,7 @@ func TestTwoInstancesOnNATSShareShardsAndSurviveAKill(t *testing.T) {
 	var afterKillIDs []string
 	var notBySurvivor []string
 	for _, r := range afterKill {
-		afterKillShards[flows.Shard(r.race, shards)]++
+		afterKillShards[driver.Shard(r.race, shards)]++
 		afterKillIDs = append(afterKillIDs, r.id)
 		if !bySurvivor[r.id] {
 			notBySurvivor = append(notBySurvivor, r.id)

@@ -11,14 +11,14 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/internal/bench"
-	"github.com/raceflow/raceflow/internal/pgembed"
+	"github.com/raceflow/raceflow/internal/devdb"
+	"github.com/raceflow/raceflow/internal/progress"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
 )
@@ -41,7 +41,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	batchTarget := fs.Duration("batch-target", 0, "fail when any iteration's batch wall time exceeds this (0: no check)")
 	seed := fs.Int64("seed", 1, "first simulator seed (further seeds add races as needed)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up on an iteration's unanswered polls after this long")
-	pollInterval := fs.Duration("poll-interval", flows.DefaultConfig().PollInterval, "postgres backend: how long an idle subscription waits before asking again")
+	pollInterval := fs.Duration("poll-interval", flows.DefaultConfig().Postgres.PollInterval, "postgres backend: how long an idle subscription waits before asking again")
 	freshDB := fs.Bool("fresh-db", true, "with DATABASE_URL: run in a fresh database on that server, dropped afterwards")
 	fs.Usage = func() {
 		fmt.Fprintln(a.stderr, "Usage: raceflow bench [flags] [RACE_ID...]")
@@ -75,18 +75,11 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	bcfg := bench.DefaultConfig()
 	bcfg.Races, bcfg.Iterations, bcfg.Concurrency, bcfg.Warmup = *races, *iterations, *concurrency, *warmup
 	bcfg.IterationTimeout, bcfg.SingleTarget, bcfg.BatchTarget = *timeout, *singleTarget, *batchTarget
-	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.PollInterval = *backend, cfg.Shards, *pollInterval
-	bcfg.Flow.Namespace = "bench" // never competes with a `raceflow run` on a shared database
+	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.Postgres.PollInterval = *backend, cfg.Shards, *pollInterval
+	// A namespace of its own, whose topics are dropped afterwards: never
+	// competes with a `raceflow run` on a shared database or broker.
+	bcfg.Flow.Namespace = "bench-" + strings.ToLower(watermill.NewShortUUID())
 	bcfg.Flow.NATS.URL = cfg.NATSURL
-	if *backend == flows.BackendNATS {
-		// Streams are server-wide: a namespace of its own, deleted afterwards.
-		bcfg.Flow.Namespace = "bench-" + strings.ToLower(watermill.NewShortUUID())
-		defer func() {
-			if err := flows.DeleteNATSStreams(bcfg.Flow.NATS, bcfg.Flow.Namespace); err != nil {
-				fmt.Fprintf(a.stderr, "raceflow bench: clean up the NATS streams: %v\n", err)
-			}
-		}()
-	}
 	if err := bcfg.Validate(); err != nil {
 		return usage("%v", err)
 	}
@@ -106,15 +99,19 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 
-	dbDesc, cleanup, err := benchDatabase(ctx, &cfg, *freshDB, say)
+	db, err := devdb.Open(ctx, cfg.DatabaseURL, *freshDB, fmt.Sprintf("raceflow_bench_%d", time.Now().UnixNano()), say)
+	if err != nil {
+		if cfg.DatabaseURL != "" && *freshDB {
+			err = fmt.Errorf("%w (or run with --fresh-db=false to use DATABASE_URL as it is)", err)
+		}
+		return err
+	}
 	defer func() {
-		if err := cleanup(); err != nil {
+		if err := db.Close(); err != nil {
 			fmt.Fprintf(a.stderr, "raceflow bench: clean up the database: %v\n", err)
 		}
 	}()
-	if err != nil {
-		return err
-	}
+	cfg.DatabaseURL = db.URL
 	pool, err := openSchema(ctx, cfg)
 	if err != nil {
 		return err
@@ -158,8 +155,14 @@ func runBench(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		defer func() {
+			_ = srv.Close()
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				fmt.Fprintf(a.stderr, "raceflow bench: the simulator's server: %v\n", err)
+			}
+		}()
 		client, err := nztab.NewClient(nztab.ClientConfig{
 			BaseURL: "http://" + ln.Addr().String() + "/affiliates/v1", FromEmail: cfg.FromEmail,
 			PartnerName: cfg.PartnerName, PartnerID: cfg.PartnerID, Timeout: cfg.FetchTimeout,
@@ -176,28 +179,17 @@ func runBench(ctx context.Context, a *app, args []string) error {
 
 	say("benchmarking %s × %s (+%d warm-up), concurrency %d, %s backend ...",
 		bench.Plural(*races, "race"), bench.Plural(*iterations, "iteration"), *warmup, *concurrency, *backend)
-	var bar *bench.ProgressBar
-	if isTerminal(a.stdout) {
-		bar = bench.NewProgressBar(a.stdout, 30, nil)
-		deps.Progress = bar.Update
-	} else {
-		deps.Progress = func(p bench.Progress) {
-			if p.Done == p.Total && !p.Warmup && (p.Iteration%10 == 0 || p.Iteration == p.Iterations) {
-				say("%s", bench.ProgressLine(p, 20))
-			}
-		}
-	}
+	disp := progress.New(a.stdout, isTerminal(a.stdout), nil)
+	deps.Progress = func(p bench.Progress) { disp.Show(bench.ProgressLine(p, 30), p.Final()) }
 	rep, err := bench.Run(ctx, bcfg, deps)
-	if bar != nil {
-		bar.Finish()
-	}
+	disp.Finish()
 	if err != nil {
 		return err
 	}
 	rep.Metadata.Command = benchCommandLine(args)
 	rep.Metadata.API, rep.Metadata.Seeds, rep.Metadata.Runners = apiDesc, seeds, runners
 	rep.Metadata.APILatencyMS = float64(*apiLatency) / float64(time.Millisecond)
-	rep.Metadata.Database, rep.Metadata.DBMaxConns = dbDesc, cfg.DBMaxConns
+	rep.Metadata.Database, rep.Metadata.DBMaxConns = db.Desc, cfg.DBMaxConns
 
 	var paths []string
 	if len(outFormats) > 0 {
@@ -215,52 +207,6 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	}
 	if !rep.Passed() {
 		return fmt.Errorf("%w: %s", errBenchFailed, strings.Join(rep.Failures(), "; "))
-	}
-	return nil
-}
-
-// benchDatabase points cfg at the database to run in: a fresh one on a
-// private server when DATABASE_URL is unset, a fresh one on DATABASE_URL's
-// server when fresh, else DATABASE_URL as it is. cleanup drops what was
-// created; call it even on error.
-func benchDatabase(ctx context.Context, cfg *config.Config, fresh bool, say func(string, ...any)) (desc string, cleanup func() error, err error) {
-	cleanup = func() error { return nil }
-	name := fmt.Sprintf("raceflow_bench_%d", time.Now().UnixNano())
-	switch {
-	case cfg.DatabaseURL == "":
-		say("starting a private PostgreSQL (DATABASE_URL is unset) ...")
-		srv, err := pgembed.Start(ctx, pgembed.Config{})
-		if err != nil {
-			return "", cleanup, err
-		}
-		cleanup = srv.Stop // the server and its data folder go, the database with them
-		if cfg.DatabaseURL, err = createDatabase(ctx, srv.URL(), name); err != nil {
-			return "", cleanup, err
-		}
-		return "private PostgreSQL (internal/pgembed), fresh database", cleanup, nil
-	case fresh:
-		admin := cfg.DatabaseURL
-		if cfg.DatabaseURL, err = createDatabase(ctx, admin, name); err != nil {
-			return "", cleanup, fmt.Errorf("%w (or run with --fresh-db=false to use DATABASE_URL as it is)", err)
-		}
-		return config.RedactDSN(cfg.DatabaseURL) + " (fresh, dropped afterwards)", func() error { return dropDatabase(ctx, admin, name) }, nil
-	default:
-		return config.RedactDSN(cfg.DatabaseURL), cleanup, nil
-	}
-}
-
-// dropDatabase removes a database the run created, even when ctx was
-// cancelled (Ctrl-C must not leave it behind).
-func dropDatabase(ctx context.Context, adminURL, name string) error {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(dctx, adminURL)
-	if err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	defer conn.Close(dctx)
-	if _, err := conn.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
 	}
 	return nil
 }

@@ -118,8 +118,8 @@ func flowConfig(cfg config.Config) flows.Config {
 	f.Backend = cfg.PubSub
 	f.Shards = cfg.Shards
 	f.Namespace = cfg.Namespace
+	f.Retention = cfg.Retention
 	f.NATS.URL = cfg.NATSURL
 	f.NATS.AckWait = cfg.NATSAckWait
-	f.NATS.StoredRetention = cfg.Retention
 	return f
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/driver"
 )
 
 // poisonUsage lists the operations on the poison queue.
@@ -97,7 +98,7 @@ func (v *durationValue) Set(s string) error {
 // after or between its arguments (requeue 12 13 --namespace demo), and
 // returns the configuration, the namespace and the arguments.
 func poisonFlags(a *app, fs *flag.FlagSet, args []string) (config.Config, string, []string, error) {
-	ns := fs.String("namespace", flows.DefaultConfig().Namespace, "the flow's topic namespace (demo uses demo)")
+	ns := fs.String("namespace", "", "the flow's topic namespace (default RACEFLOW_NAMESPACE; demo uses demo)")
 	cfg, err := config.Load(a.getenv)
 	if err != nil {
 		return cfg, "", nil, err
@@ -122,28 +123,37 @@ func poisonFlags(a *app, fs *flag.FlagSet, args []string) (config.Config, string
 	if err := cfg.Validate(); err != nil {
 		return cfg, "", nil, err
 	}
+	if *ns == "" {
+		*ns = cfg.Namespace
+	}
+	if err := config.ValidNamespace(*ns); err != nil {
+		return cfg, "", nil, fmt.Errorf("%w: --namespace: %v", errUsage, err)
+	}
 	return cfg, *ns, positional, nil
 }
 
 // withStore opens the poison queue of namespace's flow on the configured
 // backend (RACEFLOW_PUBSUB) and runs fn.
-func withStore(ctx context.Context, cfg config.Config, namespace string, fn func(flows.PoisonQueue) error) error {
+func withStore(ctx context.Context, cfg config.Config, namespace string, fn func(driver.PoisonQueue) error) error {
 	fcfg := flowConfig(cfg)
 	fcfg.Namespace = namespace
 	var pool *pgxpool.Pool
-	if fcfg.Backend == flows.BackendPostgres {
+	if cfg.DatabaseURL != "" { // a backend on another broker needs no database here
 		var err error
 		if pool, err = openPool(ctx, cfg); err != nil {
 			return err
 		}
 		defer pool.Close()
 	}
-	q, closeQueue, err := flows.OpenPoisonQueue(fcfg, pool)
+	drv, err := flows.OpenDriver(fcfg, pool, newLogger(cfg, io.Discard))
 	if err != nil {
 		return err
 	}
-	defer closeQueue()
-	return fn(q)
+	defer drv.Close()
+	if !drv.Durable() {
+		return fmt.Errorf("the %s backend keeps its poison queue inside the process that ran the flow; nothing to inspect from here", fcfg.Backend)
+	}
+	return fn(drv.Poison())
 }
 
 func runPoisonList(ctx context.Context, a *app, args []string) error {
@@ -167,11 +177,11 @@ func runPoisonList(ctx context.Context, a *app, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("%w: list takes no arguments and a limit ≥ 0", errUsage)
 	}
-	f := flows.PoisonFilter{RaceID: *race, Stage: *stage, Limit: *limit}
+	f := driver.PoisonFilter{RaceID: *race, Stage: *stage, Limit: *limit}
 	if sinceFlag.set {
 		f.Since = time.Now().Add(-since)
 	}
-	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
+	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
 		msgs, err := s.List(ctx, f)
 		if err != nil {
 			return err
@@ -189,7 +199,7 @@ func runPoisonList(ctx context.Context, a *app, args []string) error {
 	})
 }
 
-func printPoisonList(w io.Writer, msgs []flows.PoisonMessage) error {
+func printPoisonList(w io.Writer, msgs []driver.PoisonMessage) error {
 	if len(msgs) == 0 {
 		_, err := fmt.Fprintln(w, "the poison queue is empty (for these filters)")
 		return err
@@ -234,7 +244,7 @@ func runPoisonShow(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: ID %q is not a number (see raceflow poison list)", errUsage, rest[0])
 	}
-	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
+	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
 		m, err := s.Get(ctx, id)
 		if err != nil {
 			return err
@@ -242,7 +252,7 @@ func runPoisonShow(ctx context.Context, a *app, args []string) error {
 		payload, decodeErr := m.DecodedPayload()
 		if *asJSON {
 			out := struct {
-				flows.PoisonMessage
+				driver.PoisonMessage
 				Payload     any    `json:"payload"`
 				DecodeError string `json:"decode_error,omitempty"`
 			}{PoisonMessage: m}
@@ -263,7 +273,7 @@ func runPoisonShow(ctx context.Context, a *app, args []string) error {
 	})
 }
 
-func printPoisonMessage(w io.Writer, m flows.PoisonMessage, payload []byte, decodeErr error) {
+func printPoisonMessage(w io.Writer, m driver.PoisonMessage, payload []byte, decodeErr error) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "id:\t%d\n", m.ID)
 	fmt.Fprintf(tw, "uuid:\t%s\n", m.UUID)
@@ -308,7 +318,7 @@ func runPoisonRequeue(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	sel := flows.PoisonSelector{RaceID: *race, All: *all}
+	sel := driver.PoisonSelector{RaceID: *race, All: *all}
 	for _, s := range rest {
 		id, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -326,7 +336,7 @@ func runPoisonRequeue(ctx context.Context, a *app, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("%w: give IDs, --race or --all (exactly one)", errUsage)
 	}
-	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
+	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
 		count, err := s.Requeue(ctx, sel)
 		if err == nil || count > 0 { // a batched requeue can fail part-way
 			fmt.Fprintf(a.stdout, "requeued %d message(s)\n", count)
@@ -353,7 +363,7 @@ func runPoisonPurge(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("%w: purge needs --older-than and no arguments", errUsage)
 	}
 	cutoff := time.Now().Add(-older)
-	return withStore(ctx, cfg, ns, func(s flows.PoisonQueue) error {
+	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
 		n, err := s.Purge(ctx, cutoff)
 		if err != nil {
 			return err

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/replay"
+	"github.com/raceflow/raceflow/internal/progress"
 	"github.com/raceflow/raceflow/migrations"
 	"github.com/raceflow/raceflow/stages/nzday"
 )
@@ -65,9 +67,9 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 	dryRun := fs.Bool("dry-run", false, "transform everything and report what the snapshots carry; write nothing")
 	runID := fs.String("run-id", "", "name of the run (default: generated); an existing run continues where it stopped")
 	resume := fs.String("resume", "", "continue the run with this id, with the filter it was started with")
-	def := flows.DefaultReplayConfig()
+	def := replay.DefaultConfig()
 	concurrency := fs.Int("concurrency", def.Concurrency, "races replayed at once (each race's polls stay in order)")
-	namespace := fs.String("namespace", def.Namespace, "topic namespace of the flow whose stored topic is replayed")
+	namespace := fs.String("namespace", "", "topic namespace of the flow whose stored topic is replayed (default RACEFLOW_NAMESPACE)")
 	fs.Usage = func() {
 		fmt.Fprintln(a.stderr, "Usage: raceflow replay [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]")
 		fmt.Fprintln(a.stderr, "\nRe-derives the tables from the stored raw API responses (race.fetched), per race in their")
@@ -84,7 +86,7 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	rc := def
-	rc.Namespace, rc.Concurrency, rc.DryRun, rc.RunID = *namespace, *concurrency, *dryRun, *runID
+	rc.Concurrency, rc.DryRun, rc.RunID = *concurrency, *dryRun, *runID
 	rc.Filter.RaceIDs, rc.Filter.MeetingID = races, *meeting
 	if *resume != "" {
 		if *runID != "" && *runID != *resume {
@@ -107,9 +109,11 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 		}
 		*tf.dst = t
 	}
-	// The stored topic is where RACEFLOW_PUBSUB keeps it.
-	rc.Backend, rc.NATS = cfg.PubSub, flowConfig(cfg).NATS
-	if err := rc.Validate(); err != nil {
+	fcfg := flowConfig(cfg)
+	if *namespace != "" {
+		fcfg.Namespace = *namespace
+	}
+	if err := errors.Join(rc.Validate(), fcfg.Validate()); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
@@ -122,20 +126,30 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 	if err := migrations.Up(ctx, pool); err != nil {
 		return err
 	}
-	bar := newReplayProgress(a.stderr, isTerminal(a.stderr))
-	r, err := flows.NewReplayer(rc, flows.ReplayDeps{Pool: pool, Logger: log, Progress: bar.update})
+	// The stored topic is where RACEFLOW_PUBSUB keeps it.
+	drv, err := flows.OpenDriver(fcfg, pool, log)
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	disp := progress.New(a.stderr, isTerminal(a.stderr), nil)
+	show := func(st replay.Progress) { disp.Show(replayLine(st), st.Done == st.Total) }
+	r, err := replay.New(rc, replay.Deps{Pool: pool, Driver: drv, Logger: log, Progress: show})
+	if errors.Is(err, replay.ErrNoStoredTopic) {
+		return fmt.Errorf("%w: the %s backend keeps no raw fetches", err, fcfg.Backend)
+	}
 	if err != nil {
 		return err
 	}
 	sum, err := r.Run(ctx)
-	bar.finish()
+	disp.Finish()
 	if sum.Stored > 0 || sum.Polls > 0 || len(sum.Failures) > 0 {
 		printReplaySummary(a.stdout, sum)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("interrupted; continue with: raceflow replay --resume %s", r.RunID())
-	case errors.Is(err, flows.ErrReplayIncomplete):
+	case errors.Is(err, replay.ErrIncomplete):
 		return err
 	case err != nil:
 		return err
@@ -146,70 +160,25 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-// replayProgress draws a bar on a terminal (redrawn in place) and plain
-// periodic lines elsewhere (logs, CI).
-type replayProgress struct {
-	w        io.Writer
-	tty      bool
-	every    time.Duration
-	last     time.Time
-	drawn    bool
-	pending  flows.ReplayProgress
-	hasState bool
-}
-
-func newReplayProgress(w io.Writer, tty bool) *replayProgress {
-	every := 5 * time.Second
-	if tty {
-		every = 100 * time.Millisecond
-	}
-	return &replayProgress{w: w, tty: tty, every: every}
-}
-
-// update is the replayer's Progress hook (called one at a time).
-func (p *replayProgress) update(st flows.ReplayProgress) {
-	p.pending, p.hasState = st, true
-	if now := time.Now(); now.Sub(p.last) >= p.every || st.Done == st.Total {
-		p.last = now
-		p.draw(st)
-	}
-}
-
-func (p *replayProgress) draw(st flows.ReplayProgress) {
-	rate := 0.0
+// replayLine renders where a replay run stands, e.g.
+// "replay r1 [#####.....]  50% 120/240 polls, 3.1 polls/s, 0 failed, ETA 39s".
+func replayLine(st replay.Progress) string {
+	rate, frac := 0.0, 1.0
 	if st.Elapsed > 0 {
 		rate = float64(st.Done) / st.Elapsed.Seconds()
 	}
-	pct := 100.0
 	if st.Total > 0 {
-		pct = 100 * float64(st.Done) / float64(st.Total)
+		frac = float64(st.Done) / float64(st.Total)
 	}
-	if !p.tty {
-		fmt.Fprintf(p.w, "replay %s: %d/%d polls (%.0f%%), %d failed, %.1f polls/s\n", st.RunID, st.Done, st.Total, pct, st.Failed, rate)
-		return
-	}
-	const width = 30
-	filled := int(pct / 100 * width)
 	eta := ""
 	if rate > 0 && st.Done < st.Total {
-		eta = " ETA " + time.Duration(float64(st.Total-st.Done)/rate*float64(time.Second)).Round(time.Second).String()
+		eta = ", ETA " + time.Duration(float64(st.Total-st.Done)/rate*float64(time.Second)).Round(time.Second).String()
 	}
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d polls %3.0f%%  %.1f polls/s  %d failed%s\033[K",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), st.Done, st.Total, pct, rate, st.Failed, eta)
-	p.drawn = true
+	return fmt.Sprintf("replay %s %s %d/%d polls, %.1f polls/s, %d failed%s", st.RunID, progress.Bar(frac, 30),
+		st.Done, st.Total, rate, st.Failed, eta)
 }
 
-// finish draws the final state and ends the bar's line.
-func (p *replayProgress) finish() {
-	if p.hasState && (p.tty || p.pending.Done != p.pending.Total) {
-		p.draw(p.pending)
-	}
-	if p.drawn {
-		fmt.Fprintln(p.w)
-	}
-}
-
-func printReplaySummary(w io.Writer, s flows.ReplaySummary) {
+func printReplaySummary(w io.Writer, s replay.Summary) {
 	state := "complete"
 	switch {
 	case s.DryRun && s.Complete:

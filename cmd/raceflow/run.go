@@ -41,7 +41,6 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	scfg := flows.DefaultServiceConfig()
 	scfg.Flow = flowConfig(cfg)
 	scfg.Partitions.Retention = cfg.HistoryRetention
-	scfg.StoredRetention = cfg.Retention
 	scfg.DrainTimeout = *drain
 	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Registry: reg, Metrics: metrics})
 	if err != nil {

@@ -161,10 +161,14 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	// The flow's namespace is the benchmark's own: its topics go with it.
 	stopEngine := func() error {
 		stop()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("bench: flow shutdown: %w", err)
+		}
+		if err := flows.DropNamespace(context.WithoutCancel(ctx), cfg.Flow, deps.Pool, deps.Logger); err != nil {
+			return fmt.Errorf("bench: drop the benchmark's topics: %w", err)
 		}
 		return nil
 	}
@@ -303,7 +307,7 @@ func runsOf(iteration int, ids []string, results []handlers.ProcessResult, batch
 
 func newMetadata(cfg Config) Metadata {
 	return Metadata{
-		Backend: cfg.Flow.Backend, Shards: cfg.Flow.Shards, PollIntervalMS: ms(cfg.Flow.PollInterval),
+		Backend: cfg.Flow.Backend, Shards: cfg.Flow.Shards, PollIntervalMS: ms(cfg.Flow.Postgres.PollInterval),
 		Races: cfg.Races, Iterations: cfg.Iterations, Concurrency: cfg.Concurrency, Warmup: cfg.Warmup,
 		SingleTargetMS: ms(cfg.SingleTarget), BatchTargetMS: ms(cfg.BatchTarget),
 		GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,

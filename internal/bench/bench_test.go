@@ -14,7 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nztab"
 )
@@ -80,7 +80,7 @@ func requireOrdered(t *testing.T, name string, s Stats) {
 
 func TestRunShortModeReportsConsistentFiguresOnBothBackends(t *testing.T) {
 	t.Parallel()
-	for _, backend := range []string{flows.BackendPostgres, flows.BackendMemory} {
+	for _, backend := range []string{config.BackendPostgres, config.BackendMemory} {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			rep, sim, db := shortRun(t, backend, (*Sim).RaceIDs, func(c *Config) { c.BatchTarget = time.Hour })
@@ -155,7 +155,7 @@ func TestRunReportsFailedPollsAndMissedTargets(t *testing.T) {
 	t.Parallel()
 	const missing = "00000000-0000-4000-8000-000000000000"
 	unknown := func(s *Sim) []string { return []string{s.RaceIDs()[0], missing} }
-	rep, _, _ := shortRun(t, flows.BackendMemory, unknown, func(c *Config) { c.BatchTarget = time.Nanosecond })
+	rep, _, _ := shortRun(t, config.BackendMemory, unknown, func(c *Config) { c.BatchTarget = time.Nanosecond })
 	require.False(t, rep.Passed())
 	require.Equal(t, 2, rep.Throughput.Failed)
 	require.Equal(t, 1, rep.Warmup.Failed)

@@ -409,9 +409,6 @@ func RunnerRange(runners []int) string {
 func WriteTable(w io.Writer, r *Report) error {
 	m := r.Metadata
 	fmt.Fprintf(w, "raceflow bench: %s backend, %d shards", m.Backend, m.Shards)
-	if m.Backend == flows.BackendPostgres {
-		fmt.Fprintf(w, " polled every %g ms", m.PollIntervalMS)
-	}
 	fmt.Fprintf(w, ", %s × %s, concurrency %d (+%d warm-up)\n",
 		Plural(m.Races, "race"), Plural(m.Iterations, "iteration"), m.Concurrency, m.Warmup)
 	fmt.Fprintf(w, "machine: %d CPUs, GOMAXPROCS %d, %s", m.NumCPU, m.GOMAXPROCS, m.GoVersion)

@@ -1,0 +1,117 @@
+package driver
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+
+	"github.com/raceflow/raceflow/config"
+)
+
+// Kind is what a topic carries.
+type Kind string
+
+// The kinds of topic a flow has, in the order a poll passes them.
+const (
+	// Poll carries poll requests (race.poll).
+	Poll Kind = "poll"
+	// Fetched carries raw API bodies; it is the stored topic replay reads.
+	Fetched Kind = "fetched"
+	// Transformed carries snapshots between transform and write.
+	Transformed Kind = "transformed"
+	// Processed carries poll results.
+	Processed Kind = "processed"
+	// Poison keeps messages that failed for good (one topic per flow).
+	Poison Kind = "poison"
+)
+
+// StageKinds are the sharded kinds, each consumed by one stage (Processed
+// by the engine's result delivery).
+func StageKinds() []Kind { return []Kind{Poll, Fetched, Transformed, Processed} }
+
+// Kept reports whether a kind's messages stay after they are handled:
+// the stored topic (replay) and the poison queue (inspection).
+func (k Kind) Kept() bool { return k == Fetched || k == Poison }
+
+func (k Kind) valid() bool {
+	switch k {
+	case Poll, Fetched, Transformed, Processed, Poison:
+		return true
+	}
+	return false
+}
+
+// Topic names one topic of a flow: "<namespace>.<kind>.<shard>", or
+// "<namespace>.poison" for the unsharded poison topic (Shard -1).
+type Topic struct {
+	Namespace string
+	Kind      Kind
+	Shard     int
+}
+
+// ShardTopic is the topic of one shard of a stage kind.
+func ShardTopic(namespace string, kind Kind, shard int) Topic {
+	return Topic{Namespace: namespace, Kind: kind, Shard: shard}
+}
+
+// PoisonTopic is the poison topic of namespace's flow.
+func PoisonTopic(namespace string) Topic { return Topic{Namespace: namespace, Kind: Poison, Shard: -1} }
+
+// String is the topic's name on every backend.
+func (t Topic) String() string {
+	if t.Shard < 0 {
+		return t.Namespace + "." + string(t.Kind)
+	}
+	return t.Namespace + "." + string(t.Kind) + "." + strconv.Itoa(t.Shard)
+}
+
+// ParseTopic reads a topic name; anything that is not one of a flow's
+// topics is an error.
+func ParseTopic(s string) (Topic, error) {
+	parts := strings.Split(s, ".")
+	bad := fmt.Errorf("driver: %q is not a topic of a flow", s)
+	if len(parts) < 2 || len(parts) > 3 || config.ValidNamespace(parts[0]) != nil || !Kind(parts[1]).valid() {
+		return Topic{}, bad
+	}
+	t := Topic{Namespace: parts[0], Kind: Kind(parts[1]), Shard: -1}
+	switch {
+	case t.Kind == Poison && len(parts) == 2:
+		return t, nil
+	case t.Kind != Poison && len(parts) == 3:
+		n, err := strconv.Atoi(parts[2])
+		if err != nil || n < 0 || strconv.Itoa(n) != parts[2] {
+			return Topic{}, bad
+		}
+		t.Shard = n
+		return t, nil
+	}
+	return Topic{}, bad
+}
+
+// KindOf is the kind of a topic name, "" when it is none of a flow's.
+func KindOf(topic string) Kind {
+	t, err := ParseTopic(topic)
+	if err != nil {
+		return ""
+	}
+	return t.Kind
+}
+
+// Shard is the shard of a race: stable, so one race's polls stay in order.
+func Shard(raceID string, shards int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(raceID))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// Topics lists every topic of a flow: each stage kind's shards, then poison.
+func Topics(namespace string, shards int) []Topic {
+	out := make([]Topic, 0, 4*shards+1)
+	for _, kind := range StageKinds() {
+		for s := 0; s < shards; s++ {
+			out = append(out, ShardTopic(namespace, kind, s))
+		}
+	}
+	return append(out, PoisonTopic(namespace))
+}
