@@ -62,7 +62,7 @@ type Config struct {
 	PartnerName      string        // NZTAB_PARTNER_NAME, sent as X-Partner
 	PartnerID        string        // NZTAB_PARTNER_ID, sent as X-Partner-ID
 	FetchTimeout     time.Duration // NZTAB_TIMEOUT, per HTTP attempt
-	PubSub           string        // RACEFLOW_PUBSUB: postgres | memory | nats
+	Backend          string        // RACEFLOW_PUBSUB: the message backend, postgres | memory | nats
 	NATSURL          string        // NATS_URL
 	NATSAckWait      time.Duration // RACEFLOW_NATS_ACK_WAIT, how long a dead instance's message waits before another instance gets it
 	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of `run`: flows sharing a database or NATS server need distinct ones
@@ -83,7 +83,7 @@ func Default() Config {
 		PartnerName:      "raceflow",
 		PartnerID:        "raceflow",
 		FetchTimeout:     5 * time.Second,
-		PubSub:           BackendPostgres,
+		Backend:          BackendPostgres,
 		NATSURL:          "nats://127.0.0.1:4222",
 		NATSAckWait:      5 * time.Second,
 		Namespace:        DefaultNamespace,
@@ -151,7 +151,7 @@ func Load(getenv func(string) string) (Config, error) {
 	str("NZTAB_PARTNER_NAME", &c.PartnerName)
 	str("NZTAB_PARTNER_ID", &c.PartnerID)
 	dur("NZTAB_TIMEOUT", &c.FetchTimeout)
-	str("RACEFLOW_PUBSUB", &c.PubSub)
+	str("RACEFLOW_PUBSUB", &c.Backend)
 	str("NATS_URL", &c.NATSURL)
 	dur("RACEFLOW_NATS_ACK_WAIT", &c.NATSAckWait)
 	str("RACEFLOW_NAMESPACE", &c.Namespace)
@@ -170,7 +170,7 @@ func Load(getenv func(string) string) (Config, error) {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "NZ TAB API base URL incl. /affiliates/v1 (NZTAB_API_URL)")
-	fs.StringVar(&c.PubSub, "pubsub", c.PubSub, "pub/sub backend: postgres | memory | nats (RACEFLOW_PUBSUB)")
+	fs.StringVar(&c.Backend, "pubsub", c.Backend, "pub/sub backend: postgres | memory | nats (RACEFLOW_PUBSUB)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "metrics and health listen address (RACEFLOW_HTTP_ADDR)")
 	fs.IntVar(&c.Shards, "shards", c.Shards, "topic shards per stage (RACEFLOW_SHARDS)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace | debug | info | warn | error (LOG_LEVEL)")
@@ -203,12 +203,12 @@ func (c Config) Validate() error {
 	if c.FetchTimeout <= 0 || c.FetchTimeout > 2*time.Minute {
 		bad("NZTAB_TIMEOUT", c.FetchTimeout.String(), "must be between 1ms and 2m")
 	}
-	switch c.PubSub {
+	switch c.Backend {
 	case BackendPostgres, BackendMemory, BackendNATS:
 	default:
-		bad("RACEFLOW_PUBSUB", c.PubSub, "must be postgres, memory or nats")
+		bad("RACEFLOW_PUBSUB", c.Backend, "must be postgres, memory or nats")
 	}
-	if c.PubSub == BackendNATS {
+	if c.Backend == BackendNATS {
 		if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" {
 			bad("NATS_URL", RedactDSN(c.NATSURL), "must be a URL such as nats://127.0.0.1:4222")
 		}
@@ -263,7 +263,7 @@ func checkDatabaseURL(s string) error {
 // String renders the configuration for logs with secrets redacted.
 func (c Config) String() string {
 	return fmt.Sprintf("database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s",
-		RedactDSN(c.DatabaseURL), c.APIURL, c.PubSub, c.HTTPAddr, c.Shards, c.DBMaxConns, c.FetchTimeout,
+		RedactDSN(c.DatabaseURL), c.APIURL, c.Backend, c.HTTPAddr, c.Shards, c.DBMaxConns, c.FetchTimeout,
 		c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat)
 }
 

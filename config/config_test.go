@@ -18,7 +18,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Validate())
 	require.Equal(t, config.DefaultAPIURL, c.APIURL)
-	require.Equal(t, config.BackendPostgres, c.PubSub)
+	require.Equal(t, config.BackendPostgres, c.Backend)
 	require.Equal(t, 4, c.Shards)
 	require.Equal(t, 7*24*time.Hour, c.Retention)
 }
@@ -73,7 +73,7 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	c.RegisterFlags(fs)
 	require.NoError(t, fs.Parse([]string{"-shards", "2"}))
 	require.Equal(t, 2, c.Shards, "flag wins")
-	require.Equal(t, config.BackendMemory, c.PubSub, "environment kept where no flag is given")
+	require.Equal(t, config.BackendMemory, c.Backend, "environment kept where no flag is given")
 }
 
 func TestSecretsAreRedacted(t *testing.T) {

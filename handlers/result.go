@@ -17,7 +17,7 @@ const (
 	StatusFailed  = "failed"
 )
 
-// ProcessResult is what one poll of one race came to (DESIGN.md §4).
+// ProcessResult is what one poll of one race came to.
 type ProcessResult struct {
 	RaceID     string     `json:"race_id"`
 	PollID     string     `json:"poll_id"`

@@ -66,7 +66,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	apiSet := a.getenv("NZTAB_API_URL") != ""
 	fs.Visit(func(f *flag.Flag) { apiSet = apiSet || f.Name == "api-url" })
 	if *backend == "" {
-		*backend = cfg.PubSub
+		*backend = cfg.Backend
 	}
 	outFormats, err := bench.ParseFormats(*formats)
 	if err != nil {

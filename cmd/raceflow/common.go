@@ -115,7 +115,7 @@ func isTerminal(w io.Writer) bool {
 // flowConfig is the flow configuration the settings ask for.
 func flowConfig(cfg config.Config) flows.Config {
 	f := flows.DefaultConfig()
-	f.Backend = cfg.PubSub
+	f.Backend = cfg.Backend
 	f.Shards = cfg.Shards
 	f.Namespace = cfg.Namespace
 	f.Retention = cfg.Retention

@@ -29,8 +29,7 @@ var ErrBaselineBusy = errors.New("schedule: a baseline run is already in progres
 // BaselineRunner keeps today's meetings and races in the database: a run at
 // start, a run at DailyAt (06:00 Pacific/Auckland) every day, and a meeting
 // refresh every Refresh in between, so track conditions, tote status, start
-// time changes and late races reach the scheduler (domain.md §4.6, §7 item
-// 5). Runs never overlap. A failed run is logged and the next slot is the
+// time changes and late races reach the scheduler. Runs never overlap. A failed run is logged and the next slot is the
 // retry; nothing here is fatal.
 //
 // Fill the fields and call Run; the zero values of the durations mean the

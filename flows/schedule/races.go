@@ -22,7 +22,7 @@ func NewPGRaces(pool *pgxpool.Pool, cfg Config) *PGRaces {
 }
 
 // The look-back keeps races that have started but are not final yet: they
-// are the ones whose results are still coming (domain.md §4.5). The status
+// are the ones whose results are still coming. The status
 // list matches the partial index races_active_start_idx.
 const candidatesSQL = `
 SELECT race_id, start_time, status

@@ -5,7 +5,8 @@
 // The scheduler is one loop, not a timer per race: every tick it computes
 // which races are due, so a race's cadence follows its time to start the
 // moment a band is crossed, a new race's first poll is immediate, and a
-// global bound on polls in flight is trivial to keep (domain.md §7 item 13).
+// global bound on polls in flight is trivial to keep (the pipeline this
+// replaces ran one timer per race and could not bound its load).
 // It depends on small interfaces (Races, Poller, Clock) rather than on the
 // engine, so it is tested with fakes and driven by a fake clock.
 package schedule
@@ -53,7 +54,8 @@ type Config struct {
 	RefreshCandidates time.Duration
 }
 
-// DefaultConfig is the production cadence (domain.md §4.5).
+// DefaultConfig is the production cadence: every 15 s from 5 minutes
+// before the start, 30 s within 15 minutes, 60 s further out.
 func DefaultConfig() Config {
 	return Config{
 		Tick:              time.Second,

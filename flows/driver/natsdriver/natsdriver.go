@@ -233,7 +233,7 @@ func (p lazyPublisher) Publish(topic string, msgs ...*message.Message) error {
 func (lazyPublisher) Close() error { return nil }
 
 // Middleware keeps a running handler's message alive and acks it.
-func (d *Driver) Middleware() message.HandlerMiddleware { return d.keepAlive }
+func (d *Driver) Middleware() message.HandlerMiddleware { return d.holdAndAck }
 
 // BeginWrite opens a transaction on the database of record.
 func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) { return d.pool.Begin(msg.Context()) }

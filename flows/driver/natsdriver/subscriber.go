@@ -270,7 +270,7 @@ func (d nakBackoff) WaitTime(delivered uint64) time.Duration {
 }
 
 // trackingUnmarshaler remembers the JetStream message behind each Watermill
-// message, so a running handler can keep it alive (keepAlive).
+// message, so a running handler can keep it alive (holdAndAck).
 type trackingUnmarshaler struct {
 	wnats.NATSMarshaler
 	raw *sync.Map
@@ -285,14 +285,14 @@ func (u trackingUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
 	return msg, nil
 }
 
-// keepAlive tells JetStream the message is being worked on while the handler
+// holdAndAck tells JetStream the message is being worked on while the handler
 // runs, so AckWait can stay short (a quick hand-over when an instance dies)
 // however long a fetch with retries takes. It also acks a handled message
 // itself, synchronously, inside the engine's tracked region: watermill-nats
 // would ack after the router returns, which can race a closing subscriber's
 // connection drain and lose the ack (a redelivery after every shutdown).
 // Clearing the reply subject tells watermill-nats the ack is done.
-func (d *Driver) keepAlive(h message.HandlerFunc) message.HandlerFunc {
+func (d *Driver) holdAndAck(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		v, ok := d.raw.LoadAndDelete(msg)
 		if !ok {
