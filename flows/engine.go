@@ -114,7 +114,10 @@ type Deps struct {
 	Logger   logrus.FieldLogger // required
 	Registry prometheus.Registerer
 	Metrics  *Metrics // raceflow's own metrics; nil: the middleware adds nothing
-	Now      func() time.Time
+	// Now is the flow's clock, which poll ids read in (the demo's is
+	// simulated); nil is the wall clock. Latencies are always measured on
+	// the real clock.
+	Now func() time.Time
 }
 
 // Engine is a running (or runnable) flow.

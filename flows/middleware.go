@@ -3,6 +3,7 @@ package flows
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/sirupsen/logrus"
@@ -20,9 +21,9 @@ func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
 		if stage == "results" {
 			return h(msg)
 		}
-		start := e.deps.Now()
+		start := time.Now()
 		out, err := h(msg)
-		end := e.deps.Now()
+		end := time.Now()
 		for _, m := range out {
 			handlers.MarkStage(m.Metadata, stage, start, end)
 		}
@@ -44,7 +45,7 @@ func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
 func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 	pub := e.drv.HandlerPublisher()
 	return func(msg *message.Message) ([]*message.Message, error) {
-		start := e.deps.Now()
+		start := time.Now()
 		out, err := h(msg)
 		if err == nil {
 			return out, nil
@@ -66,7 +67,7 @@ func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 		if encErr != nil {
 			return nil, errors.Join(err, encErr)
 		}
-		handlers.MarkStage(res.Metadata, stage, start, e.deps.Now())
+		handlers.MarkStage(res.Metadata, stage, start, time.Now())
 		res.UUID = derivedUUID(msg.UUID, "failure-result")
 		res.Metadata.Set(keyProducer, e.instance)
 		raceID := msg.Metadata.Get(handlers.KeyRaceID)

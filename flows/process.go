@@ -18,9 +18,16 @@ import (
 
 // RequestPoll publishes a poll of raceID and returns its poll id.
 func (e *Engine) RequestPoll(ctx context.Context, raceID, reason string) (string, error) {
-	now := e.deps.Now()
-	req := handlers.PollRequest{RaceID: raceID, PollID: handlers.PollID(raceID, now), RequestedAt: now, Reason: reason}
+	req := e.newPoll(raceID, reason)
 	return req.PollID, e.publishPoll(ctx, req)
+}
+
+// newPoll is a poll request of raceID. Its id reads in the flow's clock (the
+// scheduler's, simulated in the demo); its request instant, from which the
+// poll's total and queue times are measured, is always the real clock, like
+// every stage's timing, so latencies are real whatever clock the flow runs on.
+func (e *Engine) newPoll(raceID, reason string) handlers.PollRequest {
+	return handlers.PollRequest{RaceID: raceID, PollID: handlers.PollID(raceID, e.deps.Now()), RequestedAt: time.Now(), Reason: reason}
 }
 
 func (e *Engine) publishPoll(ctx context.Context, req handlers.PollRequest) error {
@@ -39,7 +46,7 @@ func (e *Engine) publishPoll(ctx context.Context, req handlers.PollRequest) erro
 // deliver consumes race.processed: logs the end of the pipeline and hands
 // the result to waiters and observers.
 func (e *Engine) deliver(msg *message.Message) error {
-	res, err := handlers.DecodeResult(msg, e.deps.Now())
+	res, err := handlers.DecodeResult(msg, time.Now())
 	if err != nil {
 		e.log.WithError(err).Error("undecodable result dropped")
 		return nil // nothing to retry: the payload will never decode
@@ -81,8 +88,7 @@ func (e *Engine) deliver(msg *message.Message) error {
 // ProcessRace polls one race now and waits for its result. A failed poll
 // returns its result and the typed FetchError, TransformError or WriteError.
 func (e *Engine) ProcessRace(ctx context.Context, raceID string) (handlers.ProcessResult, error) {
-	now := e.deps.Now()
-	req := handlers.PollRequest{RaceID: raceID, PollID: handlers.PollID(raceID, now), RequestedAt: now, Reason: "process"}
+	req := e.newPoll(raceID, "process")
 	ch := make(chan handlers.ProcessResult, 1)
 	e.mu.Lock()
 	e.waiters[req.PollID] = ch
