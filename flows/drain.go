@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/handlers"
 )
 
 // Shutdown order matters where handlers run inside the subscriber's
@@ -43,6 +44,11 @@ func (e *Engine) track(h message.HandlerFunc) message.HandlerFunc {
 			e.flight.Unlock()
 		}()
 		out, err := h(msg)
+		if err != nil {
+			// The driver keeps it for the message's next delivery (and a
+			// message that keeps failing is poisoned with it).
+			msg.Metadata.Set(handlers.KeyLastError, err.Error())
+		}
 		if err != nil && e.drv.Lost(msg) {
 			// Nothing the message did can commit any more. A nack would make
 			// the subscriber resend it into the same dead transaction until

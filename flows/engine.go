@@ -38,6 +38,12 @@ type Config struct {
 	Shards int
 	// Namespace prefixes every topic, so separate flows can share a database.
 	Namespace string
+	// FetchConcurrency is how many fetches run at once across the poll
+	// shards (never two of one race), whatever the shard count: a slow API
+	// must not leave the flow waiting on Shards fetches. A driver that
+	// cannot keep a race's order with several messages of a topic out
+	// (nats) fetches one at a time per shard.
+	FetchConcurrency int
 	// AckDeadline bounds one message's handling, retries included.
 	AckDeadline time.Duration
 	// Retry applies to transient write failures (fetch retries live in the
@@ -69,16 +75,17 @@ type RetryConfig struct {
 // DefaultConfig is a PostgreSQL-backed flow with 4 shards.
 func DefaultConfig() Config {
 	return Config{
-		Backend:      config.BackendPostgres,
-		Shards:       config.DefaultShards,
-		Namespace:    config.DefaultNamespace,
-		AckDeadline:  60 * time.Second,
-		Retry:        RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
-		SlowPoll:     2 * time.Second,
-		CloseTimeout: 30 * time.Second,
-		Retention:    config.DefaultRetention,
-		Postgres:     pgdriver.DefaultConfig(),
-		NATS:         natsdriver.DefaultConfig(),
+		Backend:          config.BackendPostgres,
+		Shards:           config.DefaultShards,
+		Namespace:        config.DefaultNamespace,
+		FetchConcurrency: 32,
+		AckDeadline:      60 * time.Second,
+		Retry:            RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
+		SlowPoll:         2 * time.Second,
+		CloseTimeout:     30 * time.Second,
+		Retention:        config.DefaultRetention,
+		Postgres:         pgdriver.DefaultConfig(),
+		NATS:             natsdriver.DefaultConfig(),
 	}
 }
 
@@ -91,6 +98,9 @@ func (c Config) Validate() error {
 	}
 	if c.Shards < 1 || c.Shards > 256 {
 		errs = append(errs, fmt.Errorf("flows: shards %d must be within 1..256", c.Shards))
+	}
+	if c.FetchConcurrency < 1 || c.FetchConcurrency > 1024 {
+		errs = append(errs, fmt.Errorf("flows: fetch concurrency %d must be within 1..1024", c.FetchConcurrency))
 	}
 	if err := config.ValidNamespace(c.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("flows: %w", err))
@@ -221,7 +231,11 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 
 	subs := map[driver.Kind]message.Subscriber{}
 	for _, kind := range driver.StageKinds() {
-		sub, err := drv.Subscriber(kind)
+		parallel := 1
+		if kind == driver.Poll {
+			parallel = (cfg.FetchConcurrency + cfg.Shards - 1) / cfg.Shards
+		}
+		sub, err := drv.Subscriber(kind, parallel)
 		if err != nil {
 			return nil, fmt.Errorf("flows: %s subscriber: %w", kind, err)
 		}

@@ -132,6 +132,7 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		NewSchedulerCollector(func() (int, int) { st := s.scheduler.Stats(); return st.Tracked, st.InFlight }),
 		s.queues,
 	}
+	cols = append(cols, s.engine.Driver().Collectors()...)
 	for _, c := range cols {
 		if err := deps.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("flows: register collectors: %w", err)

@@ -29,6 +29,9 @@ const (
 	KeyEncoding      = "content_encoding"
 	KeyStage         = "stage" // on poisoned messages: the stage that failed
 	KeyErrorKind     = "error_kind"
+	// KeyLastError carries why a handling failed from the engine to the
+	// driver, which keeps it for the next delivery of the message.
+	KeyLastError = "last_error"
 )
 
 // Stage names.

@@ -714,8 +714,10 @@ func (e *env) queueDepths(ctx context.Context) (map[string]int, error) {
 	for _, kind := range []string{"poll", "fetched", "transformed", "processed"} {
 		var parts []string
 		for _, tbl := range e.topicTables(kind) {
+			// The stored topic keeps handled rows, and results stay for every
+			// instance to read (marked once one has): count what is not done.
 			q := "SELECT count(*) FROM " + tbl
-			if kind == "fetched" {
+			if kind == "fetched" || kind == "processed" {
 				q += " WHERE NOT acked"
 			}
 			parts = append(parts, "("+q+")")

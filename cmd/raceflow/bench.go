@@ -41,7 +41,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	batchTarget := fs.Duration("batch-target", 0, "fail when any iteration's batch wall time exceeds this (0: no check)")
 	seed := fs.Int64("seed", 1, "first simulator seed (further seeds add races as needed)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up on an iteration's unanswered polls after this long")
-	pollInterval := fs.Duration("poll-interval", flows.DefaultConfig().Postgres.PollInterval, "postgres backend: how long an idle subscription waits before asking again")
+	pollInterval := fs.Duration("poll-interval", flows.DefaultConfig().Postgres.FallbackPoll, "postgres backend: how often an idle subscription looks for work it was not woken for")
 	freshDB := fs.Bool("fresh-db", true, "with DATABASE_URL: run in a fresh database on that server, dropped afterwards")
 	fs.Usage = func() {
 		fmt.Fprintln(a.stderr, "Usage: raceflow bench [flags] [RACE_ID...]")
@@ -75,7 +75,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	bcfg := bench.DefaultConfig()
 	bcfg.Races, bcfg.Iterations, bcfg.Concurrency, bcfg.Warmup = *races, *iterations, *concurrency, *warmup
 	bcfg.IterationTimeout, bcfg.SingleTarget, bcfg.BatchTarget = *timeout, *singleTarget, *batchTarget
-	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.Postgres.PollInterval = *backend, cfg.Shards, *pollInterval
+	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.Postgres.FallbackPoll = *backend, cfg.Shards, *pollInterval
 	// A namespace of its own, whose topics are dropped afterwards: never
 	// competes with a `raceflow run` on a shared database or broker.
 	bcfg.Flow.Namespace = "bench-" + strings.ToLower(watermill.NewShortUUID())

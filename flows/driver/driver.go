@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Driver carries one flow's messages (one namespace) on one backend, and
@@ -25,8 +26,10 @@ type Driver interface {
 	// Init creates what the topics need before anything publishes to them.
 	Init(ctx context.Context, topics []Topic) error
 	// Subscriber consumes topics of kind. It is created once per kind and
-	// subscribed to each shard's topic.
-	Subscriber(kind Kind) (message.Subscriber, error)
+	// subscribed to each shard's topic. parallel > 1 asks for that many
+	// messages of one topic to be handled at once, never two of one race
+	// (a driver that cannot promise that hands out one at a time).
+	Subscriber(kind Kind, parallel int) (message.Subscriber, error)
 	// Publisher publishes from outside a handler (poll requests).
 	Publisher() message.Publisher
 	// HandlerPublisher publishes a handler's outputs: inside the handled
@@ -44,11 +47,17 @@ type Driver interface {
 	// lost its connection): no retry inside it can help, and acking it lets
 	// the backend deliver it again on a new connection.
 	Lost(msg *message.Message) bool
+	// Delivery is how often msg has been handed out, this time included
+	// (0: unknown), and why its previous handling failed ("" when unknown),
+	// as durably as the backend counts them.
+	Delivery(msg *message.Message) (count int, lastError string)
 	// FansOutResults reports that every instance on the backend receives
 	// every result (otherwise each result reaches one instance).
 	FansOutResults() bool
 	// Health reports a lost connection to the message broker.
 	Health(ctx context.Context) error
+	// Collectors are the driver's own metrics (nil: none).
+	Collectors() []prometheus.Collector
 
 	// Stored is the stored topic (raw fetches kept for replay);
 	// ErrNotStored when the backend keeps none.

@@ -307,7 +307,7 @@ func runsOf(iteration int, ids []string, results []handlers.ProcessResult, batch
 
 func newMetadata(cfg Config) Metadata {
 	return Metadata{
-		Backend: cfg.Flow.Backend, Shards: cfg.Flow.Shards, PollIntervalMS: ms(cfg.Flow.Postgres.PollInterval),
+		Backend: cfg.Flow.Backend, Shards: cfg.Flow.Shards, PollIntervalMS: ms(cfg.Flow.Postgres.FallbackPoll),
 		Races: cfg.Races, Iterations: cfg.Iterations, Concurrency: cfg.Concurrency, Warmup: cfg.Warmup,
 		SingleTargetMS: ms(cfg.SingleTarget), BatchTargetMS: ms(cfg.BatchTarget),
 		GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,

@@ -33,6 +33,11 @@ type Harness struct {
 	// Prunes: Prune deletes handled stored messages (a backend that expires
 	// them itself returns 0).
 	Prunes bool
+	// Keyed: a subscription asked for parallel > 1 hands out that many
+	// messages of a topic at once, never two of one race.
+	Keyed bool
+	// KeepsLastError: Delivery says why the previous handling failed.
+	KeepsLastError bool
 }
 
 // wait bounds how long the suite waits for something that must happen; it
@@ -54,6 +59,8 @@ func Run(t *testing.T, h Harness) {
 	}{
 		{"DeliversInOrderAndAckEndsAMessage", testDeliversInOrder},
 		{"NackRedelivers", testNackRedelivers},
+		{"DeliveriesAreCounted", testDeliveriesCounted},
+		{"ParallelNeverTwoOfOneRace", testParallel},
 		{"HandoffInsideADelivery", testHandoff},
 		{"BeginWriteInsideADelivery", testBeginWrite},
 		{"ResultsReachEveryInstanceOrOne", testResults},
@@ -86,7 +93,13 @@ func newMessage(race string, i int) *message.Message {
 // subscribe subscribes to topic until the test ends.
 func subscribe(t *testing.T, d driver.Driver, topic driver.Topic) <-chan *message.Message {
 	t.Helper()
-	sub, err := d.Subscriber(topic.Kind)
+	return subscribeParallel(t, d, topic, 1)
+}
+
+// subscribeParallel subscribes asking for parallel messages at a time.
+func subscribeParallel(t *testing.T, d driver.Driver, topic driver.Topic, parallel int) <-chan *message.Message {
+	t.Helper()
+	sub, err := d.Subscriber(topic.Kind, parallel)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	ch, err := sub.Subscribe(ctx, topic.String())
@@ -117,6 +130,7 @@ func handle(t *testing.T, d driver.Driver, m *message.Message, fn func(*message.
 	t.Helper()
 	_, err := d.Middleware()(func(m *message.Message) ([]*message.Message, error) { return nil, fn(m) })(m)
 	if err != nil {
+		m.Metadata.Set(handlers.KeyLastError, err.Error()) // as the engine does
 		m.Nack()
 		return
 	}
@@ -172,6 +186,70 @@ func testNackRedelivers(t *testing.T, h Harness) {
 	require.Equal(t, "payload-1", string(again.Payload))
 	ack(t, d, again)
 	require.Equal(t, "payload-2", string(next(t, ch).Payload))
+}
+
+func testDeliveriesCounted(t *testing.T, h Harness) {
+	ns := namespace("c")
+	d := open(t, h, ns)
+	initTopics(t, d, ns)
+	topic := driver.ShardTopic(ns, driver.Fetched, 3)
+	require.NoError(t, d.Publisher().Publish(topic.String(), newMessage("r1", 1)))
+	ch := subscribe(t, d, topic)
+	for i := 1; i <= 3; i++ {
+		m := next(t, ch)
+		n, last := d.Delivery(m)
+		require.Equal(t, i, n, "delivery %d", i)
+		if h.KeepsLastError && i > 1 {
+			require.Contains(t, last, errFailed.Error(), "why the previous handling failed")
+		}
+		if i < 3 {
+			handle(t, d, m, func(*message.Message) error { return errFailed })
+			continue
+		}
+		ack(t, d, m)
+	}
+	requireBacklog(t, d, topic, 0)
+}
+
+func testParallel(t *testing.T, h Harness) {
+	ns := namespace("k")
+	d := open(t, h, ns)
+	initTopics(t, d, ns)
+	topic := driver.ShardTopic(ns, driver.Poll, 0)
+	for i, race := range []string{"r1", "r1", "r2", "r3", "r2"} {
+		require.NoError(t, d.Publisher().Publish(topic.String(), newMessage(race, i)))
+	}
+	ch := subscribeParallel(t, d, topic, 3)
+	if !h.Keyed {
+		for i := range 5 {
+			m := next(t, ch)
+			require.Equal(t, "payload-"+strconv.Itoa(i), string(m.Payload), "one at a time, in order")
+			ack(t, d, m)
+		}
+		return
+	}
+	// The first message of each race, at once, while none is handled.
+	heads := map[string]*message.Message{}
+	for range 3 {
+		m := next(t, ch)
+		race := m.Metadata.Get(handlers.KeyRaceID)
+		require.NotContains(t, heads, race, "two of one race at once")
+		heads[race] = m
+	}
+	require.Equal(t, "payload-0", string(heads["r1"].Payload))
+	require.Equal(t, "payload-2", string(heads["r2"].Payload))
+	require.Equal(t, "payload-3", string(heads["r3"].Payload))
+	// r1's second may go once its first is handled; r2's waits for r2's.
+	ack(t, d, heads["r1"])
+	m := next(t, ch)
+	require.Equal(t, "payload-1", string(m.Payload))
+	ack(t, d, m)
+	ack(t, d, heads["r3"])
+	ack(t, d, heads["r2"])
+	m = next(t, ch)
+	require.Equal(t, "payload-4", string(m.Payload))
+	ack(t, d, m)
+	requireBacklog(t, d, topic, 0)
 }
 
 func testHandoff(t *testing.T, h Harness) {

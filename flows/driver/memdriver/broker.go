@@ -10,34 +10,40 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/handlers"
 )
 
 // errClosed: the driver was closed.
 var errClosed = errors.New("memdriver: closed")
 
-// broker holds every topic's queue. A topic's messages are delivered one at
-// a time per subscription, in publishing order; a nacked or unfinished
-// message goes back to the front of its queue.
+// broker holds every topic's queue. A topic is worked as the postgres
+// driver works it: strictly in order, one message at a time, or (keyed) up
+// to a subscription's parallel at a time, never two of one race; a nacked
+// or unfinished message goes back to where it was.
 type broker struct {
 	now func() time.Time
 
-	mu       sync.Mutex
-	queues   map[string]*queue
-	poison   []poisoned
-	nextID   int64
-	closed   bool
-	closing  chan struct{}
-	changed  chan struct{} // closed and replaced whenever a queue gains a message
-	inflight map[string]int
+	mu      sync.Mutex
+	queues  map[string]*queue
+	poison  []poisoned
+	nextID  int64
+	closed  bool
+	closing chan struct{}
+	changed chan struct{} // closed and replaced whenever a message can be taken
 }
 
+// entry is one message in a queue.
 type entry struct {
-	msg *message.Message
-	at  time.Time
+	msg        *message.Message
+	at         time.Time
+	race       string
+	deliveries int
+	lastError  string
 }
 
 type queue struct {
-	entries []entry
+	entries  []*entry
+	inflight map[*entry]struct{}
 	// seen remembers the last ids published, oldest first in order: a
 	// stage redone after a failure republishes its outputs under the same
 	// ids, and they are dropped, as JetStream drops a repeat within its
@@ -74,8 +80,7 @@ type poisoned struct {
 }
 
 func newBroker(now func() time.Time) *broker {
-	return &broker{now: now, queues: map[string]*queue{}, closing: make(chan struct{}),
-		changed: make(chan struct{}), inflight: map[string]int{}}
+	return &broker{now: now, queues: map[string]*queue{}, closing: make(chan struct{}), changed: make(chan struct{})}
 }
 
 func (b *broker) publish(topic string, msgs []*message.Message) error {
@@ -95,7 +100,7 @@ func (b *broker) publish(topic string, msgs []*message.Message) error {
 	q := b.queue(topic)
 	for _, m := range msgs {
 		if q.fresh(m.UUID) {
-			q.entries = append(q.entries, entry{msg: m.Copy(), at: now})
+			q.entries = append(q.entries, &entry{msg: m.Copy(), at: now, race: m.Metadata.Get(handlers.KeyRaceID)})
 		}
 	}
 	b.signal()
@@ -105,7 +110,7 @@ func (b *broker) publish(topic string, msgs []*message.Message) error {
 func (b *broker) queue(topic string) *queue {
 	q, ok := b.queues[topic]
 	if !ok {
-		q = &queue{}
+		q = &queue{inflight: map[*entry]struct{}{}}
 		b.queues[topic] = q
 	}
 	return q
@@ -117,30 +122,57 @@ func (b *broker) signal() {
 	b.changed = make(chan struct{})
 }
 
-// take removes the head of topic's queue, or says what to wait on.
-func (b *broker) take(topic string) (entry, bool, chan struct{}) {
+// take hands out the next message of topic that may go now (the oldest;
+// keyed: the oldest whose race has nothing earlier waiting or in flight),
+// or says what to wait on.
+func (b *broker) take(topic string, keyed bool) (*entry, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queue(topic)
-	if len(q.entries) == 0 {
-		return entry{}, false, b.changed
+	if !keyed {
+		if len(q.inflight) > 0 || len(q.entries) == 0 {
+			return nil, b.changed
+		}
+		return q.hand(0), nil
 	}
-	e := q.entries[0]
-	q.entries = q.entries[1:]
-	b.inflight[topic]++
-	return e, true, nil
+	busy := map[string]bool{}
+	for e := range q.inflight {
+		busy[e.race] = true
+	}
+	for i, e := range q.entries {
+		if !busy[e.race] {
+			return q.hand(i), nil
+		}
+		busy[e.race] = true // later messages of the race wait behind this one
+	}
+	return nil, b.changed
 }
 
-// settle ends a delivery: an unacked message goes back to the front.
-func (b *broker) settle(topic string, e entry, acked bool) {
+// hand moves entry i in flight; b.mu is held.
+func (q *queue) hand(i int) *entry {
+	e := q.entries[i]
+	q.entries = slices.Delete(q.entries, i, i+1)
+	q.inflight[e] = struct{}{}
+	e.deliveries++
+	return e
+}
+
+// settle ends a delivery: an unacked message goes back to its place (the
+// front: nothing of its race was handed out meanwhile).
+func (b *broker) settle(topic string, e *entry, acked bool, lastError string, handedOut bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.inflight[topic]--
-	if acked {
-		return
-	}
 	q := b.queue(topic)
-	q.entries = append([]entry{e}, q.entries...)
+	delete(q.inflight, e)
+	if !handedOut {
+		e.deliveries-- // taken but never handed to a handler
+	}
+	if !acked {
+		if lastError != "" {
+			e.lastError = lastError
+		}
+		q.entries = slices.Insert(q.entries, 0, e)
+	}
 	b.signal()
 }
 
@@ -177,9 +209,20 @@ func (b *broker) stats(namespace string) []driver.QueueStat {
 		if err != nil || t.Namespace != namespace {
 			continue
 		}
-		st := driver.QueueStat{Topic: t, Backlog: int64(len(q.entries) + b.inflight[name])}
-		if len(q.entries) > 0 {
-			st.OldestAge = now.Sub(q.entries[0].at)
+		st := driver.QueueStat{Topic: t, Backlog: int64(len(q.entries) + len(q.inflight))}
+		oldest := time.Time{}
+		for _, e := range q.entries {
+			if oldest.IsZero() || e.at.Before(oldest) {
+				oldest = e.at
+			}
+		}
+		for e := range q.inflight {
+			if oldest.IsZero() || e.at.Before(oldest) {
+				oldest = e.at
+			}
+		}
+		if !oldest.IsZero() {
+			st.OldestAge = now.Sub(oldest)
 		}
 		out = append(out, st)
 	}
@@ -209,17 +252,28 @@ func (publisher) Close() error { return nil }
 // subscriber is one router's (or test's) view of the broker: closing it ends
 // its own subscriptions.
 type subscriber struct {
-	b       *broker
-	mu      sync.Mutex
-	closed  bool
-	closing chan struct{}
-	wg      sync.WaitGroup
+	b        *broker
+	parallel int
+	mu       sync.Mutex
+	closed   bool
+	closing  chan struct{}
+	wg       sync.WaitGroup
 }
 
-func (b *broker) subscriber() *subscriber { return &subscriber{b: b, closing: make(chan struct{})} }
+func (b *broker) subscriber(parallel int) *subscriber {
+	return &subscriber{b: b, parallel: max(parallel, 1), closing: make(chan struct{})}
+}
 
-// Subscribe delivers topic's messages one at a time until ctx ends or the
-// subscriber closes; the output channel is closed then.
+// infoKey keys a delivery's count and last error in its message's context.
+type infoKey struct{}
+
+type deliveryInfo struct {
+	count     int
+	lastError string
+}
+
+// Subscribe hands out topic's messages until ctx ends or the subscriber
+// closes; the output channel is closed then.
 func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -242,49 +296,60 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		defer s.wg.Done()
 		defer close(out)
 		defer cancel()
-		for s.deliver(sctx, topic, out) {
-		}
+		s.run(sctx, topic, out)
 	}()
 	return out, nil
 }
 
-// deliver hands out one message and waits until it is settled; false ends
-// the subscription (ctx ended: the subscription's context, the subscriber's
-// or the driver's close).
-func (s *subscriber) deliver(ctx context.Context, topic string, out chan<- *message.Message) bool {
-	var e entry
+// run hands out messages, at most parallel at a time, until ctx ends.
+func (s *subscriber) run(ctx context.Context, topic string, out chan<- *message.Message) {
+	slots := make(chan struct{}, s.parallel)
+	var deliveries sync.WaitGroup
+	defer deliveries.Wait()
 	for {
-		got, ok, wait := s.b.take(topic)
-		if ok {
-			e = got
-			break
-		}
 		select {
-		case <-wait:
+		case slots <- struct{}{}:
 		case <-ctx.Done():
-			return false
+			return
 		}
+		e, wait := s.b.take(topic, s.parallel > 1)
+		if e == nil {
+			<-slots
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		deliveries.Add(1)
+		go func() {
+			defer deliveries.Done()
+			defer func() { <-slots }()
+			s.deliver(ctx, topic, e, out)
+		}()
 	}
+}
+
+// deliver hands e out and waits until it is settled.
+func (s *subscriber) deliver(ctx context.Context, topic string, e *entry, out chan<- *message.Message) {
 	msg := e.msg.Copy()
-	mctx, cancel := context.WithCancel(ctx)
+	mctx, cancel := context.WithCancel(context.WithValue(ctx, infoKey{}, deliveryInfo{count: e.deliveries, lastError: e.lastError}))
 	defer cancel()
 	msg.SetContext(mctx)
 	select {
 	case out <- msg:
 	case <-ctx.Done():
-		s.b.settle(topic, e, false)
-		return false
+		s.b.settle(topic, e, false, "", false)
+		return
 	}
 	select {
 	case <-msg.Acked():
-		s.b.settle(topic, e, true)
-		return true
+		s.b.settle(topic, e, true, "", true)
 	case <-msg.Nacked():
-		s.b.settle(topic, e, false)
-		return true
+		s.b.settle(topic, e, false, msg.Metadata.Get(handlers.KeyLastError), true)
 	case <-ctx.Done():
-		s.b.settle(topic, e, false)
-		return false
+		s.b.settle(topic, e, false, "", true)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows/driver"
@@ -53,9 +54,10 @@ func (d *Driver) Durable() bool { return false }
 // Init does nothing: a queue exists once something is published to it.
 func (d *Driver) Init(context.Context, []driver.Topic) error { return nil }
 
-// Subscriber consumes topics from the in-process queues.
-func (d *Driver) Subscriber(driver.Kind) (message.Subscriber, error) {
-	return d.broker.subscriber(), nil
+// Subscriber consumes topics from the in-process queues, parallel messages
+// of a topic at a time, never two of one race.
+func (d *Driver) Subscriber(_ driver.Kind, parallel int) (message.Subscriber, error) {
+	return d.broker.subscriber(parallel), nil
 }
 
 // Publisher publishes to the in-process queues; closing it does nothing.
@@ -82,6 +84,16 @@ func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) {
 
 // Lost is false: a delivery has no transaction to lose.
 func (d *Driver) Lost(*message.Message) bool { return false }
+
+// Delivery is how often msg has been handed out in this process, and why
+// its previous handling failed.
+func (d *Driver) Delivery(msg *message.Message) (int, string) {
+	info, _ := msg.Context().Value(infoKey{}).(deliveryInfo)
+	return info.count, info.lastError
+}
+
+// Collectors are none.
+func (d *Driver) Collectors() []prometheus.Collector { return nil }
 
 // FansOutResults is false: one process has every result anyway.
 func (d *Driver) FansOutResults() bool { return false }

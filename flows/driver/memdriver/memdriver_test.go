@@ -28,6 +28,8 @@ func TestDriverConformance(t *testing.T) {
 			require.NoError(t, err)
 			return view{d}
 		},
+		Keyed:          true,
+		KeepsLastError: true,
 	})
 }
 
@@ -53,7 +55,7 @@ func TestUniversalPubSubSuite(t *testing.T) {
 		GuaranteedOrderWithSingleSubscriber: true,
 		Persistent:                          true,
 	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
-		sub, err := d.Subscriber(driver.Poll)
+		sub, err := d.Subscriber(driver.Poll, 1)
 		require.NoError(t, err)
 		return d.Publisher(), sub
 	}, nil)

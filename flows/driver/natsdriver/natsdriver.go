@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows/driver"
@@ -207,8 +208,10 @@ func (d *Driver) Durable() bool { return true }
 
 // Subscriber consumes the topics of kind: stage topics through their shared
 // durable consumer, results through an ephemeral consumer of this instance
-// (every instance receives every result).
-func (d *Driver) Subscriber(kind driver.Kind) (message.Subscriber, error) {
+// (every instance receives every result). A shard is handed out one message
+// at a time across all instances, whatever parallel asks: JetStream keeps
+// no order per race within a consumer that has several outstanding.
+func (d *Driver) Subscriber(kind driver.Kind, _ int) (message.Subscriber, error) {
 	return d.newSubscriber(kind == driver.Processed)
 }
 
@@ -240,6 +243,23 @@ func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) { return d.poo
 
 // Lost is false: a delivery has no transaction to lose.
 func (d *Driver) Lost(*message.Message) bool { return false }
+
+// Delivery is how often JetStream has delivered msg (durable); the broker
+// keeps no reason for a failure.
+func (d *Driver) Delivery(msg *message.Message) (int, string) {
+	v, ok := d.raw.Load(msg)
+	if !ok {
+		return 0, ""
+	}
+	md, err := v.(*nats.Msg).Metadata()
+	if err != nil {
+		return 0, ""
+	}
+	return int(md.NumDelivered), ""
+}
+
+// Collectors are none.
+func (d *Driver) Collectors() []prometheus.Collector { return nil }
 
 // FansOutResults is true.
 func (d *Driver) FansOutResults() bool { return true }

@@ -294,10 +294,11 @@ func (u trackingUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
 // Clearing the reply subject tells watermill-nats the ack is done.
 func (d *Driver) holdAndAck(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		v, ok := d.raw.LoadAndDelete(msg)
+		v, ok := d.raw.Load(msg)
 		if !ok {
 			return h(msg)
 		}
+		defer d.raw.Delete(msg) // after the handler: Delivery reads it
 		raw := v.(*nats.Msg)
 		stop := make(chan struct{})
 		done := make(chan struct{})

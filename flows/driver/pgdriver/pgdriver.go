@@ -1,21 +1,27 @@
-// Package pgdriver is the PostgreSQL driver: every topic is a table of the
-// database of record, each stage publishes its output inside the
-// transaction that consumes its input (so every hand-off is exactly once),
-// the stored topic keeps its handled rows for replay, and the poison queue
-// is a table that the poison tools read and requeue from transactionally.
+// Package pgdriver is the PostgreSQL driver. Every topic is a table of the
+// database of record. A message is handed out under a lease, handled in a
+// transaction of its delivery, and acknowledged in that same transaction
+// together with everything its handler published and wrote, so every
+// hand-off happens exactly once. Subscriptions sleep until woken: in the
+// process by the publishing commit, across processes by LISTEN/NOTIFY,
+// with a slow poll as the safety net (notify.go). Results are read by every
+// instance (fanout.go). The stored topic keeps its handled rows for
+// replay; the poison queue is a table the poison tools read and requeue
+// from transactionally.
 package pgdriver
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows/driver"
@@ -25,24 +31,40 @@ import (
 type Config struct {
 	// Namespace of the flow whose topics the driver carries.
 	Namespace string
-	// PollInterval is how long an idle subscription waits before asking
-	// again; it bounds the latency each hop adds.
-	PollInterval time.Duration
-	// SubscribeBatchSize is how many messages one subscriber transaction
-	// takes. 1 keeps hand-off latency lowest and redelivery after a crash at
-	// one message per subscription.
-	SubscribeBatchSize int
 	// AckDeadline bounds one message's handling, retries included.
 	AckDeadline time.Duration
+	// Lease is how long a handed-out message is held for its subscription;
+	// it is renewed while the handler runs (up to AckDeadline), so this is
+	// the hand-over time after an instance dies, not the handling time.
+	Lease time.Duration
+	// FallbackPoll is how often an idle subscription looks for work it was
+	// not woken for (RACEFLOW_FALLBACK_POLL): a lost notification delays a
+	// message by at most this much.
+	FallbackPoll time.Duration
+	// DownPoll is the poll interval while the LISTEN connection is down.
+	DownPoll time.Duration
+	// RedeliveryMax caps the delay before a nacked message is handed out
+	// again: none the first time, then doubling from 100ms.
+	RedeliveryMax time.Duration
+	// ResultRetention is how long results are kept for every instance to
+	// read.
+	ResultRetention time.Duration
+	// ListenURL is the database to LISTEN on (RACEFLOW_LISTEN_DATABASE_URL):
+	// a direct connection, where the pool goes through a transaction-pooling
+	// proxy such as PgBouncer; empty: the pool's own settings.
+	ListenURL string
 }
 
-// DefaultConfig polls every 10ms, one message per transaction.
+// DefaultConfig wakes on notifications and polls every second besides.
 func DefaultConfig() Config {
 	return Config{
-		Namespace:          config.DefaultNamespace,
-		PollInterval:       10 * time.Millisecond,
-		SubscribeBatchSize: 1,
-		AckDeadline:        60 * time.Second,
+		Namespace:       config.DefaultNamespace,
+		AckDeadline:     60 * time.Second,
+		Lease:           5 * time.Second,
+		FallbackPoll:    time.Second,
+		DownPoll:        100 * time.Millisecond,
+		RedeliveryMax:   2 * time.Second,
+		ResultRetention: 10 * time.Minute,
 	}
 }
 
@@ -52,188 +74,176 @@ func (c Config) Validate() error {
 	if err := config.ValidNamespace(c.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("pgdriver: %w", err))
 	}
-	if c.PollInterval <= 0 {
-		errs = append(errs, errors.New("pgdriver: poll interval must be positive"))
-	}
-	if c.SubscribeBatchSize < 1 {
-		errs = append(errs, errors.New("pgdriver: subscribe batch size must be at least 1"))
-	}
 	if c.AckDeadline <= 0 {
 		errs = append(errs, errors.New("pgdriver: ack deadline must be positive"))
+	}
+	if c.Lease < 300*time.Millisecond {
+		errs = append(errs, fmt.Errorf("pgdriver: lease %s must be at least 300ms", c.Lease))
+	}
+	if c.FallbackPoll <= 0 || c.DownPoll <= 0 {
+		errs = append(errs, errors.New("pgdriver: poll intervals must be positive"))
+	}
+	if c.RedeliveryMax < 0 {
+		errs = append(errs, errors.New("pgdriver: redelivery backoff must not be negative"))
+	}
+	if c.ResultRetention < time.Minute {
+		errs = append(errs, errors.New("pgdriver: result retention must be at least a minute"))
+	}
+	if c.ListenURL != "" {
+		if _, err := pgx.ParseConfig(c.ListenURL); err != nil {
+			errs = append(errs, fmt.Errorf("pgdriver: listen database URL: %s", config.RedactDSN(err.Error())))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// Driver carries a flow on PostgreSQL tables (watermill-sql's queue schema).
+// Driver carries a flow on PostgreSQL tables.
 type Driver struct {
 	cfg    Config
 	pool   *pgxpool.Pool
-	db     wsql.Beginner
 	logger watermill.LoggerAdapter
-	pub    *wsql.Publisher
+
+	ensured  sync.Map // topic → struct{}: its table exists
+	waker    waker
+	notifier notifier
+	listener listener
+	up       prometheus.GaugeFunc
 }
 
 var _ driver.Driver = (*Driver)(nil)
 
-// Open builds the driver on pool; it opens nothing until used.
+// Open builds the driver on pool; it connects nothing until used.
 func Open(cfg Config, pool *pgxpool.Pool, logger watermill.LoggerAdapter) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if pool == nil {
-		return nil, errors.New("pgdriver: Open needs a pool")
+		return nil, errors.New("pgdriver: the postgres backend needs a database (DATABASE_URL)")
 	}
 	if logger == nil {
 		logger = watermill.NopLogger{}
 	}
-	d := &Driver{cfg: cfg, pool: pool, db: wsql.BeginnerFromPgx(pool), logger: logger}
-	pub, err := wsql.NewPublisher(d.db, wsql.PublisherConfig{SchemaAdapter: queueSchema(cfg.SubscribeBatchSize)}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("pgdriver: publisher: %w", err)
-	}
-	d.pub = pub
+	d := &Driver{cfg: cfg, pool: pool, logger: logger}
+	d.notifier.d, d.listener.d = d, d
+	d.notifier.sent = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "raceflow", Name: "notify_sent_total",
+		Help: "Notifications sent to other processes (coalesced: one per topic kind per round trip)."})
+	d.listener.received = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "raceflow", Name: "notify_received_total",
+		Help: "Notifications received on the LISTEN connection, this process's own included."})
+	d.up = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "raceflow", Name: "notify_listener_up",
+		Help: "1 while the LISTEN connection is up; 0 while subscriptions fall back to polling."}, func() float64 {
+		if d.listener.listening() {
+			return 1
+		}
+		return 0
+	})
 	return d, nil
+}
+
+// Collectors are the driver's metrics.
+func (d *Driver) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{d.up, d.notifier.sent, d.listener.received}
+}
+
+// listenConfig is where the listener connects.
+func (d *Driver) listenConfig() (*pgx.ConnConfig, error) {
+	if d.cfg.ListenURL != "" {
+		return pgx.ParseConfig(d.cfg.ListenURL)
+	}
+	return d.pool.Config().ConnConfig.Copy(), nil
+}
+
+// pollInterval is how long an idle subscription sleeps when not woken.
+func (d *Driver) pollInterval() time.Duration {
+	if d.listener.listening() {
+		return d.cfg.FallbackPoll
+	}
+	return d.cfg.DownPoll
+}
+
+// redeliveryDelay is the wait before a message delivered n times is handed
+// out again: none after the first delivery (a shutdown hands it over at
+// once), then 100ms doubling up to RedeliveryMax.
+func (d *Driver) redeliveryDelay(n int) time.Duration {
+	if n <= 1 || d.cfg.RedeliveryMax <= 0 {
+		return 0
+	}
+	wait := 100 * time.Millisecond
+	for i := 2; i < n && wait < d.cfg.RedeliveryMax; i++ {
+		wait *= 2
+	}
+	return min(wait, d.cfg.RedeliveryMax)
 }
 
 // Durable is true: every message is a committed row.
 func (d *Driver) Durable() bool { return true }
 
-// Subscriber consumes the topics of one kind; the stored topic keeps its
-// handled rows.
-func (d *Driver) Subscriber(kind driver.Kind) (message.Subscriber, error) {
-	return NewSubscriber(d.db, d.cfg, kind.Kept(), d.logger)
-}
-
-// NewSubscriber is the subscriber configuration every topic uses (and the
-// universal pub/sub suite checks); keep leaves handled rows in the table.
-func NewSubscriber(db wsql.Beginner, cfg Config, keep bool, logger watermill.LoggerAdapter) (*wsql.Subscriber, error) {
-	ack := cfg.AckDeadline
-	return wsql.NewSubscriber(db, wsql.SubscriberConfig{
-		PollInterval:   cfg.PollInterval,
-		ResendInterval: cfg.PollInterval,
-		RetryInterval:  100 * time.Millisecond,
-		AckDeadline:    &ack,
-		SchemaAdapter:  queueSchema(cfg.SubscribeBatchSize),
-		OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: !keep},
-	}, logger)
-}
-
-// NewPublisher publishes to the driver's tables; the universal pub/sub
-// suite uses it with autoInit.
-func NewPublisher(db wsql.ContextExecutor, cfg Config, autoInit bool, logger watermill.LoggerAdapter) (*wsql.Publisher, error) {
-	return wsql.NewPublisher(db, wsql.PublisherConfig{SchemaAdapter: queueSchema(cfg.SubscribeBatchSize), AutoInitializeSchema: autoInit}, logger)
-}
-
-// Publisher publishes in its own transaction.
-func (d *Driver) Publisher() message.Publisher { return nonClosing{d.pub} }
-
-// HandlerPublisher publishes inside the transaction of the message being
-// handled (the subscriber's), so the output commits atomically with the
-// input's ack; outside a handler it publishes in its own.
-func (d *Driver) HandlerPublisher() message.Publisher {
-	return &txPublisher{schema: queueSchema(d.cfg.SubscribeBatchSize), logger: d.logger, fallback: d.pub}
-}
-
-// Middleware makes each delivery attempt atomic: the subscriber keeps its
-// transaction when a message is nacked and hands the same message over
-// again, so an attempt runs inside a savepoint, and a failed one (nacked)
-// leaves nothing behind that it published or wrote.
-func (d *Driver) Middleware() message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
-			tx, ok := deliveryTx(msg)
-			if !ok || tx.Conn().IsClosed() {
-				return h(msg)
-			}
-			ctx := msg.Context()
-			attempt, err := tx.Begin(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("pgdriver: savepoint: %w", err)
-			}
-			out, err := h(msg)
-			if err != nil {
-				if rbErr := attempt.Rollback(context.WithoutCancel(ctx)); rbErr != nil && !tx.Conn().IsClosed() {
-					err = errors.Join(err, fmt.Errorf("pgdriver: roll back the attempt: %w", rbErr))
-				}
-				return out, err
-			}
-			if err := attempt.Commit(ctx); err != nil {
-				return nil, fmt.Errorf("pgdriver: release the attempt's savepoint: %w", err)
-			}
-			return out, nil
-		}
+// Subscriber consumes the topics of kind: a work queue for the stages (the
+// stored topic keeping its handled rows), every result for every instance.
+// parallel is how many messages of one topic are handled at once, never
+// two of one race.
+func (d *Driver) Subscriber(kind driver.Kind, parallel int) (message.Subscriber, error) {
+	if kind == driver.Processed {
+		return &fanOut{d: d}, nil
 	}
+	return d.NewSubscriber(kind.Kept(), parallel), nil
 }
 
-// BeginWrite opens a savepoint in the delivery's transaction: a failed
-// write rolls back to it and leaves the transaction usable for the poison
-// message and the ack.
+// NewSubscriber is a work-queue subscriber: the configuration every stage
+// topic runs on (and the universal pub/sub suite checks); keep leaves
+// handled rows in the table.
+func (d *Driver) NewSubscriber(keep bool, parallel int) message.Subscriber {
+	return &subscriber{d: d, keep: keep, parallel: max(parallel, 1)}
+}
+
+// Publisher publishes in transactions of its own; closing it does nothing.
+func (d *Driver) Publisher() message.Publisher { return publisher{d} }
+
+// HandlerPublisher publishes inside the delivery of the message being
+// handled (its context says which).
+func (d *Driver) HandlerPublisher() message.Publisher { return publisher{d} }
+
+// Middleware adds nothing: a delivery is atomic on its own.
+func (d *Driver) Middleware() message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc { return h }
+}
+
+// BeginWrite opens a savepoint in the delivery's transaction, so the
+// domain rows commit with the hand-off.
 func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) {
-	if tx, ok := deliveryTx(msg); ok {
-		if tx.Conn().IsClosed() {
+	if dl, ok := deliveryOf(msg.Context()); ok {
+		if dl.lost() {
 			return nil, driver.ErrDeliveryLost
 		}
-		return tx.Begin(msg.Context())
+		return dl.write(msg.Context())
 	}
 	return d.pool.Begin(msg.Context())
 }
 
 // Lost reports that msg's transaction lost its connection: nothing it did
-// can commit; acking lets the subscriber find out at once (its ack fails,
-// the transaction rolls back) and take the message again on a new one.
+// can commit; acknowledging it lets the subscription find out at once and
+// hand the message out again.
 func (d *Driver) Lost(msg *message.Message) bool {
-	tx, ok := deliveryTx(msg)
-	return ok && tx.Conn().IsClosed()
+	dl, ok := deliveryOf(msg.Context())
+	return ok && dl.lost()
 }
 
-// deliveryTx is the subscriber's transaction msg is handled in.
-func deliveryTx(msg *message.Message) (pgx.Tx, bool) {
-	tx, ok := wsql.TxFromContext(msg.Context())
-	if !ok {
-		return nil, false
-	}
-	ptx, ok := tx.(*wsql.PgxTx)
-	if !ok {
-		return nil, false
-	}
-	return ptx.Tx, true
+// Delivery is how often msg has been handed out, this time included,
+// counted durably, and why its previous handling failed.
+func (d *Driver) Delivery(msg *message.Message) (int, string) {
+	info, _ := msg.Context().Value(infoKey{}).(deliveryInfo)
+	return info.count, info.lastError
 }
 
-// FansOutResults is false: a result row is consumed by one instance.
-func (d *Driver) FansOutResults() bool { return false }
+// FansOutResults is true: every instance reads every result.
+func (d *Driver) FansOutResults() bool { return true }
 
-// Health is nil: the database check of the service covers this driver.
+// Health is nil: the service's database check covers this driver.
 func (d *Driver) Health(context.Context) error { return nil }
 
-// Close releases the shared publisher; the pool belongs to the caller.
-func (d *Driver) Close() error { return d.pub.Close() }
-
-// txPublisher publishes inside the transaction of the message being
-// handled. Outside a handler it falls back to a pool publisher.
-type txPublisher struct {
-	schema   wsql.SchemaAdapter
-	logger   watermill.LoggerAdapter
-	fallback message.Publisher
+// Close stops notifying and listening; the subscribers close with the
+// router, and the pool belongs to the caller.
+func (d *Driver) Close() error {
+	d.listener.close()
+	d.notifier.close()
+	return nil
 }
-
-func (p *txPublisher) Publish(topic string, msgs ...*message.Message) error {
-	if len(msgs) > 0 {
-		if tx, ok := wsql.TxFromContext(msgs[0].Context()); ok {
-			pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: p.schema}, p.logger)
-			if err != nil {
-				return err
-			}
-			return pub.Publish(topic, msgs...)
-		}
-	}
-	return p.fallback.Publish(topic, msgs...)
-}
-
-// Close does nothing: the fallback publisher belongs to the driver.
-func (p *txPublisher) Close() error { return nil }
-
-// nonClosing lends the driver's publisher.
-type nonClosing struct{ message.Publisher }
-
-// Close does nothing: the publisher belongs to the driver.
-func (nonClosing) Close() error { return nil }

@@ -2,9 +2,9 @@ package pgdriver_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/stretchr/testify/require"
@@ -30,35 +30,40 @@ func TestDriverConformance(t *testing.T) {
 		},
 		TransactionalHandoff: true,
 		Prunes:               true,
+		Keyed:                true,
+		KeepsLastError:       true,
 	})
 }
 
 // Watermill's universal pub/sub suite against the exact publisher and
-// subscriber configuration the driver runs every topic on: a hand-off
-// (handled rows deleted) and the stored topic (handled rows kept).
+// subscriber configurations the driver runs topics on: a strictly ordered
+// hand-off (handled rows deleted), the stored topic (handled rows kept), and
+// the poll topics (several races at once, each in order). Every pub/sub the
+// suite makes shares one driver, as the processes of a flow share the
+// database.
 func TestUniversalPubSubSuite(t *testing.T) {
-	for _, keep := range []bool{false, true} {
-		name := "delete-on-ack"
-		if keep {
-			name = "stored-topic"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		keep     bool
+		parallel int
+	}{{"hand-off", false, 1}, {"stored-topic", true, 1}, {"keyed", false, 8}} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := pgtest.New(t)
 			cfg := pgdriver.DefaultConfig()
+			// The suite nacks a message hundreds of times in a row; a small
+			// cap keeps the backoff path in play without minutes of waiting.
+			cfg.RedeliveryMax = 10 * time.Millisecond
+			d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, d.Close()) })
 			tests.TestPubSub(t, tests.Features{
 				ConsumerGroups:      false,
 				ExactlyOnceDelivery: true,
 				GuaranteedOrder:     true,
 				Persistent:          true,
 			}, func(t *testing.T) (message.Publisher, message.Subscriber) {
-				beginner := wsql.BeginnerFromPgx(db.Pool)
-				logger := watermill.NopLogger{}
-				pub, err := pgdriver.NewPublisher(beginner, cfg, true, logger)
-				require.NoError(t, err)
-				sub, err := pgdriver.NewSubscriber(beginner, cfg, keep, logger)
-				require.NoError(t, err)
-				return pub, sub
+				return d.Publisher(), d.NewSubscriber(tc.keep, tc.parallel)
 			}, nil)
 		})
 	}
@@ -73,9 +78,10 @@ func TestConfigValidateNamesWhatIsWrong(t *testing.T) {
 	}{
 		{"ok", func(*pgdriver.Config) {}, ""},
 		{"bad namespace", func(c *pgdriver.Config) { c.Namespace = `x"; DROP TABLE races; --` }, "namespace"},
-		{"no poll interval", func(c *pgdriver.Config) { c.PollInterval = 0 }, "poll interval"},
-		{"no batch", func(c *pgdriver.Config) { c.SubscribeBatchSize = 0 }, "batch size"},
+		{"no poll interval", func(c *pgdriver.Config) { c.FallbackPoll = 0 }, "poll interval"},
+		{"tiny lease", func(c *pgdriver.Config) { c.Lease = time.Millisecond }, "lease"},
 		{"no ack deadline", func(c *pgdriver.Config) { c.AckDeadline = 0 }, "ack deadline"},
+		{"bad listen url", func(c *pgdriver.Config) { c.ListenURL = "postgres://u:s3cret@host:notaport/db" }, "listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := pgdriver.DefaultConfig()

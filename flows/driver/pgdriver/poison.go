@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/raceflow/raceflow/flows/driver"
@@ -200,23 +198,21 @@ func (q poisonQueue) requeueTx(ctx context.Context, selectFn func(pgx.Tx) ([]dri
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	// The publisher writes through the wrapper, but the pgx transaction is
-	// committed directly: the wrapper made by TxFromPgx carries no context.
-	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: queueSchema(q.d.cfg.SubscribeBatchSize)}, watermill.NopLogger{})
-	if err != nil {
-		return 0, fmt.Errorf("pgdriver: requeue: %w", err)
-	}
 	ids := make([]int64, len(msgs))
+	var topics []string
 	for i, m := range msgs {
 		topic, out, err := driver.RequeueMessage(q.d.cfg.Namespace, m)
 		if err != nil {
 			return 0, err
 		}
-		out.SetContext(ctx)
-		if err := pub.Publish(topic.String(), out); err != nil {
+		if err := q.d.ensureTable(ctx, topic.String()); err != nil {
+			return 0, err
+		}
+		if err := publishTx(ctx, tx, topic.String(), out); err != nil {
 			return 0, fmt.Errorf("pgdriver: requeue poison message %d to %s: %w", m.ID, topic, err)
 		}
 		ids[i] = m.ID
+		topics = append(topics, topic.String())
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM `+q.table()+` WHERE "offset" = ANY($1)`, ids); err != nil {
 		return 0, fmt.Errorf("pgdriver: requeue: delete poison rows: %w", err)
@@ -224,6 +220,7 @@ func (q poisonQueue) requeueTx(ctx context.Context, selectFn func(pgx.Tx) ([]dri
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("pgdriver: requeue: commit: %w", err)
 	}
+	q.d.published(topics...)
 	return len(msgs), nil
 }
 

@@ -2,80 +2,160 @@ package pgdriver
 
 import (
 	"context"
-	stdsql "database/sql"
+	"encoding/json"
 	"fmt"
+	"strings"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/handlers"
 )
 
-// readCommittedQueue is the queue schema with READ COMMITTED subscriber
-// transactions. The queue schema does not depend on transaction ids, so an
-// unrelated long transaction cannot stall delivery (the log schema only
-// delivers rows older than every open transaction in the cluster). The write
-// stage runs inside the subscriber's transaction, and under the upstream
-// default (REPEATABLE READ) two shards upserting the same meeting row fail
-// with serialization errors that no retry inside the same transaction can
-// fix. The queue schema does not need a snapshot: one subscriber owns each
-// table and rows are locked FOR UPDATE.
-type readCommittedQueue struct{ wsql.PostgreSQLQueueSchema }
-
-func (readCommittedQueue) SubscribeIsolationLevel() stdsql.IsolationLevel {
-	return stdsql.LevelReadCommitted
-}
-
-// schemaLock serialises topic table creation: upstream's queue schema runs
-// CREATE TABLE IF NOT EXISTS without a lock, and two processes (or two
-// subscriptions) creating the same table at once fail with a duplicate
-// pg_class entry.
-const schemaLock = 0x72616365 // "race"
-
-// SchemaInitializingQueries creates the topic table under an advisory lock.
-func (q readCommittedQueue) SchemaInitializingQueries(p wsql.SchemaInitializingQueriesParams) ([]wsql.Query, error) {
-	queries, err := q.PostgreSQLQueueSchema.SchemaInitializingQueries(p)
-	if err != nil {
-		return nil, err
-	}
-	return append([]wsql.Query{{Query: "SELECT pg_advisory_xact_lock($1)", Args: []any{schemaLock}}}, queries...), nil
-}
-
-// RequiresTransaction makes watermill-sql run the initialisation in a
-// transaction, so the advisory lock is held until the table exists.
-func (readCommittedQueue) RequiresTransaction() bool { return true }
-
-func queueSchema(batch int) readCommittedQueue {
-	return readCommittedQueue{wsql.PostgreSQLQueueSchema{
-		GeneratePayloadType: func(string) string { return "BYTEA" },
-		SubscribeBatchSize:  batch,
-	}}
-}
-
-// tablePrefix starts the name of every topic table.
+// A topic is a table "watermill_<topic>" (the name and first columns are
+// those of watermill-sql's queue schema, which earlier releases used, so
+// their tables and messages carry over):
+//
+//	offset       the message's place in the topic
+//	uuid         its id
+//	payload      its body
+//	metadata     its metadata (JSON)
+//	acked        handled (only kept topics keep handled rows)
+//	created_at   when it was published
+//	race_id      the race it belongs to ('' for none): keyed topics hand out
+//	             several messages at once, never two of one race
+//	deliveries   how often it was handed out (durably counted)
+//	lease_owner  the subscription handling it now, if any
+//	lease_until  until when that lease holds; after a nack, when the
+//	             message may be handed out again
+//	last_error   why its last handling failed
 const tablePrefix = "watermill_"
 
-// Table is the quoted name of a topic's table.
-func Table(t driver.Topic) string { return pgx.Identifier{tablePrefix + t.String()}.Sanitize() }
+// schemaLock serialises table creation: two processes creating the same
+// table at once would fail with a duplicate catalogue entry.
+const schemaLock = 0x72616365 // "race"
 
-// Init creates the topics' tables; the tables that keep handled rows get a
-// partial index on the unhandled ones, or every poll would scan them.
-func (d *Driver) Init(ctx context.Context, topics []driver.Topic) error {
-	sub, err := NewSubscriber(d.db, d.cfg, false, d.logger)
-	if err != nil {
+// Table is the quoted name of a topic's table.
+func Table(t driver.Topic) string { return tableOf(t.String()) }
+
+func tableOf(topic string) string { return pgx.Identifier{tablePrefix + topic}.Sanitize() }
+
+// indexOf is the quoted name of one of a topic table's indexes.
+func indexOf(topic, suffix string) string {
+	return pgx.Identifier{tablePrefix + topic + "_" + suffix}.Sanitize()
+}
+
+// validTopic refuses names that could not be a table name as they are.
+func validTopic(topic string) error {
+	if topic == "" || len(tablePrefix+topic) > 63 || strings.ContainsAny(topic, "\x00\"") {
+		return fmt.Errorf("pgdriver: %q is not a usable topic name", topic)
+	}
+	return nil
+}
+
+// schemaSQL creates a topic's table and indexes, and adds the columns this
+// driver needs to a table an earlier release created.
+func schemaSQL(topic string) []string {
+	t := tableOf(topic)
+	return []string{
+		`CREATE TABLE IF NOT EXISTS ` + t + ` (
+			"offset" BIGSERIAL PRIMARY KEY,
+			"uuid" VARCHAR(36) NOT NULL,
+			"payload" BYTEA DEFAULT NULL,
+			"metadata" JSON DEFAULT NULL,
+			"acked" BOOLEAN NOT NULL DEFAULT FALSE,
+			"created_at" TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP)`,
+		`ALTER TABLE ` + t + `
+			ADD COLUMN IF NOT EXISTS race_id TEXT NOT NULL DEFAULT '',
+			ADD COLUMN IF NOT EXISTS deliveries INTEGER NOT NULL DEFAULT 0,
+			ADD COLUMN IF NOT EXISTS lease_owner TEXT,
+			ADD COLUMN IF NOT EXISTS lease_until TIMESTAMP WITH TIME ZONE,
+			ADD COLUMN IF NOT EXISTS last_error TEXT`,
+		// Unhandled rows, in order: what every claim looks for.
+		`CREATE INDEX IF NOT EXISTS ` + indexOf(topic, "unacked") + ` ON ` + t + ` ("offset") WHERE NOT acked`,
+		// A race's unhandled rows: what a keyed claim checks.
+		`CREATE INDEX IF NOT EXISTS ` + indexOf(topic, "race") + ` ON ` + t + ` (race_id, "offset") WHERE NOT acked`,
+	}
+}
+
+// ensureTable creates a topic's table, once per driver.
+func (d *Driver) ensureTable(ctx context.Context, topic string) error {
+	if _, ok := d.ensured.Load(topic); ok {
+		return nil
+	}
+	if err := validTopic(topic); err != nil {
 		return err
 	}
-	defer sub.Close()
-	for _, t := range topics {
-		if err := sub.SubscribeInitialize(t.String()); err != nil {
-			return fmt.Errorf("pgdriver: initialise topic %s: %w", t, err)
+	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
+			return err
 		}
-		if t.Kind.Kept() {
-			idx := pgx.Identifier{tablePrefix + t.String() + "_unacked"}.Sanitize()
-			if _, err := d.pool.Exec(ctx, `CREATE INDEX IF NOT EXISTS `+idx+` ON `+Table(t)+` ("offset") WHERE NOT acked`); err != nil {
-				return fmt.Errorf("pgdriver: index topic %s: %w", t, err)
+		for _, q := range schemaSQL(topic) {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
 			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pgdriver: initialise topic %s: %w", topic, err)
+	}
+	d.ensured.Store(topic, struct{}{})
+	return nil
+}
+
+// Init creates the topics' tables.
+func (d *Driver) Init(ctx context.Context, topics []driver.Topic) error {
+	for _, t := range topics {
+		if err := d.ensureTable(ctx, t.String()); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// row is one message as inserted.
+type row struct {
+	uuid     string
+	payload  []byte
+	metadata string
+	raceID   string
+}
+
+// rowOf encodes msg for its table; it is done at publishing, so a caller
+// may reuse the message afterwards.
+func rowOf(msg *message.Message) (row, error) {
+	md, err := json.Marshal(msg.Metadata)
+	if err != nil {
+		return row{}, fmt.Errorf("pgdriver: encode metadata of %s: %w", msg.UUID, err)
+	}
+	return row{uuid: msg.UUID, payload: msg.Payload, metadata: string(md), raceID: msg.Metadata.Get(handlers.KeyRaceID)}, nil
+}
+
+// insertSQL inserts rows into topic's table in one statement.
+func insertSQL(topic string, rows []row) (string, []any) {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO ` + tableOf(topic) + ` (uuid, payload, metadata, race_id) VALUES `)
+	args := make([]any, 0, 4*len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		n := len(args)
+		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4)
+		args = append(args, r.uuid, r.payload, r.metadata, r.raceID)
+	}
+	return b.String(), args
+}
+
+// decode builds a message from a row's columns.
+func decode(uuid string, payload, metadata []byte) (*message.Message, error) {
+	msg := message.NewMessage(uuid, payload)
+	if len(metadata) > 0 {
+		if err := json.Unmarshal(metadata, &msg.Metadata); err != nil {
+			return nil, fmt.Errorf("pgdriver: message %s: metadata: %w", uuid, err)
+		}
+	}
+	return msg, nil
 }

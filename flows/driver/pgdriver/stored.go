@@ -101,11 +101,12 @@ func (s stored) Load(ctx context.Context, topic driver.Topic, offsets []int64, f
 	return err
 }
 
-// Prune deletes handled stored polls created before cutoff, oldest first,
-// batch rows per statement so the live flow is never blocked for long.
-// Unhandled rows stay: deleting one would lose a poll not yet transformed.
+// Prune deletes handled stored polls created before cutoff, and results
+// older than ResultRetention, oldest first, batch rows per statement so the
+// live flow is never blocked for long. Unhandled stored polls stay:
+// deleting one would lose a poll not yet transformed.
 func (d *Driver) Prune(ctx context.Context, cutoff time.Time, batch int) (int64, error) {
-	topics, err := stored{d}.Topics(ctx)
+	topics, err := d.tables(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -114,10 +115,18 @@ func (d *Driver) Prune(ctx context.Context, cutoff time.Time, batch int) (int64,
 		table := Table(t)
 		// Through the primary key: created_at grows with the offset, so a
 		// batch finds its rows at the start of the index.
+		cond, before := `acked AND created_at < $1`, cutoff
+		switch t.Kind {
+		case driver.Fetched:
+		case driver.Processed:
+			cond, before = `created_at < $1`, time.Now().Add(-d.cfg.ResultRetention)
+		default:
+			continue
+		}
 		q := `DELETE FROM ` + table + ` WHERE "offset" IN (
-			SELECT "offset" FROM ` + table + ` WHERE acked AND created_at < $1 ORDER BY "offset" LIMIT $2)`
+			SELECT "offset" FROM ` + table + ` WHERE ` + cond + ` ORDER BY "offset" LIMIT $2)`
 		for {
-			tag, err := d.pool.Exec(ctx, q, cutoff, batch)
+			tag, err := d.pool.Exec(ctx, q, before, batch)
 			if err != nil {
 				return total, fmt.Errorf("pgdriver: prune %s: %w", t, err)
 			}
@@ -177,6 +186,7 @@ func (d *Driver) Drop(ctx context.Context) error {
 		if _, err := d.pool.Exec(ctx, `DROP TABLE IF EXISTS `+Table(t)); err != nil {
 			return fmt.Errorf("pgdriver: drop %s: %w", t, err)
 		}
+		d.ensured.Delete(t.String())
 	}
 	return nil
 }

@@ -1,0 +1,343 @@
+package pgdriver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/raceflow/raceflow/handlers"
+)
+
+// subscriber consumes topics as work queues: each message is handed to one
+// subscription at a time under a lease, in topic order, and leaves its table
+// when acknowledged (or is marked handled, where the topic keeps its rows).
+//
+// With parallel 1 only the oldest unhandled message of a topic can be
+// leased, so a topic is worked strictly in order, one message at a time,
+// whichever process holds the lease. With parallel > 1 a subscription
+// holds up to that many leases at once, never two of one race, and a
+// message is leased only once every earlier message of its race is
+// handled: races run in parallel, each one's messages in order.
+type subscriber struct {
+	d        *Driver
+	keep     bool
+	parallel int
+
+	mu     sync.Mutex
+	closed bool
+	subs   []*subscription
+	wg     sync.WaitGroup
+}
+
+// subscription is one Subscribe call.
+type subscription struct {
+	s      *subscriber
+	topic  string
+	owner  string // this subscription's leases
+	claim  string // the claim statement of its topic
+	ack    string
+	signal *signal
+	cancel context.CancelFunc
+	out    chan *message.Message
+}
+
+// Subscribe hands out topic's messages until ctx ends or Close.
+func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if err := s.d.ensureTable(ctx, topic); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("pgdriver: subscriber is closed")
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	sub := &subscription{s: s, topic: topic, owner: watermill.NewShortUUID(), claim: claimSQL(topic, s.parallel > 1),
+		ack: ackSQL(topic, s.keep), signal: newSignal(), cancel: cancel, out: make(chan *message.Message)}
+	s.subs = append(s.subs, sub)
+	s.d.waker.add(topic, sub.signal)
+	s.d.listener.start()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(sub.out)
+		defer s.d.waker.remove(topic, sub.signal)
+		sub.run(sctx, s.parallel)
+	}()
+	return sub.out, nil
+}
+
+// SubscribeInitialize creates the topic's table.
+func (s *subscriber) SubscribeInitialize(topic string) error {
+	return s.d.ensureTable(context.Background(), topic)
+}
+
+// Close ends every subscription; when it returns, their channels are
+// closed and their leases released.
+func (s *subscriber) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	subs := s.subs
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.cancel()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// run claims and hands out messages until ctx ends, at most parallel at a
+// time: it claims at once while a slot is free and there is work, else when
+// woken, or at the poll interval. One claimer per subscription keeps idle
+// slots from asking the database in vain.
+func (sub *subscription) run(ctx context.Context, parallel int) {
+	d := sub.s.d
+	slots := make(chan struct{}, parallel)
+	var deliveries sync.WaitGroup
+	defer deliveries.Wait()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wait := sub.signal.wait() // taken before the claim: a wake during it is not lost
+		c, err := sub.claimOne(ctx)
+		if c != nil {
+			deliveries.Add(1)
+			go func() {
+				defer deliveries.Done()
+				defer func() { <-slots }()
+				sub.deliver(ctx, c)
+			}()
+			continue
+		}
+		<-slots
+		if err != nil && ctx.Err() == nil {
+			d.logger.Error("pgdriver: claim a message", err, watermill.LogFields{"topic": sub.topic})
+		}
+		timer := time.NewTimer(d.pollInterval())
+		select {
+		case <-ctx.Done():
+		case <-wait:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// claimed is a leased message.
+type claimed struct {
+	offset     int64
+	msg        *message.Message
+	deliveries int
+	lastError  string
+}
+
+// claimSQL leases the next message of topic to $1 for $2 seconds and
+// counts the delivery; without a message to lease it returns no row. It
+// runs in a transaction of its own that does not wait for the disk: a
+// lease lost in a server crash is simply not there.
+func claimSQL(topic string, keyed bool) string {
+	t := tableOf(topic)
+	next := `SELECT "offset" FROM ` + t + ` WHERE NOT acked ORDER BY "offset" LIMIT 1`
+	if keyed {
+		// The oldest free head of a race: the races with unhandled messages
+		// are found by skipping through the (race_id, offset) index, one
+		// probe per race, so a long queue of one race costs one probe, not
+		// a scan; each race's head is its oldest unhandled message.
+		next = `WITH RECURSIVE races AS (
+				(SELECT race_id FROM ` + t + ` WHERE NOT acked ORDER BY race_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT race_id FROM ` + t + ` WHERE NOT acked AND race_id > races.race_id ORDER BY race_id LIMIT 1)
+				FROM races WHERE races.race_id IS NOT NULL),
+			heads AS (
+				SELECT (SELECT "offset" FROM ` + t + ` WHERE NOT acked AND race_id = races.race_id ORDER BY "offset" LIMIT 1) AS "offset"
+				FROM races WHERE races.race_id IS NOT NULL)
+			SELECT "offset" FROM ` + t + ` WHERE "offset" IN (SELECT "offset" FROM heads)
+				AND NOT acked AND (lease_until IS NULL OR lease_until <= now())
+			ORDER BY "offset" LIMIT 1 FOR UPDATE SKIP LOCKED`
+	}
+	// Strictly ordered: the oldest unhandled message, and only when no one
+	// holds it. The conditions on the row itself are repeated here because
+	// a claimer that waited for the row's lock re-checks only these, on the
+	// row as its holder left it: leased to another, or handled.
+	return `UPDATE ` + t + ` SET deliveries = deliveries + 1, lease_owner = $1,
+			lease_until = now() + make_interval(secs => $2)
+		WHERE "offset" = (` + next + `) AND NOT acked AND (lease_until IS NULL OR lease_until <= now())
+		RETURNING "offset", uuid, payload, metadata, deliveries, coalesce(last_error, '')`
+}
+
+func (sub *subscription) claimOne(ctx context.Context) (*claimed, error) {
+	d := sub.s.d
+	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN`)
+	batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
+	var c *claimed
+	var decodeErr error
+	batch.Queue(sub.claim, sub.owner, d.cfg.Lease.Seconds()).QueryRow(func(r pgx.Row) error {
+		var (
+			uuid        string
+			payload, md []byte
+			got         claimed
+		)
+		err := r.Scan(&got.offset, &uuid, &payload, &md, &got.deliveries, &got.lastError)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		got.msg, decodeErr = decode(uuid, payload, md)
+		c = &got
+		return nil
+	})
+	batch.Queue(`COMMIT`)
+	if err := sendOwnTx(ctx, d.pool, batch); err != nil {
+		return nil, err
+	}
+	if decodeErr != nil {
+		// Unreadable metadata: hand the message out without it, so the flow
+		// poisons it rather than the topic stalling on it.
+		c.msg = message.NewMessage(c.msg.UUID, c.msg.Payload)
+		d.logger.Error("pgdriver: message metadata unreadable", decodeErr, watermill.LogFields{"topic": sub.topic})
+	}
+	return c, nil
+}
+
+// deliveryInfo is what the driver tells of a delivery (Driver.Delivery).
+type deliveryInfo struct {
+	count     int
+	lastError string
+}
+
+type infoKey struct{}
+
+// deliver hands c to the subscription's reader and settles it: commit on
+// ack, roll back and release the lease on nack; a message whose handler
+// ran past the ack deadline, or is still running when the subscription
+// closes, is abandoned to its lease.
+func (sub *subscription) deliver(ctx context.Context, c *claimed) {
+	d := sub.s.d
+	dl := &delivery{pool: d.pool}
+	mctx, cancel := context.WithTimeout(withDelivery(ctx, dl), d.cfg.AckDeadline)
+	defer cancel()
+	mctx = context.WithValue(mctx, infoKey{}, deliveryInfo{count: c.deliveries, lastError: c.lastError})
+	msg := c.msg
+	msg.SetContext(mctx)
+
+	select {
+	case sub.out <- msg:
+	case <-ctx.Done():
+		sub.release(c, 0, "", false) // never handed out: not a delivery
+		return
+	}
+	renew := sub.keepLeased(mctx, c)
+	defer renew()
+	select {
+	case <-msg.Acked():
+		renew()
+		topics, err := dl.commit(mctx, sub.ack, c.offset, sub.owner)
+		if err == nil {
+			d.published(topics...)
+			sub.signal.wake() // the next message may go now (keyed: of this race)
+			return
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // the ack found no lease of ours
+			d.logger.Info("pgdriver: acknowledgement dropped", watermill.LogFields{"topic": sub.topic,
+				"offset": c.offset, "reason": leaseLost(err).Error()})
+			return
+		}
+		// The handling is lost with its transaction; it is redone.
+		sub.release(c, c.deliveries, "commit: "+err.Error(), true)
+	case <-msg.Nacked():
+		renew()
+		dl.rollback(mctx)
+		sub.release(c, c.deliveries, msg.Metadata.Get(handlers.KeyLastError), true)
+	case <-ctx.Done():
+		// Shutdown with the message unsettled: whatever its handler still
+		// does cannot commit; another subscription takes it over at once.
+		renew()
+		dl.abandon()
+		sub.release(c, 0, "", true)
+	}
+}
+
+// keepLeased renews c's lease while it is handled, until the ack deadline;
+// the returned function stops renewing and waits for the renewer.
+func (sub *subscription) keepLeased(ctx context.Context, c *claimed) func() {
+	d := sub.s.d
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return // past the deadline the lease runs out: the message is handed over
+			case <-t.C:
+				rctx, cancel := context.WithTimeout(context.Background(), d.cfg.Lease/3)
+				_, err := d.pool.Exec(rctx, `UPDATE `+tableOf(sub.topic)+` SET lease_until = now() + make_interval(secs => $3)
+					WHERE "offset" = $1 AND lease_owner = $2`, c.offset, sub.owner, d.cfg.Lease.Seconds())
+				cancel()
+				if err != nil {
+					d.logger.Error("pgdriver: renew a lease", err, watermill.LogFields{"topic": sub.topic, "offset": c.offset})
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+		})
+	}
+}
+
+// release gives c's lease up: it can be handed out again after the
+// redelivery backoff of its delivery count (0: at once), and keeps why its
+// handling failed; a message never handed out does not count as delivered.
+// It runs on a fresh connection, so a message whose transaction lost its
+// connection is released all the same.
+func (sub *subscription) release(c *claimed, deliveries int, lastError string, handedOut bool) {
+	d := sub.s.d
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if lastError == "" {
+		lastError = c.lastError
+	}
+	_, err := d.pool.Exec(ctx, `UPDATE `+tableOf(sub.topic)+` SET lease_owner = NULL,
+			lease_until = now() + make_interval(secs => $3), last_error = nullif($4, ''),
+			deliveries = deliveries - CASE WHEN $5 THEN 0 ELSE 1 END
+		WHERE "offset" = $1 AND lease_owner = $2`,
+		c.offset, sub.owner, d.redeliveryDelay(deliveries).Seconds(), truncate(lastError, 1000), handedOut)
+	if err != nil {
+		// The lease runs out on its own.
+		d.logger.Error("pgdriver: release a lease", err, watermill.LogFields{"topic": sub.topic, "offset": c.offset})
+	}
+	if delay := d.redeliveryDelay(deliveries); delay > 0 {
+		time.AfterFunc(delay, sub.signal.wake)
+		return
+	}
+	sub.signal.wake()
+}
+
+// truncate bounds a stored text.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
