@@ -118,6 +118,7 @@ func TestNewClientValidatesConfigNamingTheBadField(t *testing.T) {
 		{"missing partner id", func(c *ClientConfig) { c.PartnerID = "" }, "PartnerID"},
 		{"header injection", func(c *ClientConfig) { c.UserAgent = "x\r\nEvil: 1" }, "UserAgent"},
 		{"negative timeout", func(c *ClientConfig) { c.Timeout = -time.Second }, "Timeout"},
+		{"negative total timeout", func(c *ClientConfig) { c.TotalTimeout = -time.Second }, "TotalTimeout"},
 		{"negative body limit", func(c *ClientConfig) { c.MaxBodyBytes = -1 }, "MaxBodyBytes"},
 		{"negative backoff", func(c *ClientConfig) { c.BaseBackoff = -time.Millisecond }, "BaseBackoff"},
 		{"max backoff below base", func(c *ClientConfig) { c.BaseBackoff = time.Second; c.MaxBackoff = time.Millisecond }, "MaxBackoff"},
@@ -142,11 +143,12 @@ func TestClientConfigDefaults(t *testing.T) {
 	require.Equal(t, "https://api.tab.co.nz/affiliates/v1", c.BaseURL)
 	require.Equal(t, "raceflow/1.0", c.UserAgent)
 	require.Equal(t, 5*time.Second, c.Timeout)
-	require.Equal(t, int64(16<<20), c.MaxBodyBytes)
+	require.Equal(t, int64(4<<20), c.MaxBodyBytes)
+	require.Equal(t, 20*time.Second, c.TotalTimeout)
 	require.Equal(t, 3, c.MaxRetries)
 	require.Equal(t, 100*time.Millisecond, c.BaseBackoff)
 	require.Equal(t, 5*time.Second, c.MaxBackoff)
-	require.Equal(t, 30*time.Second, c.MaxRetryAfter)
+	require.Equal(t, 10*time.Second, c.MaxRetryAfter)
 	require.InDelta(t, 0.2, c.Jitter, 0)
 	require.NotNil(t, c.HTTPClient)
 
@@ -196,19 +198,46 @@ func TestFetchEventReturnsRawBodyDecodedEventAndTimes(t *testing.T) {
 	require.Equal(t, 1, f.Attempts)
 }
 
-func TestFetchEventEscapesTheRaceIDInThePath(t *testing.T) {
+func TestFetchEventRefusesIDsThatAreNotAPIIDsWithoutARequest(t *testing.T) {
 	t.Parallel()
-	const odd = "a/b?c"
-	rawPath := make(chan string, 1)
-	ok := okBody(eventBody(t, func(m obj) { raceOf(m)["event_id"] = odd }))
-	srv, _ := serve(t, func(w http.ResponseWriter, r *http.Request) {
-		rawPath <- r.URL.EscapedPath()
-		ok(w, r)
-	})
-	c, _ := newTestClient(t, srv.URL, nil)
-	_, err := c.FetchEvent(t.Context(), odd)
-	require.NoError(t, err)
-	require.Equal(t, "/racing/events/a%2Fb%3Fc", <-rawPath)
+	for name, id := range map[string]string{
+		"empty":           "",
+		"blank":           " ",
+		"slash and query": "a/b?c",
+		"dot":             ".",
+		"dot dot":         "..",
+		"newline":         "abc\ndef",
+		"NUL":             "abc\x00",
+		"10 kB":           strings.Repeat("a", 10<<10),
+		"65 bytes":        strings.Repeat("a", 65),
+		"leading dash":    "-abc",
+		"percent":         "a%2Fb",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv, h := serve(t, okBody(eventBody(t, nil)))
+			c, _ := newTestClient(t, srv.URL, nil)
+			_, err := c.FetchEvent(t.Context(), id)
+			var fe *FetchError
+			require.ErrorAs(t, err, &fe)
+			require.Zero(t, fe.Attempts)
+			require.False(t, fe.Temporary)
+			require.ErrorIs(t, err, ErrInvalidID)
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+			require.Equal(t, "race_id", ve.Field)
+			require.NotContains(t, err.Error(), "\n", "the id is quoted in the message")
+			require.Less(t, len(err.Error()), 1000, "the message stays bounded")
+			require.Zero(t, h.calls.Load())
+		})
+	}
+}
+
+func TestValidIDAcceptsAPIAndReadableIDs(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{testRaceID, "NZ-AWA-20250717", "race-1", "e1", "A_b-9", strings.Repeat("a", 64)} {
+		require.True(t, ValidID(id), id)
+	}
 }
 
 func TestFetchEventRetriesServerErrorsWithExponentialBackoff(t *testing.T) {
@@ -309,7 +338,7 @@ func TestFetchEventHonoursRetryAfterOn429(t *testing.T) {
 		{"shorter than backoff keeps backoff", "0", 100 * time.Millisecond},
 		{"date in the past keeps backoff", testNow.Add(-time.Hour).Format(http.TimeFormat), 100 * time.Millisecond},
 		{"garbage keeps backoff", "soon", 100 * time.Millisecond},
-		{"capped at 30s", "120", 30 * time.Second},
+		{"at the cap", "10", 10 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -323,6 +352,129 @@ func TestFetchEventHonoursRetryAfterOn429(t *testing.T) {
 			require.Equal(t, []time.Duration{tc.want}, rec.got())
 		})
 	}
+}
+
+func TestFetchEventEndsAtOnceWhenRetryAfterIsTooLongOrDoesNotFitTheBudget(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		retryAfter string
+		budget     time.Duration
+		want       error
+	}{
+		{"beyond MaxRetryAfter", "11", 0, ErrRetryAfterTooLong},
+		{"an hour", "3600", 0, ErrRetryAfterTooLong},
+		{"beyond the duration range", "99999999999999999999", 0, ErrRetryAfterTooLong},
+		{"a date far ahead", testNow.Add(48 * time.Hour).Format(http.TimeFormat), 0, ErrRetryAfterTooLong},
+		{"within the cap but not the budget", "8", 5 * time.Second, ErrFetchBudget},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv, h := serve(t, func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Retry-After", tc.retryAfter)
+				w.WriteHeader(http.StatusTooManyRequests)
+			})
+			c, rec := newTestClient(t, srv.URL, func(c *ClientConfig) { c.TotalTimeout = tc.budget })
+			_, err := c.FetchEvent(t.Context(), testRaceID)
+			require.ErrorIs(t, err, tc.want)
+			require.True(t, IsTemporary(err), "rate limited: the next poll is the retry")
+			require.Contains(t, err.Error(), "(1 attempt, temporary)")
+			var se *StatusError
+			require.ErrorAs(t, err, &se)
+			require.Equal(t, http.StatusTooManyRequests, se.StatusCode)
+			require.Equal(t, int32(1), h.calls.Load())
+			require.Empty(t, rec.got(), "no wait is started")
+		})
+	}
+}
+
+func TestFetchEventEndsWhenItsTotalBudgetIsSpent(t *testing.T) {
+	t.Parallel()
+	srv, h := serve(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	c, _ := newTestClient(t, srv.URL, func(c *ClientConfig) {
+		c.Timeout = time.Hour // only the budget can end the attempt
+		c.TotalTimeout = 100 * time.Millisecond
+	})
+	_, err := c.FetchEvent(t.Context(), testRaceID)
+	require.ErrorIs(t, err, ErrFetchBudget)
+	require.True(t, IsTemporary(err))
+	require.Contains(t, err.Error(), "temporary")
+	require.Equal(t, int32(1), h.calls.Load())
+}
+
+func TestFetchEventBackoffThatDoesNotFitTheBudgetEndsTheFetch(t *testing.T) {
+	t.Parallel()
+	srv, h := serve(t, status(503, ""))
+	c, rec := newTestClient(t, srv.URL, func(c *ClientConfig) {
+		c.BaseBackoff = time.Minute
+		c.MaxBackoff = time.Minute
+	})
+	_, err := c.FetchEvent(t.Context(), testRaceID)
+	require.ErrorIs(t, err, ErrFetchBudget)
+	require.True(t, IsTemporary(err))
+	require.Equal(t, int32(1), h.calls.Load())
+	require.Empty(t, rec.got())
+}
+
+func TestFetchEventFollowsNoRedirect(t *testing.T) {
+	t.Parallel()
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		okBody(eventBody(t, nil))(w, r)
+	}))
+	t.Cleanup(other.Close)
+	redirect := func(code int, loc string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if loc != "" {
+				w.Header().Set("Location", strings.ReplaceAll(loc, "SELF", r.URL.String()))
+			}
+			w.WriteHeader(code)
+		}
+	}
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+		wantLoc string
+	}{
+		{"to another host", redirect(http.StatusFound, other.URL+"/racing/events/x"), other.URL + "/racing/events/x"},
+		{"permanent to another host", redirect(http.StatusPermanentRedirect, other.URL), other.URL},
+		{"to itself (a loop)", redirect(http.StatusTemporaryRedirect, "SELF"), "/racing/events/"},
+		{"to a file", redirect(http.StatusMovedPermanently, "file:///etc/passwd"), "file:///etc/passwd"},
+		{"with credentials", redirect(http.StatusFound, "http://u:secret@example.invalid/"), "http://u:xxxxx@example.invalid/"},
+		{"without a Location", redirect(http.StatusFound, ""), ""},
+		{"with an unparsable Location", redirect(http.StatusFound, "http://[::1"), "http://[::1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv, h := serve(t, tc.handler)
+			c, rec := newTestClient(t, srv.URL, nil)
+			_, err := c.FetchEvent(t.Context(), testRaceID)
+			var re *RedirectError
+			require.ErrorAs(t, err, &re)
+			require.Contains(t, re.Location, tc.wantLoc)
+			require.NotContains(t, err.Error(), "secret")
+			require.False(t, IsTemporary(err), "a redirect is permanent")
+			require.Contains(t, err.Error(), "permanent")
+			require.Equal(t, int32(1), h.calls.Load())
+			require.Empty(t, rec.got(), "not retried")
+		})
+	}
+	require.Zero(t, elsewhere.Load(), "no request reached the other host")
+}
+
+func TestFetchErrorOfAnEndedCallerContextSaysInterrupted(t *testing.T) {
+	t.Parallel()
+	srv, _ := serve(t, okBody(eventBody(t, nil)))
+	c, _ := newTestClient(t, srv.URL, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.FetchEvent(ctx, testRaceID)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Contains(t, err.Error(), "interrupted")
+	require.NotContains(t, err.Error(), "permanent")
 }
 
 func TestFetchEventDoesNotRetryClientErrors(t *testing.T) {
@@ -433,6 +585,7 @@ func TestFetchEventCancelledDuringBackoffReturnsPromptly(t *testing.T) {
 	c, _ := newTestClient(t, srv.URL, func(c *ClientConfig) {
 		c.BaseBackoff = time.Hour // only cancellation can end this wait
 		c.MaxBackoff = time.Hour
+		c.TotalTimeout = 2 * time.Hour
 		c.Sleep = func(ctx context.Context, d time.Duration) error {
 			close(entered)
 			return sleepCtx(ctx, d) // the default sleep
@@ -595,17 +748,6 @@ func TestFetchErrorURLHidesUserInfo(t *testing.T) {
 	require.True(t, errors.As(err, &fe))
 	require.NotContains(t, fe.URL, "s3cret")
 	require.NotContains(t, err.Error(), "s3cret")
-}
-
-func TestFetchEventRejectsEmptyRaceIDWithoutRequest(t *testing.T) {
-	t.Parallel()
-	srv, h := serve(t, okBody(eventBody(t, nil)))
-	c, _ := newTestClient(t, srv.URL, nil)
-	_, err := c.FetchEvent(t.Context(), " ")
-	var fe *FetchError
-	require.True(t, errors.As(err, &fe))
-	require.Equal(t, 0, fe.Attempts)
-	require.Equal(t, int32(0), h.calls.Load())
 }
 
 // meetingsPage builds a meetings body with ids prefix0..prefix(n-1) followed
