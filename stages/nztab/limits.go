@@ -97,9 +97,11 @@ func sanitizeJSON(body []byte) ([]byte, int) {
 	if hasNUL {
 		out := bytes.Clone(body)
 		for i := 0; i < len(out); i++ {
-			if out[i] != '\\' {
-				continue
+			k := bytes.IndexByte(out[i:], '\\')
+			if k < 0 {
+				break
 			}
+			i += k
 			// An escape: \u0000 is replaced; any other (\\, \", \n, \uXXXX)
 			// is skipped whole, so an escaped backslash followed by
 			// "u0000" is left alone.

@@ -162,3 +162,18 @@ func TestDecodeMeetingsSkipsMeetingsBeyondTheLimitsAndKeepsTheRest(t *testing.T)
 	}
 	require.Equal(t, map[string]string{"../x": "meeting", "longname": "name", "badrace": "races[0].id", "farrace": "races[0].distance"}, fields)
 }
+
+// BenchmarkDecodeEventReplacingNUL is BenchmarkDecodeEvent with one NUL in a
+// runner name: the cost of the copy sanitizeJSON then makes.
+func BenchmarkDecodeEventReplacingNUL(b *testing.B) {
+	body := readFixture(b, "race-event-full-response.json")
+	body = bytes.Replace(body, []byte(`"name": "Tickford"`), []byte(`"name": "Tick\u0000ford"`), 1)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		ev, err := DecodeEvent(body)
+		if err != nil || ev.ReplacedChars != 1 {
+			b.Fatal(err, ev.ReplacedChars)
+		}
+	}
+}
