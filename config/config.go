@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/mail"
 	"net/url"
 	"regexp"
@@ -128,7 +129,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		d, err := ParseDuration(v)
 		if err != nil {
-			errs = append(errs, &FieldError{Var: name, Value: v, Reason: "not a duration (e.g. 5s, 30m, 7d)"})
+			errs = append(errs, &FieldError{Var: name, Value: v, Reason: "not a duration (e.g. 5s, 30m, 7d): " + err.Error()})
 			return
 		}
 		*dst = d
@@ -228,11 +229,11 @@ func (c Config) Validate() error {
 	if c.DBMaxConns < 2 || c.DBMaxConns > 1000 {
 		bad("RACEFLOW_DB_MAX_CONNS", strconv.Itoa(c.DBMaxConns), "must be between 2 and 1000")
 	}
-	if c.Retention < time.Hour {
-		bad("RACEFLOW_RETENTION", c.Retention.String(), "must be at least 1h")
+	if c.Retention < MinRetention || c.Retention > MaxRetention {
+		bad("RACEFLOW_RETENTION", c.Retention.String(), "must be between 1h and 366d")
 	}
-	if c.HistoryRetention < 24*time.Hour {
-		bad("RACEFLOW_HISTORY_RETENTION", c.HistoryRetention.String(), "must be at least 1d")
+	if c.HistoryRetention < MinHistoryRetention || c.HistoryRetention > MaxHistoryRetention {
+		bad("RACEFLOW_HISTORY_RETENTION", c.HistoryRetention.String(), "must be between 1d and 3660d")
 	}
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "warning", "error":
@@ -289,12 +290,31 @@ func RedactDSN(s string) string {
 	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
 }
 
-// ParseDuration accepts Go durations plus a whole-day suffix "d" (7d).
+// MaxDurationDays is the largest whole-day duration ParseDuration accepts:
+// the most days a time.Duration (int64 nanoseconds, about 292 years) holds.
+const MaxDurationDays = int64(math.MaxInt64 / int64(24*time.Hour))
+
+// Retention bounds Validate enforces. A minimum keeps a typo from deleting
+// what the flow still needs; a maximum catches a unit mistake (7000d for 7d)
+// that would keep data forever while looking like a setting.
+const (
+	MinRetention        = time.Hour
+	MaxRetention        = 366 * 24 * time.Hour
+	MinHistoryRetention = 24 * time.Hour
+	MaxHistoryRetention = 10 * 366 * 24 * time.Hour
+)
+
+// ParseDuration accepts Go durations plus a whole-day suffix "d" (7d). A
+// value a time.Duration cannot hold is an error, never a wrapped-around
+// duration (213505d once read as 24h25m).
 func ParseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q", s)
+		n, err := strconv.ParseInt(days, 10, 64)
+		switch {
+		case err != nil && errors.Is(err, strconv.ErrRange) || err == nil && n > MaxDurationDays:
+			return 0, fmt.Errorf("duration %q is out of range: at most %dd", s, MaxDurationDays)
+		case err != nil || n < 0:
+			return 0, fmt.Errorf("invalid duration %q: want a whole number of days such as 7d", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}

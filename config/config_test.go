@@ -36,6 +36,9 @@ func TestValidateNamesTheBadVariable(t *testing.T) {
 		{"database url garbage", map[string]string{"DATABASE_URL": "mysql:x"}, "DATABASE_URL"},
 		{"zero shards", map[string]string{"RACEFLOW_SHARDS": "0"}, "RACEFLOW_SHARDS"},
 		{"retention too short", map[string]string{"RACEFLOW_RETENTION": "1m"}, "RACEFLOW_RETENTION"},
+		{"retention too long", map[string]string{"RACEFLOW_RETENTION": "367d"}, "RACEFLOW_RETENTION"},
+		{"history retention too short", map[string]string{"RACEFLOW_HISTORY_RETENTION": "23h"}, "RACEFLOW_HISTORY_RETENTION"},
+		{"history retention too long", map[string]string{"RACEFLOW_HISTORY_RETENTION": "3661d"}, "RACEFLOW_HISTORY_RETENTION"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"http addr without port", map[string]string{"RACEFLOW_HTTP_ADDR": "localhost"}, "RACEFLOW_HTTP_ADDR"},
 		{"nats url without host", map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": "nats://"}, "NATS_URL"},
@@ -63,6 +66,49 @@ func TestLoadReportsUnparsableValuesByName(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	require.ErrorContains(t, err, "RACEFLOW_SHARDS")
 	require.ErrorContains(t, err, "NZTAB_TIMEOUT")
+}
+
+func TestParseDurationRejectsWhatADurationCannotHold(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		{"7d", 7 * 24 * time.Hour, ""},
+		{"0d", 0, ""},
+		{"90m", 90 * time.Minute, ""},
+		{"106751d", 106751 * 24 * time.Hour, ""},
+		{"106752d", 0, "out of range"},
+		{"213505d", 0, "out of range"},
+		{"213504d", 0, "out of range"},
+		{"99999999999999999999d", 0, "out of range"},
+		{"-1d", 0, "invalid duration"},
+		{"1.5d", 0, "invalid duration"},
+		{"d", 0, "invalid duration"},
+		{"3000000h", 0, "invalid duration"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			got, err := config.ParseDuration(tc.in)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestLoadReportsAnOverflowingRetentionInsteadOfWrappingIt(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env(map[string]string{"RACEFLOW_RETENTION": "213505d"}))
+	var fe *config.FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "RACEFLOW_RETENTION", fe.Var)
+	require.ErrorContains(t, err, "out of range")
 }
 
 func TestFlagsOverrideEnvironment(t *testing.T) {

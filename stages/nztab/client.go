@@ -24,8 +24,10 @@ const (
 	DefaultUserAgent = "raceflow/1.0"
 	// DefaultTimeout bounds one attempt; TAB answers in well under a second.
 	DefaultTimeout = 5 * time.Second
-	// DefaultMaxBodyBytes is ~40× the largest real event payload seen (410 KB).
-	DefaultMaxBodyBytes = 16 << 20
+	// DefaultMaxBodyBytes is ~10× the largest real event payload seen
+	// (410 KB): a body is read into memory and decoded whole, so the cap is
+	// what bounds a fetch's memory.
+	DefaultMaxBodyBytes = 4 << 20
 	// DefaultMaxRetries is the number of retries after the first attempt.
 	DefaultMaxRetries = 3
 	// DefaultBaseBackoff is the first wait; waits double: 100, 200, 400 ms.
@@ -34,9 +36,14 @@ const (
 	DefaultMaxBackoff = 5 * time.Second
 	// DefaultJitter spreads waits by ±20%.
 	DefaultJitter = 0.2
-	// DefaultMaxRetryAfter caps how long a server's Retry-After can hold a
-	// poll; beyond that the data would be stale anyway.
-	DefaultMaxRetryAfter = 30 * time.Second
+	// DefaultMaxRetryAfter is the longest Retry-After a fetch waits out; a
+	// server asking for longer ends the fetch at once (the data would be
+	// stale, and the next poll is the retry).
+	DefaultMaxRetryAfter = 10 * time.Second
+	// DefaultTotalTimeout bounds a whole fetch, every attempt and wait
+	// included. It is well under the flow's 60 s ack deadline, so a fetch
+	// ends on its own, as "skipped", before the deadline redelivers it.
+	DefaultTotalTimeout = 20 * time.Second
 	// MeetingsPageSize is the limit sent with every meetings request; a page
 	// that comes back full triggers a request for the next one.
 	MeetingsPageSize = 100
@@ -66,8 +73,15 @@ type ClientConfig struct {
 	// UserAgent defaults to DefaultUserAgent.
 	UserAgent string
 	// Timeout bounds one attempt, including reading the body; default 5s.
+	// TotalTimeout cuts it short when less of the fetch's budget is left.
 	Timeout time.Duration
-	// MaxBodyBytes bounds a response body; default 16 MiB.
+	// TotalTimeout bounds a whole fetch: every attempt, backoff and
+	// Retry-After wait. When the budget is spent, or a wait would not fit
+	// in what is left, the fetch ends at once with a temporary *FetchError
+	// matching ErrFetchBudget. Default 20s; keep it below the caller's own
+	// deadline (the flow's ack deadline).
+	TotalTimeout time.Duration
+	// MaxBodyBytes bounds a response body; default 4 MiB.
 	MaxBodyBytes int64
 	// MaxRetries is the number of retries after the first attempt; 0 selects
 	// DefaultMaxRetries and a negative value disables retrying.
@@ -77,15 +91,18 @@ type ClientConfig struct {
 	BaseBackoff time.Duration
 	// MaxBackoff caps the exponential backoff (after jitter); default 5s.
 	MaxBackoff time.Duration
-	// MaxRetryAfter caps how long a Retry-After header can make us wait;
-	// default 30s.
+	// MaxRetryAfter is the longest Retry-After the client waits out before
+	// retrying; a longer one ends the fetch at once with a temporary
+	// *FetchError matching ErrRetryAfterTooLong. Default 10s.
 	MaxRetryAfter time.Duration
 	// Jitter spreads each backoff uniformly by ±Jitter (0.2 = ±20%) so many
 	// races failing together do not retry in lock step. 0 selects
 	// DefaultJitter; a negative value disables jitter.
 	Jitter float64
 	// HTTPClient sends the requests; default a new client on the default
-	// transport. Its own Timeout, if any, applies on top of Timeout.
+	// transport. Its own Timeout, if any, applies on top of Timeout. The
+	// Client uses a copy whose CheckRedirect follows no redirect: see
+	// RedirectError.
 	HTTPClient *http.Client
 	// Rand returns a number in [0, 1) for jitter; default math/rand/v2.
 	Rand func() float64
@@ -125,6 +142,9 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	}
 	if c.MaxRetryAfter == 0 {
 		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if c.TotalTimeout == 0 {
+		c.TotalTimeout = DefaultTotalTimeout
 	}
 	switch {
 	case c.Jitter == 0:
@@ -180,6 +200,8 @@ func (c ClientConfig) Validate() error {
 	switch {
 	case c.Timeout < 0:
 		return fmt.Errorf("nztab: ClientConfig.Timeout: must be positive, got %s", c.Timeout)
+	case c.TotalTimeout < 0:
+		return fmt.Errorf("nztab: ClientConfig.TotalTimeout: must be positive, got %s", c.TotalTimeout)
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("nztab: ClientConfig.MaxBodyBytes: must be positive, got %d", c.MaxBodyBytes)
 	case c.BaseBackoff < 0:
@@ -199,7 +221,8 @@ func (c ClientConfig) Validate() error {
 // safe for concurrent use.
 type Client struct {
 	cfg  ClientConfig
-	base string // BaseURL without trailing slash
+	http *http.Client // a copy of cfg.HTTPClient that follows no redirect
+	base string       // BaseURL without trailing slash
 }
 
 // NewClient validates cfg, applies its defaults and returns a Client.
@@ -208,7 +231,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/")}, nil
+	// The API answers at a fixed, versioned URL and never redirects. A
+	// redirect means a wrong base URL or a hostile answer: following it
+	// would send the partner headers elsewhere (or loop), so the transport
+	// turns every 3xx into a *RedirectError before http.Client's redirect
+	// handling sees it, unparsable Location headers included.
+	hc := *cfg.HTTPClient
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	hc.Transport = refuseRedirects{rt}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{cfg: cfg, http: &hc, base: strings.TrimRight(cfg.BaseURL, "/")}, nil
 }
 
 // Fetched is one successful race-event fetch.
@@ -229,16 +264,20 @@ type Fetched struct {
 // FetchEvent fetches GET {base}/racing/events/{raceID} with the money
 // tracker, tote trends and will-pays, and validates it with DecodeEvent
 // (checking too that it describes the requested race). Every failure is a
-// *FetchError; a 404 also matches ErrRaceNotFound.
+// *FetchError; a 404 also matches ErrRaceNotFound. A race id without the
+// API's id shape (ValidID) is refused before any request, as a permanent
+// *FetchError wrapping a *ValidationError that matches ErrInvalidID.
 func (c *Client) FetchEvent(ctx context.Context, raceID string) (*Fetched, error) {
+	if err := ValidateRaceID(raceID); err != nil {
+		return nil, &FetchError{RaceID: fmt.Sprintf("%q", excerpt(raceID)),
+			URL: redact(c.endpoint("racing/events/{id}", nil)), Err: err}
+	}
+	// PathEscape is a no-op on a valid id; it stays as a second guard.
 	u := c.endpoint("racing/events/"+url.PathEscape(raceID), url.Values{
 		"with_money_tracker":    {"true"},
 		"with_tote_trends_data": {"true"},
 		"with_will_pays":        {"true"},
 	})
-	if strings.TrimSpace(raceID) == "" {
-		return nil, &FetchError{URL: redact(u), Err: errors.New("empty race id")}
-	}
 	var ev *EventResponse
 	res, err := c.get(ctx, u, raceID, func(body []byte) error {
 		e, err := DecodeEvent(body)
@@ -355,15 +394,23 @@ type attemptError struct {
 	retryAfter time.Duration // from Retry-After, 0 when absent
 }
 
-// get performs the GET with retries. accept decodes and validates a 2xx body;
-// its error is permanent.
+// get performs the GET with retries, all within TotalTimeout. accept decodes
+// and validates a 2xx body; its error is permanent.
 func (c *Client) get(ctx context.Context, rawURL, raceID string, accept func([]byte) error) (result, error) {
 	safeURL := redact(rawURL)
 	fail := func(attempts int, ae attemptError, temporary bool, err error) error {
 		return &FetchError{RaceID: raceID, URL: safeURL, Attempts: attempts, StatusCode: ae.status, Temporary: temporary, Err: err}
 	}
+	// The budget runs on the real clock, not cfg.Now: it guards the
+	// caller's real deadline whatever clock the payloads are timed by.
+	bctx, cancel := context.WithTimeout(ctx, c.cfg.TotalTimeout)
+	defer cancel()
+	deadline, _ := bctx.Deadline()
+	spent := func(attempts int, ae attemptError) error {
+		return fail(attempts, ae, true, fmt.Errorf("%w (%s, %d attempts): %w", ErrFetchBudget, c.cfg.TotalTimeout, attempts, ae.err))
+	}
 	for attempt := 1; ; attempt++ {
-		body, at, ae := c.attempt(ctx, rawURL, raceID)
+		body, at, ae := c.attempt(bctx, rawURL, raceID)
 		if ae.err == nil {
 			if err := accept(body); err != nil {
 				return result{}, fail(attempt, attemptError{status: ae.status}, false, err)
@@ -376,17 +423,29 @@ func (c *Client) get(ctx context.Context, rawURL, raceID string, accept func([]b
 		if !ae.transient {
 			return result{}, fail(attempt, ae, false, ae.err)
 		}
+		if bctx.Err() != nil {
+			return result{}, spent(attempt, ae)
+		}
 		if attempt > c.cfg.MaxRetries {
 			return result{}, fail(attempt, ae, true, ae.err)
 		}
-		// The server's Retry-After wins over our backoff when longer, but
-		// within a cap, so a hostile or confused header cannot park a poll.
-		wait := max(c.backoff(attempt), min(ae.retryAfter, c.cfg.MaxRetryAfter))
-		if err := c.cfg.Sleep(ctx, wait); err != nil {
+		// The server's Retry-After wins over our backoff when longer. One
+		// we will not wait out ends the fetch now rather than park the
+		// poll: the next poll is the retry.
+		if ae.retryAfter > c.cfg.MaxRetryAfter {
+			return result{}, fail(attempt, ae, true, fmt.Errorf("%w: the server asked for %s, more than %s: %w",
+				ErrRetryAfterTooLong, ae.retryAfter, c.cfg.MaxRetryAfter, ae.err))
+		}
+		wait := max(c.backoff(attempt), ae.retryAfter)
+		if left := time.Until(deadline); wait >= left {
+			return result{}, fail(attempt, ae, true, fmt.Errorf("%w (%s): waiting %s to retry would not fit the %s left: %w",
+				ErrFetchBudget, c.cfg.TotalTimeout, wait.Round(time.Millisecond), left.Round(time.Millisecond), ae.err))
+		}
+		if err := c.cfg.Sleep(bctx, wait); err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
-				err = ctxErr
+				return result{}, fail(attempt, ae, false, fmt.Errorf("%w (waiting to retry after: %v)", ctxErr, ae.err))
 			}
-			return result{}, fail(attempt, ae, false, fmt.Errorf("%w (waiting to retry after: %v)", err, ae.err))
+			return result{}, spent(attempt, ae)
 		}
 	}
 }
@@ -420,7 +479,10 @@ func (c *Client) attempt(ctx context.Context, rawURL, raceID string) ([]byte, ti
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	req.Header.Set("Accept", "application/json")
 
-	resp, err := c.cfg.HTTPClient.Do(req)
+	resp, err := c.http.Do(req)
+	if re := (*RedirectError)(nil); errors.As(err, &re) {
+		return nil, time.Time{}, attemptError{status: re.StatusCode, err: re}
+	}
 	if err != nil {
 		return nil, time.Time{}, attemptError{err: c.transportError(actx, err), transient: true}
 	}
@@ -470,57 +532,4 @@ func (c *Client) statusFailure(resp *http.Response, raceID string) attemptError 
 		ae.err = fmt.Errorf("%w: %w", ErrRaceNotFound, se)
 	}
 	return ae
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent,
-// unparsable or in the past.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64(math.MaxInt64/time.Second) {
-			return time.Duration(math.MaxInt64)
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
-
-// drain reads a bounded remainder of body so the connection can be reused.
-func drain(body io.Reader) {
-	_, _ = io.CopyN(io.Discard, body, drainLimit)
-}
-
-// redact hides any user info in a URL before it goes into an error.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

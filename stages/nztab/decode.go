@@ -24,7 +24,14 @@ const (
 // not JSON or does not fit the types is a *DecodeError; a payload that breaks
 // a rule is a *ValidationError naming the race and the field. Both are
 // permanent. On success EventResponse.RaceStatus holds the mapped status.
+//
+// Characters PostgreSQL cannot store (NUL, invalid UTF-8) are replaced with
+// U+FFFD before decoding and counted in EventResponse.ReplacedChars; values
+// beyond the limits (MaxRunners, MaxStringBytes, ...) are a *ValidationError
+// matching ErrTooLarge, and ids without the API's id shape one matching
+// ErrInvalidID.
 func DecodeEvent(body []byte) (*EventResponse, error) {
+	body, replaced := sanitizeJSON(body)
 	var ev EventResponse
 	if err := json.Unmarshal(body, &ev); err != nil {
 		return nil, newDecodeError("event", err)
@@ -34,6 +41,7 @@ func DecodeEvent(body []byte) (*EventResponse, error) {
 		return nil, err
 	}
 	ev.RaceStatus = st
+	ev.ReplacedChars = replaced
 	return &ev, nil
 }
 
@@ -57,6 +65,9 @@ func (e *EventResponse) validate() (Status, error) {
 			return fail("data.error", "API reported an error and no race: %q", excerpt(d.Error))
 		}
 		return fail("data.race.event_id", "must be non-empty (neither event_id nor id is set)")
+	}
+	if err := checkEventLimits(e, raceID); err != nil {
+		return "", err
 	}
 	if d.Race.MeetingID == "" {
 		return fail("data.race.meeting_id", "must be non-empty")
@@ -82,6 +93,10 @@ func (e *EventResponse) validate() (Status, error) {
 		seen[r.EntrantID] = i
 		if r.RunnerNumber <= 0 {
 			return fail(p+".runner_number", "must be positive, got %d", r.RunnerNumber)
+		}
+		if r.RunnerNumber > MaxRunnerNumber {
+			return "", &ValidationError{RaceID: raceID, Field: p + ".runner_number", Err: ErrTooLarge,
+				Reason: fmt.Sprintf("must be at most %d, got %d", MaxRunnerNumber, r.RunnerNumber)}
 		}
 		for _, o := range [...]struct {
 			name string
@@ -163,6 +178,9 @@ type MeetingsList struct {
 	Meetings []Meeting
 	// Skipped reports each element that was dropped and why.
 	Skipped []MeetingError
+	// ReplacedChars counts the NUL characters and invalid UTF-8 sequences
+	// replaced with U+FFFD (see DecodeEvent).
+	ReplacedChars int
 }
 
 // DecodeMeetings decodes the body of GET /racing/meetings. Each element of
@@ -178,11 +196,12 @@ func DecodeMeetings(body []byte) (MeetingsList, error) {
 // decodeMeetingsPage is DecodeMeetings with indices offset by the number of
 // elements on earlier pages.
 func decodeMeetingsPage(body []byte, base int) (MeetingsList, error) {
+	body, replaced := sanitizeJSON(body)
 	var resp MeetingsResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return MeetingsList{}, newDecodeError("meetings", err)
 	}
-	out := MeetingsList{Header: resp.Header, Meetings: make([]Meeting, 0, len(resp.Data.Meetings))}
+	out := MeetingsList{Header: resp.Header, Meetings: make([]Meeting, 0, len(resp.Data.Meetings)), ReplacedChars: replaced}
 	for i, raw := range resp.Data.Meetings {
 		m, err := decodeMeeting(raw)
 		if err != nil {
@@ -231,6 +250,9 @@ func decodeMeeting(raw json.RawMessage) (Meeting, error) {
 		if r.ID == "" {
 			return m, &FieldError{Field: fmt.Sprintf("races[%d].id", i), Reason: "must be non-empty"}
 		}
+	}
+	if err := checkMeetingLimits(&m); err != nil {
+		return m, err
 	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package nztab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,6 +16,16 @@ var ErrUnknownStatus = errors.New("nztab: unknown race status")
 // 404: the poll should end "skipped" and the race stop being polled, rather
 // than be retried or poisoned.
 var ErrRaceNotFound = errors.New("nztab: race not found")
+
+// ErrFetchBudget matches (errors.Is) a fetch that ended because its
+// ClientConfig.TotalTimeout was spent, or because the next wait would not
+// fit in what was left. Such a *FetchError is temporary.
+var ErrFetchBudget = errors.New("nztab: fetch budget spent")
+
+// ErrRetryAfterTooLong matches (errors.Is) a fetch that ended because the
+// server's Retry-After exceeded ClientConfig.MaxRetryAfter. Such a
+// *FetchError is temporary: the server is rate limiting us.
+var ErrRetryAfterTooLong = errors.New("nztab: Retry-After too long")
 
 // maxExcerpt bounds how much of an untrusted body or message is copied into
 // an error, so errors stay loggable.
@@ -152,6 +163,22 @@ func (e *BodyTooLargeError) Error() string {
 	return fmt.Sprintf("nztab: response body exceeds limit of %d bytes", e.Limit)
 }
 
+// RedirectError is a 3xx response. The client follows no redirect: the API
+// never sends one, and following it could carry the partner headers to
+// another host (or loop). It is permanent: fix the base URL.
+type RedirectError struct {
+	// StatusCode is the 3xx status.
+	StatusCode int
+	// Location is the redirect target, redacted and bounded; empty when
+	// the response had none.
+	Location string
+}
+
+// Error implements error.
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("nztab: HTTP %d redirect to %q not followed (the API does not redirect; check the base URL)", e.StatusCode, e.Location)
+}
+
 // StatusError is a non-2xx HTTP response.
 type StatusError struct {
 	// StatusCode is the HTTP status code.
@@ -173,9 +200,11 @@ func (e *StatusError) Error() string {
 // FetchError is the one error type the Client returns. Temporary tells the
 // caller whether trying again later can help: it is true only when every
 // attempt failed for a transient reason (network, timeout, 5xx, 429) and the
-// retries ran out. Decode, validation, 4xx and too-large failures are
+// retries, the fetch budget or the server's patience (Retry-After) ran out.
+// Decode, validation, 4xx, 3xx, bad race id and too-large failures are
 // permanent; a cancelled or expired caller context is neither (check it with
-// errors.Is(err, context.Canceled) / context.DeadlineExceeded).
+// errors.Is(err, context.Canceled) / context.DeadlineExceeded), and its
+// message says "interrupted".
 type FetchError struct {
 	// RaceID is the requested race; empty for meetings fetches.
 	RaceID string
@@ -203,9 +232,12 @@ func (e *FetchError) Error() string {
 	if e.Attempts != 1 {
 		b.WriteString("s")
 	}
-	if e.Temporary {
+	switch {
+	case e.Temporary:
 		b.WriteString(", temporary")
-	} else {
+	case errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded):
+		b.WriteString(", interrupted") // the caller's context ended: neither
+	default:
 		b.WriteString(", permanent")
 	}
 	fmt.Fprintf(&b, "): %v", e.Err)

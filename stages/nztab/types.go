@@ -20,6 +20,10 @@ type EventResponse struct {
 	// RaceStatus is data.race.status mapped by ParseStatus; DecodeEvent sets
 	// it, so a value returned without error always holds a valid Status.
 	RaceStatus Status `json:"-"`
+	// ReplacedChars counts the NUL characters and invalid UTF-8 sequences
+	// DecodeEvent replaced with U+FFFD because PostgreSQL text cannot hold
+	// them; the transform reports a non-zero count as a data-quality note.
+	ReplacedChars int `json:"-"`
 }
 
 // EventData is the payload of a race event. Fields the pipeline does not use

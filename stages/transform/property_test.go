@@ -15,7 +15,9 @@ import (
 
 // randomEvent builds a plausible, valid race payload: unique runners and
 // pool types, money-tracker rows (some for ids that are not runners) with
-// integer or 2-decimal percentages, and dollar amounts with cents.
+// integer or 2-decimal percentages, and dollar amounts with cents. The
+// tracker's shares sum to at most 100 %, except in one payload of eight,
+// whose tracker is left unbounded (impossible money).
 func randomEvent(r *rand.Rand) (*nztab.EventResponse, time.Time) {
 	statuses := []string{"Open", "Closed", "Interim", "Final", "Abandoned", "paying", "FINALIZED"}
 	ev := &nztab.EventResponse{Data: nztab.EventData{Race: nztab.Race{
@@ -41,6 +43,8 @@ func randomEvent(r *rand.Rand) (*nztab.EventResponse, time.Time) {
 	}
 	if r.IntN(6) != 0 {
 		mt := &nztab.MoneyTracker{}
+		bounded := r.IntN(8) != 0
+		holdLeft, betLeft := 100.0, 100.0
 		for range r.IntN(100) {
 			id := fmt.Sprintf("e-%d", r.IntN(n+3))
 			if r.IntN(15) == 0 {
@@ -52,7 +56,12 @@ func randomEvent(r *rand.Rand) (*nztab.EventResponse, time.Time) {
 				}
 				return float64(r.IntN(15))
 			}
-			mt.Entrants = append(mt.Entrants, nztab.MoneyTrackerEntry{EntrantID: id, HoldPercentage: pct(), BetPercentage: pct()})
+			hold, bet := pct(), pct()
+			if bounded {
+				hold, bet = min(hold, holdLeft), min(bet, betLeft)
+				holdLeft, betLeft = holdLeft-hold, betLeft-bet
+			}
+			mt.Entrants = append(mt.Entrants, nztab.MoneyTrackerEntry{EntrantID: id, HoldPercentage: hold, BetPercentage: bet})
 		}
 		ev.Data.MoneyTracker = mt
 	}
@@ -94,11 +103,20 @@ func roundHalfUpRat(a, b, d int64) int64 {
 func TestPropertyRunnerAmountsAddUpToTheirShareOfThePool(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
-	withFlow := 0
+	withFlow, withheld := 0, 0
 	for i := range 3000 {
 		ev, at := randomEvent(r)
 		s, err := Transform(ev, at)
 		require.NoError(t, err, "case %d", i)
+		if s.Quality.MoneyWithheld != "" {
+			withheld++
+			require.Empty(t, s.MoneyFlow, "case %d: impossible money writes no rows", i)
+			require.False(t, s.Quality.Valid, "case %d", i)
+			for _, e := range s.Entrants {
+				require.Nil(t, e.HoldPercentage, "case %d", i)
+				require.Nil(t, e.WinPoolAmount, "case %d", i)
+			}
+		}
 		if len(s.MoneyFlow) == 0 {
 			continue
 		}
@@ -117,6 +135,7 @@ func TestPropertyRunnerAmountsAddUpToTheirShareOfThePool(t *testing.T) {
 		require.InDelta(t, roundHalfUpRat(p.PlacePoolTotal, holdBP, 10000), sumPlace, n, "case %d place", i)
 	}
 	require.Greater(t, withFlow, 1000, "generator must exercise money flow")
+	require.Greater(t, withheld, 100, "generator must exercise impossible money")
 }
 
 func TestPropertyTransformIsDeterministicAndOrderIndependent(t *testing.T) {

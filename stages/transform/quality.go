@@ -22,10 +22,16 @@ type qualityAcc struct {
 	warnings     []string
 	unknownIDs   int
 	unknownPools int
-	// unknownHoldBP is the hold (hundredths of %) on money-tracker ids that
-	// are not runners, quoted in the percentage-sum warning because it
-	// usually explains the shortfall.
-	unknownHoldBP int64
+	// unknownHoldBP and unknownBetBP are the shares (hundredths of %) on
+	// money-tracker ids that are not runners. The hold counts towards the
+	// percentage-sum check: it is real money of the pool (8 % in the real
+	// sample), only not a runner's.
+	unknownHoldBP, unknownBetBP int64
+	// replacedChars counts characters the decoder replaced (NUL, bad UTF-8).
+	replacedChars int
+	// moneyWithheld says why the poll's money data was not emitted; empty
+	// when it was.
+	moneyWithheld string
 }
 
 func (q *qualityAcc) warnf(format string, args ...any) {
@@ -36,6 +42,10 @@ func (q *qualityAcc) warnf(format string, args ...any) {
 // (incremental vs pool amount, live before the start) is not run here: the
 // transform derives interval_type from time_to_start so they always agree,
 // and incremental amounts are the write stage's business.
+//
+// The percentage checks count hold on money-tracker ids that are not runners
+// towards the 100 %, reporting it in a warning without failing the check;
+// a poll whose money was withheld as impossible is never valid.
 func buildQuality(s *RaceSnapshot, q *qualityAcc, holdBP, betBP int64) Quality {
 	score := 100
 	checkPercentages := func(label string, get func(*Entrant) *float64) {
@@ -51,15 +61,18 @@ func buildQuality(s *RaceSnapshot, q *qualityAcc, holdBP, betBP int64) Quality {
 		case n == 0:
 			score -= 20
 			q.warnf("no runner has a %s pool percentage", label)
-		case math.Abs(float64(sum)/100-100) > PercentageTolerance:
+		case math.Abs(float64(sum+q.unknownHoldBP)/100-100) > PercentageTolerance:
 			score -= 20
 			msg := fmt.Sprintf("%s pool percentages of %d runners sum to %.2f (want 100±%g)",
 				label, n, float64(sum)/100, PercentageTolerance)
-			if q.unknownIDs > 0 {
-				msg += fmt.Sprintf("; %.2f%% hold is on %d money-tracker ids that are not runners",
+			if q.unknownHoldBP > 0 {
+				msg += fmt.Sprintf(" with %.2f%% more hold on %d money-tracker ids that are not runners",
 					float64(q.unknownHoldBP)/100, q.unknownIDs)
 			}
 			q.warnings = append(q.warnings, msg)
+		case q.unknownHoldBP > 0:
+			q.warnf("%s pool percentages of %d runners sum to %.2f; the other %.2f%% hold is on %d money-tracker ids that are not runners",
+				label, n, float64(sum)/100, float64(q.unknownHoldBP)/100, q.unknownIDs)
 		}
 	}
 	checkPercentages("win", func(e *Entrant) *float64 { return e.WinPoolPercentage })
@@ -101,7 +114,10 @@ func buildQuality(s *RaceSnapshot, q *qualityAcc, holdBP, betBP int64) Quality {
 	}
 	return Quality{
 		Score:                  score,
-		Valid:                  score >= ValidScore,
+		Valid:                  score >= ValidScore && q.moneyWithheld == "",
+		MoneyWithheld:          q.moneyWithheld,
+		ReplacedChars:          q.replacedChars,
+		UnknownHoldPercentage:  float64(q.unknownHoldBP) / 100,
 		Warnings:               q.warnings,
 		UnknownMoneyTrackerIDs: q.unknownIDs,
 		UnknownPoolTypes:       q.unknownPools,

@@ -158,11 +158,22 @@ type RaceResults struct {
 }
 
 // Quality is the poll's data-quality report (domain.md §2.10, ±5 %
-// tolerance). It is advisory: it never blocks the write.
+// tolerance). It never blocks the write, with one exception the transform
+// applies itself: money that cannot be true is withheld (MoneyWithheld).
 type Quality struct {
 	Score    int      `json:"score"`
 	Valid    bool     `json:"valid"`
 	Warnings []string `json:"warnings,omitempty"`
+	// MoneyWithheld, when set, says why this poll's money-tracker data was
+	// impossible and so produced no money-flow rows and no entrant money
+	// fields; Valid is then false.
+	MoneyWithheld string `json:"money_withheld,omitempty"`
+	// ReplacedChars counts NUL characters and invalid UTF-8 sequences the
+	// decoder replaced with U+FFFD (the database cannot store them).
+	ReplacedChars int `json:"replaced_chars,omitempty"`
+	// UnknownHoldPercentage is the hold on money-tracker ids that are not
+	// runners; it counts towards the 100 % of the percentage checks.
+	UnknownHoldPercentage float64 `json:"unknown_hold_percentage,omitempty"`
 	// UnknownMoneyTrackerIDs counts money-tracker entrant ids that are not
 	// runners of the race; their rows are skipped.
 	UnknownMoneyTrackerIDs int     `json:"unknown_money_tracker_ids"`

@@ -2,6 +2,16 @@
 // instant, into a RaceSnapshot: the rows that poll contributes to the
 // database, with money in integer cents. It is pure — no I/O, no clock, no
 // shared state — so replaying a stored payload gives the identical snapshot.
+//
+// Oddities are reported in the snapshot's Quality and never block the poll,
+// with one exception: money that cannot be true. When the money tracker's
+// hold or bet shares, over all its ids, sum to more than 100 % plus
+// PercentageTolerance, the snapshot carries no money-flow rows and no
+// entrant money fields (so stored values stand), Quality.MoneyWithheld says
+// why and Quality.Valid is false; the race, entrants, pools and odds still
+// update. Hold on money-tracker ids that are not runners (8 % in the real
+// sample) is real money of the pool: it counts towards the 100 % and is
+// reported, not failed.
 package transform
 
 import (
@@ -121,6 +131,10 @@ func Transform(ev *nztab.EventResponse, observedAt time.Time) (RaceSnapshot, err
 	q := &qualityAcc{}
 	if d.Error != "" {
 		q.warnf("payload carries an API error: %s", d.Error)
+	}
+	if ev.ReplacedChars > 0 {
+		q.replacedChars = ev.ReplacedChars
+		q.warnf("%d NUL characters or invalid UTF-8 sequences, which the database cannot store, were replaced with U+FFFD", ev.ReplacedChars)
 	}
 	start := time.Unix(r.AdvertisedStart, 0).UTC()
 
@@ -346,6 +360,13 @@ func oddsValue(v *float64, entrantID, kind string, q *qualityAcc) *float64 {
 // all rows, never the last row), sets the entrants' money fields and emits
 // the money-flow rows. It returns the runners' hold and bet sums in
 // hundredths of a percent.
+//
+// A tracker whose hold or bet shares, over all its ids, sum to more than
+// 100 + PercentageTolerance is impossible: it would give the runners more
+// than the whole pool. Such a poll contributes no money at all (no
+// money-flow rows, entrants' money fields nil so stored values stand); the
+// race row, entrants and odds still update, and Quality.MoneyWithheld says
+// why.
 func applyMoney(s *RaceSnapshot, mt *nztab.MoneyTracker, tts int, q *qualityAcc) (holdBP, betBP int64) {
 	if mt == nil || len(mt.Entrants) == 0 {
 		return 0, 0
@@ -373,6 +394,7 @@ func applyMoney(s *RaceSnapshot, mt *nztab.MoneyTracker, tts int, q *qualityAcc)
 			}
 			unknown[row.EntrantID] = struct{}{}
 			q.unknownHoldBP += h
+			q.unknownBetBP += b
 			continue
 		}
 		hold[i] += h
@@ -380,6 +402,20 @@ func applyMoney(s *RaceSnapshot, mt *nztab.MoneyTracker, tts int, q *qualityAcc)
 		has[i] = true
 	}
 	q.unknownIDs = len(unknown)
+
+	// Impossible money (see the doc comment) is judged on every id, runner
+	// or not: hold on ids that are not runners is real money of the pool.
+	totalHold, totalBet := q.unknownHoldBP, q.unknownBetBP
+	for i := range hold {
+		totalHold += hold[i]
+		totalBet += bet[i]
+	}
+	if limit := int64((100 + PercentageTolerance) * 100); totalHold > limit || totalBet > limit {
+		q.moneyWithheld = fmt.Sprintf("money-tracker shares over all ids sum to %.2f%% hold / %.2f%% bet, more than %g%%: impossible, so no money data is written",
+			float64(totalHold)/100, float64(totalBet)/100, 100+PercentageTolerance)
+		q.warnings = append(q.warnings, q.moneyWithheld)
+		return totalHold - q.unknownHoldBP, totalBet - q.unknownBetBP
+	}
 
 	var win, place int64
 	if p := s.RacePools; p != nil {

@@ -190,7 +190,7 @@ func TestTransformSumsMoneyTrackerRowsAndSkipsUnknownIDs(t *testing.T) {
 	t.Parallel()
 	ev := baseEvent()
 	ev.Data.MoneyTracker.Entrants = append(ev.Data.MoneyTracker.Entrants,
-		nztab.MoneyTrackerEntry{EntrantID: "ghost-1", HoldPercentage: 8},
+		nztab.MoneyTrackerEntry{EntrantID: "ghost-1", HoldPercentage: 3},
 		nztab.MoneyTrackerEntry{EntrantID: "ghost-1", HoldPercentage: 1},
 		nztab.MoneyTrackerEntry{EntrantID: "ghost-2"},
 	)
@@ -209,6 +209,67 @@ func TestTransformSumsMoneyTrackerRowsAndSkipsUnknownIDs(t *testing.T) {
 	require.Equal(t, 100.0, s.Quality.HoldPercentageSum)
 	require.Equal(t, 100.0, s.Quality.BetPercentageSum)
 	require.Contains(t, s.Quality.Warnings, "2 money-tracker entrant ids are not runners of the race; their rows were skipped")
+	require.Equal(t, 4.0, s.Quality.UnknownHoldPercentage)
+	require.Equal(t, 100, s.Quality.Score, "hold on ids that are not runners is reported, not failed")
+	require.True(t, s.Quality.Valid)
+}
+
+func TestTransformWithholdsMoneyThatCannotBeTrue(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		rows []nztab.MoneyTrackerEntry
+		want string
+	}{
+		{"hold of 900 %", []nztab.MoneyTrackerEntry{
+			{EntrantID: "e-1", HoldPercentage: 100, BetPercentage: 50},
+			{EntrantID: "e-1", HoldPercentage: 100}, {EntrantID: "e-1", HoldPercentage: 100},
+			{EntrantID: "e-1", HoldPercentage: 100}, {EntrantID: "e-2", HoldPercentage: 100, BetPercentage: 50},
+			{EntrantID: "e-2", HoldPercentage: 100}, {EntrantID: "e-2", HoldPercentage: 100},
+			{EntrantID: "e-2", HoldPercentage: 100}, {EntrantID: "e-2", HoldPercentage: 100},
+		}, "sum to 900.00% hold / 100.00% bet"},
+		{"bet over 105 %", []nztab.MoneyTrackerEntry{
+			{EntrantID: "e-1", HoldPercentage: 50, BetPercentage: 60},
+			{EntrantID: "e-2", HoldPercentage: 50, BetPercentage: 46},
+		}, "sum to 100.00% hold / 106.00% bet"},
+		{"hold over 105 % with ids that are not runners", []nztab.MoneyTrackerEntry{
+			{EntrantID: "e-1", HoldPercentage: 50, BetPercentage: 50},
+			{EntrantID: "e-2", HoldPercentage: 50, BetPercentage: 50},
+			{EntrantID: "ghost", HoldPercentage: 6},
+		}, "sum to 106.00% hold / 100.00% bet"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ev := baseEvent()
+			ev.Data.MoneyTracker.Entrants = tc.rows
+			s, err := Transform(ev, testStart)
+			require.NoError(t, err)
+			require.Empty(t, s.MoneyFlow, "no money-flow rows")
+			for _, e := range s.Entrants {
+				require.Nil(t, e.HoldPercentage, "stored money fields stand")
+				require.Nil(t, e.WinPoolAmount)
+				require.Nil(t, e.WinPoolPercentage)
+			}
+			require.False(t, s.Quality.Valid)
+			require.Contains(t, s.Quality.MoneyWithheld, tc.want)
+			require.Contains(t, s.Quality.Warnings, s.Quality.MoneyWithheld)
+			require.Len(t, s.Entrants, 2, "the race's entrants still update")
+			require.NotEmpty(t, s.Odds, "odds still update")
+			require.NotNil(t, s.RacePools, "pools still update")
+		})
+	}
+}
+
+func TestTransformReportsReplacedCharactersAsAQualityNote(t *testing.T) {
+	t.Parallel()
+	ev := baseEvent()
+	ev.ReplacedChars = 3
+	s, err := Transform(ev, testStart)
+	require.NoError(t, err)
+	require.Equal(t, 3, s.Quality.ReplacedChars)
+	require.Contains(t, s.Quality.Warnings, "3 NUL characters or invalid UTF-8 sequences, which the database cannot store, were replaced with U+FFFD")
+	require.True(t, s.Quality.Valid, "a note, not a failure")
 }
 
 func TestTransformWithoutMoneyTrackerLeavesMoneyFieldsNil(t *testing.T) {
@@ -582,7 +643,7 @@ func TestTransformQualityPercentageTolerance(t *testing.T) {
 		{50, 45, 100},   // 95: at the edge, inside
 		{50, 55, 100},   // 105
 		{50, 44.99, 60}, // 94.99: outside
-		{50, 55.01, 60},
+		{50, 55.01, 50}, // 105.01: impossible, money withheld (no percentages −40, no money flow −10)
 	}
 	for _, c := range cases {
 		ev := baseEvent()
