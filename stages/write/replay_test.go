@@ -81,6 +81,21 @@ func writeOneByOne(t *testing.T, pool *pgxpool.Pool, snaps []transform.RaceSnaps
 	return total
 }
 
+func writeBatched(t *testing.T, pool *pgxpool.Pool, snaps []transform.RaceSnapshot, size int) write.Rows {
+	t.Helper()
+	var total write.Rows
+	for chunk := range slices.Chunk(snaps, size) {
+		polls := make([]write.Poll, len(chunk))
+		for i, s := range chunk {
+			polls[i] = write.Poll{Snapshot: s}
+		}
+		b, err := write.WriteBatchTx(context.Background(), pool, polls)
+		require.NoError(t, err)
+		total = addRows(total, b.Total())
+	}
+	return total
+}
+
 func addRows(a, b write.Rows) write.Rows {
 	a.Meetings += b.Meetings
 	a.Races += b.Races
@@ -217,6 +232,13 @@ func TestWritingADayAgainInOrderRebuildsEveryRowWhateverWasEmptied(t *testing.T)
 			mutate: func(t *testing.T) { exec(t, db.Pool, `TRUNCATE `+dataTables+` CASCADE`) },
 			prefix: snaps[:len(snaps)/2],
 			write:  writeOneByOne,
+		},
+		{
+			name:   "data tables emptied, ledger kept, written in batches",
+			mutate: func(t *testing.T) { exec(t, db.Pool, `TRUNCATE `+dataTables+` CASCADE`) },
+			write: func(t *testing.T, pool *pgxpool.Pool, snaps []transform.RaceSnapshot) write.Rows {
+				return writeBatched(t, pool, snaps, 40)
+			},
 		},
 	} {
 		// Sequential: each case starts from the live state the previous one
