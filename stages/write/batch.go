@@ -26,6 +26,9 @@ type BatchRows struct {
 	Durations map[string]time.Duration
 	// Rounds is how many rounds the batch was split into (see WriteBatch).
 	Rounds int
+	// Appended counts the history rows inserted by the append path, which
+	// needs no per-row neighbour lookups (see WriteBatch).
+	Appended int
 }
 
 // Total sums the per-poll counts.
@@ -57,14 +60,22 @@ func Validate(snap transform.RaceSnapshot) error { return validate(snap) }
 // result, row for row and count for count, of writing them one by one with
 // Write in the given order; polls of one race therefore apply in order.
 //
-// It is the bulk path (replay): the polls are split into rounds of polls
-// that share no race, meeting or runner, in which each table gets one
-// statement carrying the rows of every poll of the round, and every
-// statement of every round goes to the server in one pipelined batch: one
-// round trip and one commit for the lot, and per-statement costs shared by
-// the round. A poll goes into the round after the last one holding a poll it
-// shares something with, so a batch of polls of different meetings is one
-// round and one of a single race is one round per poll.
+// It is the bulk path (replay). History series that the batch only extends
+// at their end (the usual case when polls are replayed in order) are
+// appended: one lookup per series for the whole batch finds the stored end,
+// their increments and odds changes are derived from it, and their rows are
+// inserted without per-row neighbour lookups (BatchRows.Appended); this is
+// where nearly all the time of a poll's write went. The rest (late polls,
+// rows already stored) takes the general statements. The polls are split
+// into rounds of polls that share no race, meeting or runner, in which each
+// table gets one statement carrying the rows of every poll of the round; all
+// statements go to the server in one pipelined batch after the lookup: two
+// round trips and one commit for the lot. A poll goes into the round after
+// the last one holding a poll it shares something with, so a batch of polls
+// of different meetings is one round and one of a single race is one round
+// per poll. Appending assumes no other transaction writes the same series
+// meanwhile (a replay writes each race from one worker); if one does, the
+// insert fails on the unique key and the batch can be retried.
 //
 // A batch holding an invalid snapshot is refused before the database, as a
 // *WriteError for the table "snapshot" naming the poll. On a database error
@@ -78,16 +89,18 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 		if err := validate(p.Snapshot); err != nil {
 			return BatchRows{}, &WriteError{Table: "snapshot", Err: fmt.Errorf("poll %d (%s): %w", i, pollLabel(p), err)}
 		}
-		ps[i] = &pending{snap: p.Snapshot, pollID: p.PollID, rows: &out.Polls[i]}
-		if ps[i].pollID == "" {
-			ps[i].pollID = PollID(p.Snapshot)
-		}
+		ps[i] = newPending(p.Snapshot, p.PollID, &out.Polls[i])
 	}
 	if len(ps) == 0 {
 		return out, nil
 	}
+	start := time.Now()
+	appended, err := appendHistory(ctx, tx, ps)
+	if err != nil {
+		return BatchRows{Durations: out.Durations}, err
+	}
 	plan := planRounds(ps)
-	rounds := make([][]stmt, len(plan))
+	rounds := make([][]stmt, len(plan), len(plan)+1)
 	for i, r := range plan {
 		stmts, err := roundStatements(r)
 		if err != nil {
@@ -96,7 +109,10 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 		rounds[i] = stmts
 	}
 	out.Rounds = len(rounds)
-	start := time.Now()
+	for _, a := range appended {
+		out.Appended += a.expect
+	}
+	rounds = append(rounds, appended)
 	if err := execute(ctx, tx, rounds, out.Durations); err != nil {
 		return BatchRows{Durations: out.Durations}, err
 	}

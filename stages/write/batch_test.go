@@ -32,6 +32,7 @@ func TestBatchWritesAndCountsEachPollAsWritingThemOneByOne(t *testing.T) {
 
 	batched := pgtest.New(t)
 	var got []write.Rows
+	appended := 0
 	for chunk := range slices.Chunk(polls, 37) {
 		batch := make([]write.Poll, len(chunk))
 		for i, s := range chunk {
@@ -42,7 +43,9 @@ func TestBatchWritesAndCountsEachPollAsWritingThemOneByOne(t *testing.T) {
 		require.Len(t, res.Polls, len(chunk))
 		require.Contains(t, res.Durations, write.DurationCommit)
 		got = append(got, res.Polls...)
+		appended += res.Appended
 	}
+	require.Positive(t, appended, "in-order polls take the append path")
 	for i := range want {
 		require.Equal(t, want[i], got[i], "poll %d (%s)", i, write.PollID(polls[i]))
 	}

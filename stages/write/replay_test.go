@@ -234,6 +234,14 @@ func TestWritingADayAgainInOrderRebuildsEveryRowWhateverWasEmptied(t *testing.T)
 			write:  writeOneByOne,
 		},
 		{
+			name:   "nothing emptied, written in batches",
+			mutate: func(*testing.T) {},
+			write: func(t *testing.T, pool *pgxpool.Pool, snaps []transform.RaceSnapshot) write.Rows {
+				return writeBatched(t, pool, snaps, 40)
+			},
+			unchanged: true,
+		},
+		{
 			name:   "data tables emptied, ledger kept, written in batches",
 			mutate: func(t *testing.T) { exec(t, db.Pool, `TRUNCATE `+dataTables+` CASCADE`) },
 			write: func(t *testing.T, pool *pgxpool.Pool, snaps []transform.RaceSnapshot) write.Rows {

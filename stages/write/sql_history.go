@@ -1,11 +1,19 @@
 package write
 
-// historyWindow bounds every history lookup on event_timestamp, the
+import "time"
+
+// historySpan bounds every history lookup on event_timestamp, the
 // partition key, so PostgreSQL prunes to the few daily partitions around the
 // row at run time. A race's polls span hours, never days; a neighbour further
 // away than this is treated as absent, in both directions alike, so the
-// result stays independent of write order.
-const historyWindow = `interval '3 days'`
+// result stays independent of write order. It is a fixed number of hours, not
+// days, so the result does not depend on the session's time zone either
+// (a day is 23 or 25 hours across a DST change), and the batch path can
+// apply the same bound in Go.
+const historySpan = 72 * time.Hour
+
+// historyWindow is historySpan as an SQL interval.
+const historyWindow = `interval '72 hours'`
 
 // sqlRacePolls records the poll in the ledger. A replayed poll keeps the
 // first row (and its written_at), so the ledger says when a poll first landed.

@@ -15,17 +15,31 @@ type pending struct {
 	snap   transform.RaceSnapshot
 	pollID string
 	rows   *Rows
+	// money and odds are the history rows the round statements write: all
+	// of the snapshot's, less those a batch appends directly (appender).
+	money []transform.MoneyFlow
+	odds  []transform.Odds
+}
+
+func newPending(snap transform.RaceSnapshot, pollID string, rows *Rows) *pending {
+	if pollID == "" {
+		pollID = PollID(snap)
+	}
+	return &pending{snap: snap, pollID: pollID, rows: rows, money: snap.MoneyFlow, odds: snap.Odds}
 }
 
 // stmt is one statement of the batch and where its counters go: each result
 // key (a race id, or a meeting id for meetings) belongs to one poll, whose
-// Rows field a (and b, when set) the key's counters add to.
+// Rows field a (and b, when set) the key's counters add to. A statement
+// without owner has counted its rows beforehand: its counter a must add up
+// to expect.
 type stmt struct {
-	table string
-	sql   string
-	args  []any
-	owner map[string]*Rows
-	a, b  func(*Rows) *int
+	table  string
+	sql    string
+	args   []any
+	owner  map[string]*Rows
+	a, b   func(*Rows) *int
+	expect int
 }
 
 // roundStatements builds the statements of one round: polls that share no
@@ -70,8 +84,8 @@ func roundStatements(ps []*pending) ([]stmt, error) {
 		if s.Results != nil {
 			results, xObs = append(results, *s.Results), append(xObs, obs)
 		}
-		money = append(money, s.MoneyFlow...)
-		odds = append(odds, s.Odds...)
+		money = append(money, p.money...)
+		odds = append(odds, p.odds...)
 		quality, err := json.Marshal(s.Quality)
 		if err != nil {
 			return nil, fmt.Errorf("quality of %s: %w", s.RaceID, err)

@@ -124,10 +124,7 @@ func WriteWith(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, opts
 	if err := validate(snap); err != nil {
 		return rows, &WriteError{Table: "snapshot", Err: err}
 	}
-	p := &pending{snap: snap, pollID: opts.PollID, rows: &rows}
-	if p.pollID == "" {
-		p.pollID = PollID(snap)
-	}
+	p := newPending(snap, opts.PollID, &rows)
 	stmts, err := roundStatements([]*pending{p})
 	if err != nil {
 		return rows, &WriteError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
@@ -189,18 +186,38 @@ func failed(rows Rows, err error) (Rows, error) {
 	return Rows{Durations: rows.Durations}, err
 }
 
+// The history statements find each row's neighbours with per-row "ORDER BY
+// ... LIMIT 1" probes across the daily partitions of the window. The planner
+// estimates about one row per series and partition, so it prefers reading
+// every row of the series and sorting them over an ordered index scan that
+// stops at the first row: 3-4 times slower once a day's history has built
+// up, and worse as it grows. Sorting is therefore disabled while the write
+// stage's statements run (and so when they are planned, since a cached plan
+// is built at an execution) and the caller's setting restored after them,
+// both inside the transaction.
+const (
+	sqlSortOff     = `SELECT set_config('raceflow.enable_sort', current_setting('enable_sort'), true), set_config('enable_sort', 'off', true)`
+	sqlSortRestore = `SELECT set_config('enable_sort', current_setting('raceflow.enable_sort'), true)`
+)
+
 // execute sends every statement of every round in one pipelined batch and
 // adds each statement's counters to the Rows of the poll its key belongs to.
 // Statements run in order, each seeing the effects of those before it, as if
 // sent one by one.
 func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[string]time.Duration) error {
 	batch := &pgx.Batch{}
+	batch.Queue(sqlSortOff)
 	for _, r := range rounds {
 		for _, s := range r {
 			batch.Queue(s.sql, s.args...)
 		}
 	}
+	batch.Queue(sqlSortRestore)
 	br := tx.SendBatch(ctx, batch)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return newWriteError("batch", err)
+	}
 	var (
 		keys    []string
 		a, b    []int64
@@ -211,6 +228,18 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 			if err := br.QueryRow().Scan(&keys, &a, &b, &elapsed); err != nil {
 				_ = br.Close()
 				return newWriteError(s.table, err)
+			}
+			if s.owner == nil {
+				var n int64
+				for _, v := range a {
+					n += v
+				}
+				if n != int64(s.expect) {
+					_ = br.Close()
+					return newWriteError(s.table, fmt.Errorf("inserted %d rows, expected %d", n, s.expect))
+				}
+				durations[s.table] += time.Duration(elapsed) * time.Microsecond
+				continue
 			}
 			for i, k := range keys {
 				rows := s.owner[k]
@@ -226,6 +255,10 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 			// Several layers of one history table add up.
 			durations[s.table] += time.Duration(elapsed) * time.Microsecond
 		}
+	}
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return newWriteError("batch", err)
 	}
 	if err := br.Close(); err != nil {
 		return newWriteError("batch", err)
