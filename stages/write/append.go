@@ -236,7 +236,7 @@ type storedOdds struct {
 func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
 	oKeys []oddsKey, oSeries map[oddsKey][]entry[transform.Odds]) ([]storedMoney, []storedOdds, []int64, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(sqlSortOff)
+	batch.Queue(sqlPlannerOn)
 	var races, entrants []string
 	var lo, hi []time.Time
 	for _, k := range mKeys {
@@ -262,7 +262,7 @@ func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[mo
 	}
 	batch.Queue(sqlLatestOdds, oEntrants, types, oLo, oHi)
 	batch.Queue(sqlOddsAsStored, values)
-	batch.Queue(sqlSortRestore)
+	batch.Queue(sqlPlannerRestore)
 
 	br := tx.SendBatch(ctx, batch)
 	fail := func(table string, err error) ([]storedMoney, []storedOdds, []int64, error) {

@@ -186,18 +186,27 @@ func failed(rows Rows, err error) (Rows, error) {
 	return Rows{Durations: rows.Durations}, err
 }
 
-// The history statements find each row's neighbours with per-row "ORDER BY
-// ... LIMIT 1" probes across the daily partitions of the window. The planner
-// estimates about one row per series and partition, so it prefers reading
-// every row of the series and sorting them over an ordered index scan that
-// stops at the first row: 3-4 times slower once a day's history has built
-// up, and worse as it grows. Sorting is therefore disabled while the write
-// stage's statements run (and so when they are planned, since a cached plan
-// is built at an execution) and the caller's setting restored after them,
-// both inside the transaction.
+// Two planner settings are switched for the stage's statements, inside the
+// transaction, and the caller's restored after them:
+//   - enable_sort off. The history statements find each row's neighbours with
+//     per-row "ORDER BY ... LIMIT 1" probes across the daily partitions of
+//     the window. The planner estimates about one row per series and
+//     partition, so it prefers reading every row of the series and sorting
+//     them over an ordered index scan that stops at the first row: 3-4 times
+//     slower once a day's history has built up, and worse as it grows.
+//   - plan_cache_mode force_generic_plan. Given the arrays, the planner sees
+//     how many rows each unnest yields and the custom plan always looks
+//     cheaper than the generic one, so every execution would be planned
+//     again (about as long as executing it, for these statements); the plans
+//     do not depend on the values.
+//
+// A plan is built when its statement executes, so both hold for planning too.
 const (
-	sqlSortOff     = `SELECT set_config('raceflow.enable_sort', current_setting('enable_sort'), true), set_config('enable_sort', 'off', true)`
-	sqlSortRestore = `SELECT set_config('enable_sort', current_setting('raceflow.enable_sort'), true)`
+	sqlPlannerOn = `SELECT set_config('raceflow.enable_sort', current_setting('enable_sort'), true),
+       set_config('raceflow.plan_cache_mode', current_setting('plan_cache_mode'), true),
+       set_config('enable_sort', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`
+	sqlPlannerRestore = `SELECT set_config('enable_sort', current_setting('raceflow.enable_sort'), true),
+       set_config('plan_cache_mode', current_setting('raceflow.plan_cache_mode'), true)`
 )
 
 // execute sends every statement of every round in one pipelined batch and
@@ -206,13 +215,13 @@ const (
 // sent one by one.
 func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[string]time.Duration) error {
 	batch := &pgx.Batch{}
-	batch.Queue(sqlSortOff)
+	batch.Queue(sqlPlannerOn)
 	for _, r := range rounds {
 		for _, s := range r {
 			batch.Queue(s.sql, s.args...)
 		}
 	}
-	batch.Queue(sqlSortRestore)
+	batch.Queue(sqlPlannerRestore)
 	br := tx.SendBatch(ctx, batch)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()

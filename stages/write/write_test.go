@@ -494,3 +494,30 @@ func TestLatePollArrivingAfterAPollThatConfirmedTheRowsChangesNoStateRow(t *test
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT observed_at FROM entrants WHERE entrant_id = $1`, g.entrantID(0)).Scan(&seen))
 	require.True(t, seen.Equal(ts[2]), "replayed in order, the confirming poll changed the row back")
 }
+
+func TestWriteLeavesTheCallersPlannerSettingsAsTheyWere(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ts := pollTimes()
+	g := newRaceGen("R1", ts[2].Add(time.Hour))
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`)
+	require.NoError(t, err)
+	settings := func() [2]string {
+		var s [2]string
+		require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('enable_sort'), current_setting('plan_cache_mode')`).Scan(&s[0], &s[1]))
+		return s
+	}
+	want := settings()
+	require.Equal(t, [2]string{"on", "force_custom_plan"}, want)
+
+	_, err = write.Write(ctx, tx, g.poll(1, ts[0]))
+	require.NoError(t, err)
+	require.Equal(t, want, settings(), "after Write")
+	_, err = write.WriteBatch(ctx, tx, []write.Poll{{Snapshot: g.poll(2, ts[1])}})
+	require.NoError(t, err)
+	require.Equal(t, want, settings(), "after WriteBatch")
+}
