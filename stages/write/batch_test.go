@@ -113,3 +113,44 @@ func TestBatchFailureRollsBackEveryPoll(t *testing.T) {
 	require.Equal(t, write.TableRaceResults, we.Table)
 	require.Equal(t, pgtest.Checksums(t, pgtest.New(t).Pool), pgtest.Checksums(t, db.Pool), "nothing of the batch is stored")
 }
+
+func TestBatchAppendingWhileAnotherTransactionWritesTheSeriesFailsRetryably(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	ts := pollTimes()
+	g := newRaceGen("R1", ts[2].Add(time.Hour))
+	writeTx(t, db.Pool, g.poll(1, ts[0]))
+
+	// Another writer has written the next poll but not committed: the batch's
+	// lookup cannot see it, so it appends, and its insert waits on the key.
+	other, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = other.Rollback(ctx) }()
+	_, err = write.Write(ctx, other, g.poll(2, ts[1]))
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := write.WriteBatchTx(ctx, db.Pool, []write.Poll{{Snapshot: g.poll(2, ts[1])}})
+		done <- err
+	}()
+	// Wait until the batch is blocked on the other writer's row lock.
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
+		return waiting > 0
+	}, time.Minute, 10*time.Millisecond)
+	require.NoError(t, other.Commit(ctx))
+
+	err = <-done
+	require.ErrorIs(t, err, write.ErrAppendRace)
+	var we *write.WriteError
+	require.ErrorAs(t, err, &we)
+	require.True(t, we.Retryable, "the batch can be tried again")
+	res, err := write.WriteBatchTx(ctx, db.Pool, []write.Poll{{Snapshot: g.poll(2, ts[1])}})
+	require.NoError(t, err, "tried again, it takes the general path")
+	require.Zero(t, res.Appended)
+	require.Equal(t, write.Rows{}, counts(res.Polls[0]), "the other writer wrote the same poll")
+}

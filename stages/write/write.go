@@ -16,10 +16,12 @@ package write
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/raceflow/raceflow/stages/transform"
 )
@@ -236,6 +238,10 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 		for _, s := range r {
 			if err := br.QueryRow().Scan(&keys, &a, &b, &elapsed); err != nil {
 				_ = br.Close()
+				var pg *pgconn.PgError
+				if s.owner == nil && errors.As(err, &pg) && pg.Code == "23505" {
+					return &WriteError{Table: s.table, Retryable: true, Err: fmt.Errorf("%w: %w", ErrAppendRace, err)}
+				}
 				return newWriteError(s.table, err)
 			}
 			if s.owner == nil {
