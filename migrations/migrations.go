@@ -80,6 +80,16 @@ func (m *Migrator) Up(ctx context.Context) ([]Applied, error) {
 	return applied(res), nil
 }
 
+// UpTo applies the pending migrations up to and including version, so a
+// test can build an older schema and check the upgrade from it.
+func (m *Migrator) UpTo(ctx context.Context, version int64) ([]Applied, error) {
+	res, err := m.provider.UpTo(ctx, version)
+	if err != nil {
+		return applied(res), fmt.Errorf("migrate up to %d: %w", version, err)
+	}
+	return applied(res), nil
+}
+
 // Down rolls back every applied migration, removing the schema.
 func (m *Migrator) Down(ctx context.Context) ([]Applied, error) {
 	res, err := m.provider.DownTo(ctx, 0)

@@ -40,6 +40,10 @@ type BaselineRunner struct {
 	Fetch func(ctx context.Context, day string) (nztab.MeetingsList, error)
 	// Upsert writes the rows; a closure over baseline.Upsert and a pool fits.
 	Upsert func(ctx context.Context, meetings []baseline.MeetingRow, races []baseline.RaceRow) (baseline.Counts, error)
+	// Store, when set, keeps each fetched list for replay before it is
+	// applied; a closure over baseline.Store and a pool fits. A failure is
+	// logged and does not stop the run.
+	Store func(ctx context.Context, resp baseline.Response) error
 	// Clock defaults to the wall clock.
 	Clock Clock
 	// Filter selects the meetings kept; the zero value is NZ/AUS T/H.
@@ -76,7 +80,11 @@ type BaselineRun struct {
 	Invalid []nztab.MeetingError
 	Skipped []baseline.Skip
 	Counts  baseline.Counts
-	Err     error
+	// ObservedAt is when the list was fetched, the instant its rows carry.
+	ObservedAt time.Time
+	// StoreErr is why the list could not be stored (Store), if it could not.
+	StoreErr error
+	Err      error
 }
 
 func (r *BaselineRunner) clock() Clock {
@@ -194,10 +202,17 @@ func (r *BaselineRunner) runOnce(ctx context.Context, kind string) (BaselineRun,
 		"meetings_inserted": run.Counts.MeetingsInserted, "meetings_updated": run.Counts.MeetingsUpdated,
 		"races_inserted": run.Counts.RacesInserted, "races_updated": run.Counts.RacesUpdated,
 		"invalid_meetings": len(run.Invalid), "skipped": len(run.Skipped),
+		"meetings_rejected": run.Counts.MeetingsRejected, "races_rejected": run.Counts.RacesRejected,
 		"duration_ms": float64(r.clock().Now().Sub(run.At)) / float64(time.Millisecond),
 	})
 	for _, sk := range run.Skipped {
 		log.WithError(sk).Warn("baseline row skipped")
+	}
+	for _, rj := range run.Counts.Rejected {
+		log.WithError(rj).Warn("baseline meeting refused by the database")
+	}
+	if run.StoreErr != nil {
+		log.WithError(run.StoreErr).Warn("baseline response not stored for replay")
 	}
 	for _, inv := range run.Invalid {
 		log.WithError(inv.Err).WithField("meeting_id", inv.MeetingID).Warn("baseline meeting invalid")
@@ -224,10 +239,25 @@ func (r *BaselineRunner) do(ctx context.Context, kind string) BaselineRun {
 		run.Err = fmt.Errorf("schedule: baseline fetch meetings of %s: %w", run.Day, err)
 		return run
 	}
-	run.Invalid = list.Skipped
-	meetings, races, skipped := baseline.Rows(list, r.Filter)
-	run.Meetings, run.Races, run.Skipped = len(meetings), len(races), skipped
-	if run.Counts, err = r.Upsert(ctx, meetings, races); err != nil {
+	// The rows are mapped from the response as stored, so a replay applying
+	// the stored response (baseline.Apply) writes what this run wrote.
+	run.ObservedAt = r.clock().Now()
+	resp, err := baseline.ResponseOf(run.Day, run.ObservedAt, list)
+	if err != nil {
+		run.Err = fmt.Errorf("schedule: baseline of %s: %w", run.Day, err)
+		return run
+	}
+	if r.Store != nil {
+		run.StoreErr = r.Store(ctx, resp)
+	}
+	plan, err := baseline.PlanOf(resp, r.Filter)
+	if err != nil {
+		run.Err = fmt.Errorf("schedule: baseline of %s: %w", run.Day, err)
+		return run
+	}
+	run.Invalid, run.Skipped = plan.Invalid, plan.Skipped
+	run.Meetings, run.Races = len(plan.Meetings), len(plan.Races)
+	if run.Counts, err = r.Upsert(ctx, plan.Meetings, plan.Races); err != nil {
 		run.Err = fmt.Errorf("schedule: baseline upsert of %s: %w", run.Day, err)
 	}
 	return run

@@ -230,3 +230,49 @@ func TestBaselineRunnerWritesTheRealDatabase(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, baseline.Counts{}, run.Counts, "a refresh of an unchanged day writes nothing")
 }
+
+func TestBaselineRunnerStoresEachListAndABadMeetingCostsOnlyItself(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	at := nz(t, "2025-07-17 06:00")
+	// The raw page as the API sent it: a NUL in one meeting's name.
+	page := []byte(`{"header":{"title":"Race Meetings"},"data":{"meetings":[
+		{"meeting":"good","name":"Riccarton","date":"2025-07-17T00:00:00Z","country":"NZ","category":"T","tote_status":"Open",
+		 "races":[{"id":"r-good","race_number":1,"name":"R1","start_time":"2025-07-17T02:00:00Z","status":"Open"}]},
+		{"meeting":"bad","name":"Te\u0000Rapa","date":"2025-07-17T00:00:00Z","country":"NZ","category":"T",
+		 "races":[{"id":"r-bad","race_number":1,"name":"R1","start_time":"2025-07-17T03:00:00Z","status":"Open"}]}]}}`)
+	r := &schedule.BaselineRunner{
+		Clock: schedule.NewFakeClock(at),
+		Fetch: func(context.Context, string) (nztab.MeetingsList, error) { return nztab.DecodeMeetings(page) },
+		Upsert: func(ctx context.Context, ms []baseline.MeetingRow, rs []baseline.RaceRow) (baseline.Counts, error) {
+			return baseline.Upsert(ctx, db.Pool, ms, rs)
+		},
+		Store: func(ctx context.Context, resp baseline.Response) error { return baseline.Store(ctx, db.Pool, resp) },
+	}
+	run, err := r.RunOnce(ctx)
+	require.NoError(t, err)
+	require.NoError(t, run.Err)
+	require.NoError(t, run.StoreErr)
+	require.True(t, run.ObservedAt.Equal(at))
+	require.Len(t, run.Skipped, 1)
+	require.ErrorIs(t, run.Skipped[0], baseline.ErrBadValue)
+	require.Equal(t, baseline.Counts{MeetingsInserted: 1, RacesInserted: 1}, run.Counts, "the good meeting is written")
+	candidates, err := schedule.NewPGRaces(db.Pool, schedule.DefaultConfig()).Candidates(ctx, at)
+	require.NoError(t, err)
+	require.Len(t, candidates, 1)
+	require.Equal(t, "r-good", candidates[0].ID, "and its race is scheduled")
+
+	stored, err := baseline.Load(ctx, db.Pool, at)
+	require.NoError(t, err, "the list is stored as fetched")
+	require.Equal(t, [][]byte{page}, stored.Pages)
+
+	// Applying the stored list to an emptied database writes what the run did.
+	live := pgtest.Checksums(t, db.Pool, "created_at", "updated_at")
+	_, err = db.Pool.Exec(ctx, `TRUNCATE meetings CASCADE`)
+	require.NoError(t, err)
+	applied, err := baseline.Apply(ctx, db.Pool, stored, baseline.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, run.Counts, applied.Counts)
+	require.Equal(t, live, pgtest.Checksums(t, db.Pool, "created_at", "updated_at"))
+}

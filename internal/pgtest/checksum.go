@@ -107,7 +107,9 @@ func columns(db Queryer, table string) ([]column, error) {
 	return cols, nil
 }
 
-func checksum(db Queryer, table string, cols []column, exclude []string) (string, error) {
+// columnList is the select list of cols without the excluded ones, with
+// timestamps rendered in UTC.
+func columnList(cols []column, exclude []string) (string, error) {
 	var exprs []string
 	for _, c := range cols {
 		if slices.Contains(exclude, c.name) {
@@ -122,7 +124,14 @@ func checksum(db Queryer, table string, cols []column, exclude []string) (string
 	if len(exprs) == 0 {
 		return "", fmt.Errorf("every column excluded")
 	}
-	list := strings.Join(exprs, ", ")
+	return strings.Join(exprs, ", "), nil
+}
+
+func checksum(db Queryer, table string, cols []column, exclude []string) (string, error) {
+	list, err := columnList(cols, exclude)
+	if err != nil {
+		return "", err
+	}
 	q := fmt.Sprintf(`SELECT md5(COALESCE(string_agg(ROW(%s)::text, E'\n' ORDER BY %s), '')) FROM %s`,
 		list, list, pgx.Identifier{table}.Sanitize())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -132,4 +141,65 @@ func checksum(db Queryer, table string, cols []column, exclude []string) (string
 		return "", err
 	}
 	return sum, nil
+}
+
+// Rows returns every row of table rendered as text (timestamps in UTC),
+// without the excluded columns, sorted: what Checksum hashes, for a test
+// that must say which rows differ. Excluded columns the table lacks are
+// ignored, so one list serves every table.
+func Rows(tb testing.TB, db Queryer, table string, exclude ...string) []string {
+	tb.Helper()
+	cols, err := columns(db, table)
+	if err != nil {
+		tb.Fatalf("pgtest: rows of %s: %v", table, err)
+	}
+	list, err := columnList(cols, exclude)
+	if err != nil {
+		tb.Fatalf("pgtest: rows of %s: %v", table, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT ROW(%s)::text FROM %s ORDER BY 1`, list, pgx.Identifier{table}.Sanitize()))
+	if err != nil {
+		tb.Fatalf("pgtest: rows of %s: %v", table, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatalf("pgtest: rows of %s: %v", table, err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// DiffRows describes how got differs from want (both sorted, as Rows
+// returns them): up to limit rows missing from got and limit rows got has in
+// excess, or "" when they are equal.
+func DiffRows(want, got []string, limit int) string {
+	var missing, extra []string
+	i, j := 0, 0
+	for i < len(want) || j < len(got) {
+		switch {
+		case j == len(got) || (i < len(want) && want[i] < got[j]):
+			missing = append(missing, want[i])
+			i++
+		case i == len(want) || got[j] < want[i]:
+			extra = append(extra, got[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	if len(missing) == 0 && len(extra) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d rows missing, %d rows in excess (of %d wanted)", len(missing), len(extra), len(want))
+	for _, r := range missing[:min(limit, len(missing))] {
+		b.WriteString("\n  - " + r)
+	}
+	for _, r := range extra[:min(limit, len(extra))] {
+		b.WriteString("\n  + " + r)
+	}
+	return b.String()
 }

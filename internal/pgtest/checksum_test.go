@@ -52,3 +52,21 @@ func TestChecksumsCoverEveryDomainTable(t *testing.T) {
 		require.NotEmpty(t, sums[table], table)
 	}
 }
+
+func TestRowsAndDiffRowsNameTheRowsThatDiffer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	_, err := db.Pool.Exec(ctx, `CREATE TABLE t (k int, v text, at timestamptz);
+		INSERT INTO t VALUES (2, 'y', '2025-01-02T00:00:00Z'), (1, 'x', '2025-01-01T00:00:00Z')`)
+	require.NoError(t, err)
+	want := pgtest.Rows(t, db.Pool, "t", "at", "not_a_column")
+	require.Equal(t, []string{"(1,x)", "(2,y)"}, want, "sorted, excluded columns left out")
+	require.Empty(t, pgtest.DiffRows(want, want, 5))
+
+	_, err = db.Pool.Exec(ctx, `UPDATE t SET v = 'z' WHERE k = 2; INSERT INTO t VALUES (3, 'w', NULL)`)
+	require.NoError(t, err)
+	got := pgtest.Rows(t, db.Pool, "t", "at")
+	require.Equal(t, "1 rows missing, 2 rows in excess (of 2 wanted)\n  - (2,y)\n  + (2,z)\n  + (3,w)",
+		pgtest.DiffRows(want, got, 5))
+}

@@ -1,40 +1,45 @@
 // Package baseline turns the NZ TAB meetings list into meeting and race rows
 // and upserts them, so the scheduler knows every race of the day before its
 // first poll and meeting-level fields (track condition, tote status) stay
-// current through the day. It knows nothing of Watermill.
+// current through the day. Each fetched list is stored raw, so a replay can
+// apply it again exactly as the live baseline did (Response, Apply). It knows
+// nothing of Watermill.
 package baseline
 
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/transform"
 )
 
-// Race types as the database spells them (meetings.race_type).
+// Race types as the database spells them (meetings.race_type); the mapping
+// from API codes is transform.RaceType, shared with the event payload.
 const (
-	RaceTypeThoroughbred = "thoroughbred"
-	RaceTypeHarness      = "harness"
-	RaceTypeGreyhound    = "greyhound"
+	RaceTypeThoroughbred = transform.RaceTypeThoroughbred
+	RaceTypeHarness      = transform.RaceTypeHarness
+	RaceTypeGreyhound    = transform.RaceTypeGreyhound
 )
 
-// RaceType maps an API meeting category (T, H, G; any case) to the race type
-// stored in meetings.race_type, and reports whether the category is known.
-func RaceType(category string) (string, bool) {
-	switch strings.ToUpper(strings.TrimSpace(category)) {
-	case "T":
-		return RaceTypeThoroughbred, true
-	case "H":
-		return RaceTypeHarness, true
-	case "G":
-		return RaceTypeGreyhound, true
-	}
-	return "", false
-}
+// Tote statuses stored in meetings.tote_status; any other value the list
+// sends is stored as NULL (unknown), never as an empty or unexpected string.
+const (
+	ToteOpen   = "Open"
+	ToteClosed = "Closed"
+)
+
+// ErrBadValue marks a meeting or race whose id, name or other text the
+// database cannot store (a NUL, invalid UTF-8) or whose number is out of
+// range. Such a meeting or race is skipped and reported; the rest of the
+// list is written.
+var ErrBadValue = errors.New("baseline: value cannot be stored")
 
 // Filter selects the meetings the pipeline keeps. A nil field means the
 // default, so the zero Filter keeps NZ and AUS thoroughbred and harness
@@ -80,7 +85,7 @@ func (f Filter) Validate() error {
 		errs = append(errs, errors.New("baseline: filter needs at least one category"))
 	}
 	for _, c := range f.Categories {
-		if _, ok := RaceType(c); !ok {
+		if _, ok := transform.RaceType(c); !ok {
 			errs = append(errs, fmt.Errorf("baseline: filter category %q must be one of T, H, G", c))
 		}
 	}
@@ -109,7 +114,11 @@ type MeetingRow struct {
 	// Date is the NZ racing day: the date part of the API's meeting date.
 	Date           nzday.Day
 	TrackCondition *string
-	ToteStatus     *string
+	// ToteStatus is ToteOpen, ToteClosed or nil (absent or unknown).
+	ToteStatus *string
+	// ObservedAt is when the list was fetched (Plan sets it); zero means
+	// unknown, older than any observation (see Upsert).
+	ObservedAt time.Time
 }
 
 // RaceRow is one row of the races table as the baseline writes it, from the
@@ -125,10 +134,14 @@ type RaceRow struct {
 	Distance       *int
 	TrackCondition *string
 	Weather        *string
+	// ObservedAt is as MeetingRow's.
+	ObservedAt time.Time
 }
 
-// Skip reports a meeting or race of a kept meeting that Rows could not map.
-// Err matches nztab.ErrUnknownStatus for an unknown race status.
+// Skip reports a meeting or race of a kept meeting that was left out: one
+// Rows could not map (Err matches nztab.ErrUnknownStatus for an unknown race
+// status, ErrBadValue for a value the database cannot store) or one the
+// database refused (Upsert's Counts.Rejected).
 type Skip struct {
 	MeetingID string
 	RaceID    string // empty when the whole meeting was skipped
@@ -147,9 +160,11 @@ func (s Skip) Error() string {
 func (s Skip) Unwrap() error { return s.Err }
 
 // Rows maps the meetings the filter keeps to meeting and race rows. A race
-// with an unknown status or an unreadable start time is left out and
-// reported in skipped rather than stored with a guessed value; a kept meeting
-// whose category has no race type is reported likewise. When an id occurs
+// with an unknown status, an unreadable start time or a value the database
+// cannot store is left out and reported in skipped rather than stored with a
+// guessed value; a kept meeting whose category has no race type, or with a
+// value the database cannot store, is reported likewise with its races. One
+// bad meeting or race never costs the others. When an id occurs
 // more than once the last occurrence wins, so the rows can go into one
 // INSERT ... ON CONFLICT statement.
 func Rows(list nztab.MeetingsList, filter Filter) (meetings []MeetingRow, races []RaceRow, skipped []Skip) {
@@ -189,7 +204,15 @@ func Rows(list nztab.MeetingsList, filter Filter) (meetings []MeetingRow, races 
 }
 
 func meetingRow(m nztab.Meeting) (MeetingRow, error) {
-	rt, ok := RaceType(m.Category)
+	var cond string
+	if m.TrackCondition != nil {
+		cond = *m.TrackCondition
+	}
+	if err := storable(map[string]string{"meeting": m.Meeting, "name": m.Name, "country": m.Country,
+		"state": m.State, "category": m.Category, "track_condition": cond, "tote_status": m.ToteStatus}); err != nil {
+		return MeetingRow{}, err
+	}
+	rt, ok := transform.RaceType(m.Category)
 	if !ok {
 		return MeetingRow{}, fmt.Errorf("category %q has no race type", m.Category)
 	}
@@ -212,11 +235,67 @@ func meetingRow(m nztab.Meeting) (MeetingRow, error) {
 		Category:       strings.ToUpper(strings.TrimSpace(m.Category)),
 		Date:           nzday.Day{Year: d.Year(), Month: d.Month(), Day: d.Day()},
 		TrackCondition: tc,
-		ToteStatus:     nullable(m.ToteStatus),
+		ToteStatus:     toteStatus(m.ToteStatus),
 	}, nil
 }
 
+// toteStatus maps the list's tote_status to ToteOpen or ToteClosed (any
+// case), and anything else, blank included, to NULL: an unknown value is not
+// stored as if it meant something.
+func toteStatus(s string) *string {
+	var v string
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "open":
+		v = ToteOpen
+	case "closed":
+		v = ToteClosed
+	default:
+		return nil
+	}
+	return &v
+}
+
+// maxText bounds every stored string; real names and ids are far shorter.
+const maxText = 1024
+
+// storable checks that every named text value can be stored as it is:
+// PostgreSQL text refuses NUL and invalid UTF-8, and nothing real is longer
+// than maxText bytes. The first offending field (in name order) is reported.
+func storable(fields map[string]string) error {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		v := fields[n]
+		var why string
+		switch {
+		case strings.ContainsRune(v, 0):
+			why = "contains a NUL"
+		case !utf8.ValidString(v):
+			why = "is not valid UTF-8"
+		case len(v) > maxText:
+			why = fmt.Sprintf("is longer than %d bytes", maxText)
+		default:
+			continue
+		}
+		return fmt.Errorf("%w: %s %s (%.40q)", ErrBadValue, n, why, v)
+	}
+	return nil
+}
+
 func raceRow(meetingID string, r nztab.MeetingRace) (RaceRow, error) {
+	if err := storable(map[string]string{"id": r.ID, "name": r.Name, "track_condition": r.TrackCondition,
+		"weather": r.Weather}); err != nil {
+		return RaceRow{}, err
+	}
+	if r.RaceNumber < 0 || r.RaceNumber > math.MaxInt32 {
+		return RaceRow{}, fmt.Errorf("%w: race_number %d is out of range", ErrBadValue, r.RaceNumber)
+	}
+	if r.Distance != nil && (*r.Distance < 0 || *r.Distance > math.MaxInt32) {
+		return RaceRow{}, fmt.Errorf("%w: distance %d is out of range", ErrBadValue, *r.Distance)
+	}
 	st, err := nztab.ParseStatus(r.Status)
 	if err != nil {
 		return RaceRow{}, fmt.Errorf("status: %w", err)

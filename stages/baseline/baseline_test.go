@@ -3,12 +3,14 @@ package baseline_test
 import (
 	"context"
 	"fmt"
-	"github.com/raceflow/raceflow/internal/fixtures"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/internal/fixtures"
 	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/baseline"
 	"github.com/raceflow/raceflow/stages/nzday"
@@ -296,18 +298,40 @@ func TestUpsertChangeRules(t *testing.T) {
 	require.Equal(t, []string{"Good4", "Closed"}, []string{cond, tote})
 }
 
-func TestUpsertIsOneTransaction(t *testing.T) {
+func TestUpsertLeavesOutOnlyTheMeetingsTheDatabaseRefuses(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := context.Background()
-	ms, rs, _ := baseline.Rows(nztab.MeetingsList{Meetings: []nztab.Meeting{meeting("m1", "NZ", "T", race("r1", "Open"))}}, baseline.Filter{})
+	ms, rs, _ := baseline.Rows(nztab.MeetingsList{Meetings: []nztab.Meeting{
+		meeting("m1", "NZ", "T", race("r1", "Open"), race("r2", "Open")),
+		meeting("m2", "NZ", "T", race("r3", "Open")),
+		meeting("m3", "NZ", "T", race("r4", "Open")),
+	}}, baseline.Filter{})
+	// Rows would have caught these; Upsert must not depend on it.
+	ms[1].MeetingName = "Bad\x00Name"
 	orphan := rs[0]
 	orphan.RaceID, orphan.MeetingID = "r-orphan", "no-such-meeting"
-	_, err := baseline.Upsert(ctx, db.Pool, ms, append(rs, orphan))
-	require.Error(t, err, "a race of an unknown meeting violates the foreign key")
-	var n int
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM meetings) + (SELECT count(*) FROM races)`).Scan(&n))
-	require.Zero(t, n, "the meetings written before the failure were rolled back")
+	rs = append(rs, orphan)
+
+	c, err := baseline.Upsert(ctx, db.Pool, ms, rs)
+	require.NoError(t, err, "refused rows are reported, not an error")
+	require.Equal(t, 2, c.MeetingsInserted)
+	require.Equal(t, 3, c.RacesInserted, "m1's two races and m3's")
+	require.Equal(t, 1, c.MeetingsRejected)
+	require.Equal(t, 2, c.RacesRejected, "m2's race and the orphan")
+	require.Len(t, c.Rejected, 2)
+	require.Equal(t, "m2", c.Rejected[0].MeetingID)
+	var pg *pgconn.PgError
+	require.ErrorAs(t, c.Rejected[0], &pg)
+	require.Equal(t, "22021", pg.Code, "PostgreSQL text refuses NUL")
+	require.Equal(t, "no-such-meeting", c.Rejected[1].MeetingID)
+
+	var ids []string
+	rows, err := db.Pool.Query(ctx, `SELECT race_id FROM races ORDER BY race_id`)
+	require.NoError(t, err)
+	ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"r1", "r2", "r4"}, ids)
 }
 
 func TestUpsertBeyondTheBindParameterLimit(t *testing.T) {

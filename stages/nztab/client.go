@@ -328,11 +328,12 @@ func (c *Client) FetchMeetings(ctx context.Context, day string) (MeetingsList, e
 		}
 		var list MeetingsList
 		var n int
-		if _, err := c.get(ctx, u, "", func(body []byte) error {
+		res, err := c.get(ctx, u, "", func(body []byte) error {
 			var err error
 			list, n, err = decodeMeetingsCounted(body, offset)
 			return err
-		}); err != nil {
+		})
+		if err != nil {
 			return MeetingsList{}, err
 		}
 		if page == 0 {
@@ -353,6 +354,7 @@ func (c *Client) FetchMeetings(ctx context.Context, day string) (MeetingsList, e
 			break
 		}
 		out.Skipped = append(out.Skipped, list.Skipped...)
+		out.Pages = append(out.Pages, res.body)
 		if n < MeetingsPageSize {
 			break // a short page is the last
 		}

@@ -650,6 +650,7 @@ func TestFetchMeetingsFollowsPaginationUntilAShortPage(t *testing.T) {
 	require.Len(t, list.Skipped, 1)
 	require.Equal(t, 99, list.Skipped[0].Index)
 	require.Equal(t, "c4", list.Meetings[203].Meeting)
+	require.Equal(t, [][]byte{pages["0"], pages["100"], pages["200"]}, list.Pages, "every page's raw body, in order")
 }
 
 func TestFetchMeetingsStopsWhenServerIgnoresOffset(t *testing.T) {
@@ -661,6 +662,7 @@ func TestFetchMeetingsStopsWhenServerIgnoresOffset(t *testing.T) {
 	require.Len(t, list.Meetings, 99)
 	require.Len(t, list.Skipped, 1, "the repeated page's skip is not reported twice")
 	require.Equal(t, int32(2), h.calls.Load(), "the second, identical page ends the loop")
+	require.Len(t, list.Pages, 1, "the repeated page added nothing and is not kept")
 }
 
 func TestFetchMeetingsRefusesEndlessPagination(t *testing.T) {

@@ -181,6 +181,9 @@ type MeetingsList struct {
 	// ReplacedChars counts the NUL characters and invalid UTF-8 sequences
 	// replaced with U+FFFD (see DecodeEvent).
 	ReplacedChars int
+	// Pages are the raw bodies the meetings came from, as received, in
+	// order: the baseline stores them so a replay can apply them again.
+	Pages [][]byte
 }
 
 // DecodeMeetings decodes the body of GET /racing/meetings. Each element of
@@ -190,7 +193,12 @@ type MeetingsList struct {
 // Only a body that is not JSON or has the wrong envelope shape is fatal, as a
 // *DecodeError. An absent or null data.meetings is an empty day.
 func DecodeMeetings(body []byte) (MeetingsList, error) {
-	return decodeMeetingsPage(body, 0)
+	list, err := decodeMeetingsPage(body, 0)
+	if err != nil {
+		return MeetingsList{}, err
+	}
+	list.Pages = [][]byte{body}
+	return list, nil
 }
 
 // decodeMeetingsPage is DecodeMeetings with indices offset by the number of

@@ -75,8 +75,11 @@ func MapStatus(s string) (string, error) {
 	return string(st), nil
 }
 
-// raceTypeName maps race.type (T/H/G) to meetings.race_type.
-func raceTypeName(t string) (string, bool) {
+// RaceType maps an API race type or meeting category (T, H, G; any case,
+// surrounding space ignored) to meetings.race_type, and reports whether it
+// is known. The event payload (race.type) and the meetings list (category)
+// spell it alike; this is the one mapping both use.
+func RaceType(t string) (string, bool) {
 	switch strings.ToUpper(strings.TrimSpace(t)) {
 	case "T":
 		return RaceTypeThoroughbred, true
@@ -227,7 +230,7 @@ func prizeMoneyCents(pm map[string]any, q *qualityAcc) *int64 {
 }
 
 func buildMeeting(r *nztab.Race, raceDateNZ *string, start time.Time, q *qualityAcc) *Meeting {
-	rt, ok := raceTypeName(r.Type)
+	rt, ok := RaceType(r.Type)
 	if !ok {
 		q.warnf("race type %q is not T, H or G; meeting not written", r.Type)
 		return nil

@@ -107,3 +107,85 @@ func BenchmarkWritePollsParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWriteDay writes the simulated day (internal/simday: 32 races,
+// 1,095 polls) into emptied tables, as a replay does: one poll per
+// transaction, or WriteBatch with several polls per transaction. writers
+// split the races between that many connections, each writing its races'
+// polls in order. It reports polls/s.
+func BenchmarkWriteDay(b *testing.B) {
+	snaps, err := dayOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		batch, writers int
+	}{{1, 1}, {16, 1}, {64, 1}, {1, 2}, {64, 2}} {
+		b.Run(fmt.Sprintf("batch=%d/writers=%d", tc.batch, tc.writers), func(b *testing.B) {
+			db := pgtest.New(b)
+			ctx := context.Background()
+			// Each writer gets whole races, in the day's order.
+			parts := make([][]write.Poll, tc.writers)
+			owner := map[string]int{}
+			for _, s := range snaps {
+				w, ok := owner[s.RaceID]
+				if !ok {
+					w = len(owner) % tc.writers
+					owner[s.RaceID] = w
+				}
+				parts[w] = append(parts[w], write.Poll{Snapshot: s})
+			}
+			polls := 0
+			var elapsed time.Duration
+			var mu sync.Mutex
+			perTable := map[string]time.Duration{}
+			for b.Loop() {
+				b.StopTimer()
+				if _, err := db.Pool.Exec(ctx, `TRUNCATE meetings, races, entrants, race_pools, race_results,
+					race_polls, money_flow_history, odds_history CASCADE`); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, part := range parts {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for chunk := range slices.Chunk(part, tc.batch) {
+							var d map[string]time.Duration
+							if tc.batch == 1 {
+								r, err := write.WriteTx(ctx, db.Pool, chunk[0].Snapshot)
+								if err != nil {
+									b.Error(err)
+									return
+								}
+								d = r.Durations
+							} else {
+								r, err := write.WriteBatchTx(ctx, db.Pool, chunk)
+								if err != nil {
+									b.Error(err)
+									return
+								}
+								d = r.Durations
+							}
+							mu.Lock()
+							for k, v := range d {
+								perTable[k] += v
+							}
+							mu.Unlock()
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed += time.Since(start)
+				polls += len(snaps)
+			}
+			b.ReportMetric(float64(polls)/elapsed.Seconds(), "polls/s")
+			// Mean time per poll by table (server) and commit/total (client).
+			for k, d := range perTable {
+				b.ReportMetric(float64(d)/float64(polls)/float64(time.Microsecond), k+"-us/poll")
+			}
+		})
+	}
+}

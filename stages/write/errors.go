@@ -23,6 +23,12 @@ var ErrPartitionMissing = errors.New("no partition for the row's day")
 // depend on the order of rows within the poll).
 var ErrInvalidSnapshot = errors.New("invalid snapshot")
 
+// ErrAppendRace marks a batch whose append path (WriteBatch) met history
+// rows another transaction wrote after the batch looked up its series'
+// ends. Nothing of the batch is stored once it is rolled back, and trying it
+// again is retryable: the series now take the general path.
+var ErrAppendRace = errors.New("history rows written concurrently with a batch appending to them")
+
 // WriteError is a failed poll write. Nothing of the poll is stored once the
 // transaction is rolled back, so a Retryable error can be retried as a whole
 // (the write is idempotent) and a permanent one belongs in the poison queue.

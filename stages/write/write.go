@@ -1,26 +1,27 @@
-// Package write persists one poll of one race (a transform.RaceSnapshot)
-// inside one PostgreSQL transaction: state-table upserts, the race_polls
-// ledger row, money-flow history with incremental amounts derived in SQL,
-// odds history with change detection in SQL, and results.
+// Package write persists polls of races (transform.RaceSnapshot) in
+// PostgreSQL: state-table upserts, the race_polls ledger row, money-flow
+// history with incremental amounts derived in SQL, odds history with change
+// detection in SQL, and results.
 //
 // The stored result depends only on the set of polls written, not on how
 // often or in which order they arrive: redelivery is a no-op, and a late
 // earlier poll is slotted into history with its neighbours corrected (see
-// Write for the one documented exception in odds history). All statements of
-// a poll go to the server in one pipelined batch, so a poll costs one round
-// trip. The stage never runs DDL: partitions must exist beforehand.
+// Write for the one documented exception in odds history). State rows record
+// the observation they were last written from, so writing the stored polls
+// again in their order rebuilds every row exactly, whichever tables were
+// emptied or left stale. All statements of a poll (or of a batch of polls,
+// WriteBatch) go to the server in one pipelined batch. The stage never runs
+// DDL: partitions must exist beforehand.
 package write
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/raceflow/raceflow/stages/transform"
 )
@@ -41,7 +42,7 @@ const (
 const (
 	// DurationTotal is the client-side wall time of the whole batch.
 	DurationTotal = "total"
-	// DurationCommit is the commit's wall time (WriteTx only).
+	// DurationCommit is the commit's wall time (WriteTx and WriteBatchTx).
 	DurationCommit = "commit"
 )
 
@@ -70,7 +71,8 @@ type Rows struct {
 	// (keys are the Table* names; layers of one table add up), DurationTotal
 	// and, from WriteTx, DurationCommit. Per-statement times rely on the
 	// extended protocol, pgx's default: under the simple protocol the whole
-	// batch is one query and the times accumulate.
+	// batch is one query and the times accumulate. Nil in the per-poll Rows
+	// of a batch, whose Durations cover the whole batch.
 	Durations map[string]time.Duration `json:"durations"`
 }
 
@@ -100,8 +102,11 @@ func PollID(snap transform.RaceSnapshot) string {
 // Semantics:
 //   - meetings, races, entrants, race_pools and race_results are upserted:
 //     a row changes only when a value differs (its updated_at stays put
-//     otherwise), a value the poll lacks never replaces a stored one, and a
-//     poll older than the race's latest ledger entry does not update them;
+//     otherwise), a value the poll lacks never replaces a stored one, and an
+//     observation older than the one the row was written from does not
+//     update it; nor does a poll arriving for the first time after a later
+//     poll of its race (it may still insert a missing row). Each row's
+//     observed_at is the instant of the observation it was last written from;
 //   - money_flow_history increments are the change since the latest earlier
 //     poll of that race and runner, kept right when polls arrive late;
 //   - odds_history gets a row only when the odds moved by more than 0.01
@@ -121,39 +126,14 @@ func WriteWith(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, opts
 	if err := validate(snap); err != nil {
 		return rows, &WriteError{Table: "snapshot", Err: err}
 	}
-	pollID := opts.PollID
-	if pollID == "" {
-		pollID = PollID(snap)
-	}
-	stmts, err := statements(snap, pollID, &rows)
+	p := newPending(snap, opts.PollID, &rows)
+	stmts, err := roundStatements([]*pending{p})
 	if err != nil {
 		return rows, &WriteError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
 	}
-
 	start := time.Now()
-	batch := &pgx.Batch{}
-	for _, s := range stmts {
-		batch.Queue(s.sql, s.args...)
-	}
-	br := tx.SendBatch(ctx, batch)
-	var vals [3]int64 // up to two counters and the elapsed microseconds
-	for _, s := range stmts {
-		dest := make([]any, 0, len(vals))
-		for i := 0; i <= len(s.counts); i++ {
-			dest = append(dest, &vals[i])
-		}
-		if err := br.QueryRow().Scan(dest...); err != nil {
-			_ = br.Close()
-			return failed(rows, newWriteError(s.table, err))
-		}
-		// Several layers of one history table add up.
-		for i, c := range s.counts {
-			*c += int(vals[i])
-		}
-		rows.Durations[s.table] += time.Duration(vals[len(s.counts)]) * time.Microsecond
-	}
-	if err := br.Close(); err != nil {
-		return failed(rows, newWriteError("batch", err))
+	if err := execute(ctx, tx, [][]stmt{stmts}, rows.Durations); err != nil {
+		return failed(rows, err)
 	}
 	rows.Durations[DurationTotal] = time.Since(start)
 	return rows, nil
@@ -167,25 +147,39 @@ func WriteTx(ctx context.Context, db Beginner, snap transform.RaceSnapshot) (Row
 
 // WriteTxWith is WriteTx with options.
 func WriteTxWith(ctx context.Context, db Beginner, snap transform.RaceSnapshot, opts Options) (Rows, error) {
+	var rows Rows
+	durations, err := inTx(ctx, db, func(tx pgx.Tx) error {
+		var err error
+		rows, err = WriteWith(ctx, tx, snap, opts)
+		return err
+	})
+	if err != nil {
+		return failed(rows, err)
+	}
+	rows.Durations[DurationCommit] = durations
+	return rows, nil
+}
+
+// inTx runs fn in a transaction of db and commits it, returning the commit's
+// wall time. Any error rolls back.
+func inTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) (time.Duration, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		return Rows{}, newWriteError("begin", err)
+		return 0, newWriteError("begin", err)
 	}
-	rows, err := WriteWith(ctx, tx, snap, opts)
-	if err != nil {
+	if err := fn(tx); err != nil {
 		// The caller's context may be what failed; the rollback must still
 		// reach the server so the connection returns to the pool clean.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = tx.Rollback(rctx)
-		return rows, err
+		return 0, err
 	}
 	start := time.Now()
 	if err := tx.Commit(ctx); err != nil {
-		return failed(rows, newWriteError("commit", err))
+		return 0, newWriteError("commit", err)
 	}
-	rows.Durations[DurationCommit] = time.Since(start)
-	return rows, nil
+	return time.Since(start), nil
 }
 
 // failed drops the counts of a write that will be rolled back (nothing of it
@@ -194,258 +188,95 @@ func failed(rows Rows, err error) (Rows, error) {
 	return Rows{Durations: rows.Durations}, err
 }
 
-// stmt is one statement of the batch and where its counters go.
-type stmt struct {
-	table  string
-	sql    string
-	args   []any
-	counts []*int // Rows fields the statement's counters add to
-}
+// Two planner settings are switched for the stage's statements, inside the
+// transaction, and the caller's restored after them:
+//   - enable_sort off. The history statements find each row's neighbours with
+//     per-row "ORDER BY ... LIMIT 1" probes across the daily partitions of
+//     the window. The planner estimates about one row per series and
+//     partition, so it prefers reading every row of the series and sorting
+//     them over an ordered index scan that stops at the first row: 3-4 times
+//     slower once a day's history has built up, and worse as it grows.
+//   - plan_cache_mode force_generic_plan. Given the arrays, the planner sees
+//     how many rows each unnest yields and the custom plan always looks
+//     cheaper than the generic one, so every execution would be planned
+//     again (about as long as executing it, for these statements); the plans
+//     do not depend on the values.
+//
+// A plan is built when its statement executes, so both hold for planning too.
+const (
+	sqlPlannerOn = `SELECT set_config('raceflow.enable_sort', current_setting('enable_sort'), true),
+       set_config('raceflow.plan_cache_mode', current_setting('plan_cache_mode'), true),
+       set_config('enable_sort', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`
+	sqlPlannerRestore = `SELECT set_config('enable_sort', current_setting('raceflow.enable_sort'), true),
+       set_config('plan_cache_mode', current_setting('raceflow.plan_cache_mode'), true)`
+)
 
-func statements(snap transform.RaceSnapshot, pollID string, rows *Rows) ([]stmt, error) {
-	obs := snap.ObservedAt
-	var out []stmt
-	if m := snap.Meeting; m != nil {
-		out = append(out, stmt{TableMeetings, sqlMeetings, []any{
-			m.MeetingID, m.MeetingName, m.Country, m.State, m.RaceType, m.Category, m.Date,
-			m.TrackCondition, m.ToteStatus, obs,
-		}, []*int{&rows.Meetings}})
-	}
-	r := snap.Race
-	out = append(out, stmt{TableRaces, sqlRaces, []any{
-		r.RaceID, r.MeetingID, r.Name, r.RaceNumber, r.StartTime, r.Status, r.ActualStart, r.RaceDateNZ,
-		r.StartTimeNZ, r.Distance, r.TrackCondition, r.TrackSurface, r.TrackDirection, r.RailPosition, r.Weather,
-		r.Type, r.TotalPrizeMoney, r.EntrantCount, r.FieldSize, r.PositionsPaid, r.SilkURL, r.SilkBaseURL,
-		jsonArg(r.VideoChannels), r.APIGeneratedAt, obs,
-	}, []*int{&rows.Races}})
-	if len(snap.Entrants) > 0 {
-		out = append(out, stmt{TableEntrants, sqlEntrants, entrantArgs(snap.Entrants, obs), []*int{&rows.Entrants}})
-	}
-	if p := snap.RacePools; p != nil {
-		out = append(out, stmt{TableRacePools, sqlRacePools, []any{
-			p.RaceID, p.WinPoolTotal, p.PlacePoolTotal, p.QuinellaPoolTotal, p.TrifectaPoolTotal,
-			p.ExactaPoolTotal, p.First4PoolTotal, p.TotalRacePool, p.Currency, p.DataQualityScore,
-			p.ExtractedPools, p.Source, obs,
-		}, []*int{&rows.RacePools}})
-	}
-	quality, err := json.Marshal(snap.Quality)
-	if err != nil {
-		return nil, fmt.Errorf("quality: %w", err)
-	}
-	out = append(out, stmt{TableRacePolls, sqlRacePolls, []any{
-		snap.RaceID, obs, pollID, r.Status, r.APIGeneratedAt, snap.Quality.Score, string(quality),
-	}, []*int{&rows.Polls}})
-	mfSeries := func(m transform.MoneyFlow) [2]string { return [2]string{m.RaceID, m.EntrantID} }
-	mfTime := func(a, b transform.MoneyFlow) int {
-		return cmp.Or(a.PollingTimestamp.Compare(b.PollingTimestamp), a.EventTimestamp.Compare(b.EventTimestamp))
-	}
-	for _, l := range layers(snap.MoneyFlow, mfSeries, mfTime) {
-		out = append(out, stmt{TableMoneyFlow, sqlMoneyFlow, moneyFlowArgs(l),
-			[]*int{&rows.MoneyFlow, &rows.MoneyFlowCorrected}})
-	}
-	oddsSeries := func(o transform.Odds) [2]string { return [2]string{o.EntrantID, o.Type} }
-	oddsTime := func(a, b transform.Odds) int { return a.EventTimestamp.Compare(b.EventTimestamp) }
-	for _, l := range layers(snap.Odds, oddsSeries, oddsTime) {
-		out = append(out, stmt{TableOdds, sqlOdds, oddsArgs(l), []*int{&rows.Odds, &rows.OddsDeleted}})
-	}
-	if res := snap.Results; res != nil {
-		var status *string
-		if res.ResultStatus != "" {
-			status = &res.ResultStatus
+// execute sends every statement of every round in one pipelined batch and
+// adds each statement's counters to the Rows of the poll its key belongs to.
+// Statements run in order, each seeing the effects of those before it, as if
+// sent one by one.
+func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[string]time.Duration) error {
+	batch := &pgx.Batch{}
+	batch.Queue(sqlPlannerOn)
+	for _, r := range rounds {
+		for _, s := range r {
+			batch.Queue(s.sql, s.args...)
 		}
-		var at *time.Time
-		if !res.ResultTime.IsZero() {
-			at = &res.ResultTime
-		}
-		out = append(out, stmt{TableRaceResults, sqlRaceResults, []any{
-			res.RaceID, res.ResultsAvailable, jsonArg(res.ResultsData), jsonArg(res.DividendsData),
-			jsonArg(res.FixedOddsData), status, res.PhotoFinish, res.StewardsInquiry, res.ProtestLodged, at, obs,
-		}, []*int{&rows.Results}})
 	}
-	return out, nil
-}
-
-// jsonArg sends a JSON document as text (cast to jsonb in SQL), and an absent
-// one as NULL rather than the JSON literal null.
-func jsonArg(raw json.RawMessage) *string {
-	if len(raw) == 0 {
-		return nil
+	batch.Queue(sqlPlannerRestore)
+	br := tx.SendBatch(ctx, batch)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return newWriteError("batch", err)
 	}
-	s := string(raw)
-	return &s
-}
-
-// column is one unnest() array: field f of every row.
-func column[R, T any](rows []R, f func(R) T) []T {
-	out := make([]T, len(rows))
-	for i, r := range rows {
-		out[i] = f(r)
-	}
-	return out
-}
-
-// entrantArgs are sqlEntrants' parameters: one array per column, in the
-// statement's column order, then the poll's instant.
-func entrantArgs(es []transform.Entrant, obs time.Time) []any {
-	type E = transform.Entrant
-	return []any{
-		column(es, func(e E) string { return e.EntrantID }),
-		column(es, func(e E) string { return e.RaceID }),
-		column(es, func(e E) string { return e.Name }),
-		column(es, func(e E) int { return e.RunnerNumber }),
-		column(es, func(e E) *int { return e.Barrier }),
-		column(es, func(e E) bool { return e.IsScratched }),
-		column(es, func(e E) bool { return e.IsLateScratched }),
-		column(es, func(e E) bool { return e.IsEmergency }),
-		column(es, func(e E) *time.Time { return e.ScratchTime }),
-		column(es, func(e E) *float64 { return e.FixedWinOdds }),
-		column(es, func(e E) *float64 { return e.FixedPlaceOdds }),
-		column(es, func(e E) *float64 { return e.PoolWinOdds }),
-		column(es, func(e E) *float64 { return e.PoolPlaceOdds }),
-		column(es, func(e E) *float64 { return e.HoldPercentage }),
-		column(es, func(e E) *float64 { return e.BetPercentage }),
-		column(es, func(e E) *float64 { return e.WinPoolPercentage }),
-		column(es, func(e E) *float64 { return e.PlacePoolPercentage }),
-		column(es, func(e E) *int64 { return e.WinPoolAmount }),
-		column(es, func(e E) *int64 { return e.PlacePoolAmount }),
-		column(es, func(e E) *string { return e.Jockey }),
-		column(es, func(e E) *string { return e.TrainerName }),
-		column(es, func(e E) *string { return e.SilkColours }),
-		column(es, func(e E) *string { return e.SilkURL64 }),
-		column(es, func(e E) *string { return e.SilkURL128 }),
-		column(es, func(e E) bool { return e.Favourite }),
-		column(es, func(e E) bool { return e.Mover }),
-		column(es, func(e E) *string { return jsonArg(e.RunnerChange) }),
-		obs,
-	}
-}
-
-// moneyFlowArgs are sqlMoneyFlow's parameters, in its column order.
-func moneyFlowArgs(ms []transform.MoneyFlow) []any {
-	type M = transform.MoneyFlow
-	return []any{
-		column(ms, func(m M) string { return m.RaceID }),
-		column(ms, func(m M) string { return m.EntrantID }),
-		column(ms, func(m M) time.Time { return m.PollingTimestamp }),
-		column(ms, func(m M) time.Time { return m.EventTimestamp }),
-		column(ms, func(m M) int { return m.TimeToStart }),
-		column(ms, func(m M) int { return m.TimeInterval }),
-		column(ms, func(m M) string { return m.IntervalType }),
-		column(ms, func(m M) float64 { return m.HoldPercentage }),
-		column(ms, func(m M) float64 { return m.BetPercentage }),
-		column(ms, func(m M) *float64 { return m.WinPoolPercentage }),
-		column(ms, func(m M) *float64 { return m.PlacePoolPercentage }),
-		column(ms, func(m M) int64 { return m.WinPoolAmount }),
-		column(ms, func(m M) int64 { return m.PlacePoolAmount }),
-		column(ms, func(m M) int64 { return m.TotalPoolAmount }),
-	}
-}
-
-// oddsArgs are sqlOdds' parameters, in its column order.
-func oddsArgs(in []transform.Odds) []any {
-	type O = transform.Odds
-	return []any{
-		column(in, func(o O) string { return o.RaceID }),
-		column(in, func(o O) string { return o.EntrantID }),
-		column(in, func(o O) string { return o.Type }),
-		column(in, func(o O) float64 { return o.Odds }),
-		column(in, func(o O) time.Time { return o.EventTimestamp }),
-	}
-}
-
-// layers splits history rows so that each layer holds at most one row per
-// series (key) and layer k holds every series' k-th row by time. Written
-// layer by layer, a series' rows are processed oldest first and each
-// statement sees the rows of the layers before it, which a single statement
-// cannot (it does not see its own inserts). A poll normally has one row per
-// series, so this returns the rows unchanged as one layer.
-func layers[T any, K comparable](rows []T, key func(T) K, byTime func(a, b T) int) [][]T {
-	if len(rows) == 0 {
-		return nil
-	}
-	series := make(map[K][]T, len(rows))
-	order := make([]K, 0, len(rows))
-	for _, r := range rows {
-		k := key(r)
-		if _, ok := series[k]; !ok {
-			order = append(order, k)
-		}
-		series[k] = append(series[k], r)
-	}
-	if len(order) == len(rows) {
-		return [][]T{rows}
-	}
-	var out [][]T
-	for _, k := range order {
-		s := series[k]
-		slices.SortStableFunc(s, byTime)
-		for i, r := range s {
-			if i == len(out) {
-				out = append(out, nil)
+	var (
+		keys    []string
+		a, b    []int64
+		elapsed int64
+	)
+	for _, r := range rounds {
+		for _, s := range r {
+			if err := br.QueryRow().Scan(&keys, &a, &b, &elapsed); err != nil {
+				_ = br.Close()
+				var pg *pgconn.PgError
+				if s.owner == nil && errors.As(err, &pg) && pg.Code == "23505" {
+					return &WriteError{Table: s.table, Retryable: true, Err: fmt.Errorf("%w: %w", ErrAppendRace, err)}
+				}
+				return newWriteError(s.table, err)
 			}
-			out[i] = append(out[i], r)
+			if s.owner == nil {
+				var n int64
+				for _, v := range a {
+					n += v
+				}
+				if n != int64(s.expect) {
+					_ = br.Close()
+					return newWriteError(s.table, fmt.Errorf("inserted %d rows, expected %d", n, s.expect))
+				}
+				durations[s.table] += time.Duration(elapsed) * time.Microsecond
+				continue
+			}
+			for i, k := range keys {
+				rows := s.owner[k]
+				if rows == nil {
+					_ = br.Close()
+					return newWriteError(s.table, fmt.Errorf("statement counted key %q of no poll", k))
+				}
+				*s.a(rows) += int(a[i])
+				if s.b != nil {
+					*s.b(rows) += int(b[i])
+				}
+			}
+			// Several layers of one history table add up.
+			durations[s.table] += time.Duration(elapsed) * time.Microsecond
 		}
 	}
-	return out
-}
-
-// validate rejects snapshots whose stored result would be ill-defined.
-func validate(s transform.RaceSnapshot) error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf(format, args...))
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return newWriteError("batch", err)
 	}
-	if s.RaceID == "" {
-		bad("empty race_id")
+	if err := br.Close(); err != nil {
+		return newWriteError("batch", err)
 	}
-	if s.ObservedAt.IsZero() {
-		bad("zero observed_at")
-	}
-	if s.Race.RaceID != s.RaceID {
-		bad("race.race_id %q differs from the snapshot's %q", s.Race.RaceID, s.RaceID)
-	}
-	if s.Meeting != nil && s.Meeting.MeetingID != s.Race.MeetingID {
-		bad("meeting %q is not the race's meeting %q", s.Meeting.MeetingID, s.Race.MeetingID)
-	}
-	if s.RacePools != nil && s.RacePools.RaceID != s.RaceID {
-		bad("race_pools.race_id %q differs from %q", s.RacePools.RaceID, s.RaceID)
-	}
-	if s.Results != nil && s.Results.RaceID != s.RaceID {
-		bad("results.race_id %q differs from %q", s.Results.RaceID, s.RaceID)
-	}
-	seenEntrant := make(map[string]bool, len(s.Entrants))
-	for _, e := range s.Entrants {
-		if e.RaceID != s.RaceID || e.EntrantID == "" || seenEntrant[e.EntrantID] {
-			bad("entrant %q: empty, duplicate or of race %q", e.EntrantID, e.RaceID)
-		}
-		seenEntrant[e.EntrantID] = true
-	}
-	type mfKey struct {
-		entrant        string
-		polling, event int64
-	}
-	seenMF := make(map[mfKey]bool, len(s.MoneyFlow))
-	for _, m := range s.MoneyFlow {
-		k := mfKey{m.EntrantID, m.PollingTimestamp.UnixMicro(), m.EventTimestamp.UnixMicro()}
-		if m.RaceID != s.RaceID || m.EntrantID == "" || seenMF[k] {
-			bad("money_flow %q@%s: empty, duplicate or of race %q", m.EntrantID, m.PollingTimestamp.Format(time.RFC3339Nano), m.RaceID)
-		}
-		seenMF[k] = true
-	}
-	type oddsKey struct {
-		entrant, typ string
-		at           int64
-	}
-	seenOdds := make(map[oddsKey]bool, len(s.Odds))
-	for _, o := range s.Odds {
-		k := oddsKey{o.EntrantID, o.Type, o.EventTimestamp.UnixMicro()}
-		if o.RaceID != s.RaceID || o.EntrantID == "" || seenOdds[k] {
-			bad("odds %q/%s@%s: empty, duplicate or of race %q", o.EntrantID, o.Type, o.EventTimestamp.Format(time.RFC3339Nano), o.RaceID)
-		}
-		seenOdds[k] = true
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrInvalidSnapshot, errors.Join(errs...))
+	return nil
 }

@@ -454,3 +454,70 @@ func TestUnchangedMeetingIsNotLockedByAPollOfAnotherRace(t *testing.T) {
 		})
 	}
 }
+
+func TestLatePollArrivingAfterAPollThatConfirmedTheRowsChangesNoStateRow(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ts := pollTimes()
+	g := newRaceGen("R1", ts[2].Add(time.Hour))
+	first := g.poll(1, ts[0])
+	writeTx(t, db.Pool, first)
+	// A later poll saying the same about the runners: their rows do not
+	// change, so they still record the first poll's instant.
+	confirm := g.poll(1, ts[2])
+	rows := writeTx(t, db.Pool, confirm)
+	require.Zero(t, rows.Entrants)
+	var seen time.Time
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT observed_at FROM entrants WHERE entrant_id = $1`, g.entrantID(0)).Scan(&seen))
+	require.True(t, seen.Equal(ts[0]), "an unchanged row keeps the instant it was written from")
+	before := pgtest.Checksums(t, db.Pool, volatile...)
+
+	// A poll from between them, delivered for the first time only now, with
+	// other values: the ledger knows the later poll, so the rows stay.
+	late := g.poll(2, ts[1])
+	rows = writeTx(t, db.Pool, late)
+	require.Zero(t, rows.Meetings+rows.Races+rows.Entrants+rows.RacePools+rows.Results)
+	require.Equal(t, 1, rows.Polls)
+	after := pgtest.Checksums(t, db.Pool, volatile...)
+	for _, table := range []string{write.TableMeetings, write.TableRaces, write.TableEntrants, write.TableRacePools} {
+		require.Equal(t, before[table], after[table], table)
+	}
+
+	// Written again (a redelivery, or a replay after the rows were emptied),
+	// the same late poll is applied where it is not older than a row.
+	_, err := db.Pool.Exec(ctx, `TRUNCATE meetings CASCADE`)
+	require.NoError(t, err)
+	for _, s := range []transform.RaceSnapshot{first, late, confirm} {
+		writeTx(t, db.Pool, s)
+	}
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT observed_at FROM entrants WHERE entrant_id = $1`, g.entrantID(0)).Scan(&seen))
+	require.True(t, seen.Equal(ts[2]), "replayed in order, the confirming poll changed the row back")
+}
+
+func TestWriteLeavesTheCallersPlannerSettingsAsTheyWere(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ts := pollTimes()
+	g := newRaceGen("R1", ts[2].Add(time.Hour))
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`)
+	require.NoError(t, err)
+	settings := func() [2]string {
+		var s [2]string
+		require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('enable_sort'), current_setting('plan_cache_mode')`).Scan(&s[0], &s[1]))
+		return s
+	}
+	want := settings()
+	require.Equal(t, [2]string{"on", "force_custom_plan"}, want)
+
+	_, err = write.Write(ctx, tx, g.poll(1, ts[0]))
+	require.NoError(t, err)
+	require.Equal(t, want, settings(), "after Write")
+	_, err = write.WriteBatch(ctx, tx, []write.Poll{{Snapshot: g.poll(2, ts[1])}})
+	require.NoError(t, err)
+	require.Equal(t, want, settings(), "after WriteBatch")
+}

@@ -1,0 +1,447 @@
+package write
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/raceflow/raceflow/stages/transform"
+)
+
+// A replay writes each race's polls in order into history that ends before
+// them, so most history rows of a batch just extend their series: no stored
+// row is at or after them, so no successor needs correcting, and the
+// predecessor of each is the previous row of the batch or, for the first,
+// the latest stored one. appendHistory finds such series with one lookup per
+// series for the whole batch, derives their rows in Go (money-flow
+// increments, odds change detection) and inserts them with plain INSERTs:
+// no per-row neighbour probes, no speculative ON CONFLICT insertion. Every
+// other series goes through the general statements (sqlMoneyFlow, sqlOdds).
+// The result is the one those statements would give, row for row.
+
+// sqlLatestMoney returns, per series i, the latest stored row (by polling
+// then event time) among those whose event time is within historySpan of
+// the series' batch rows.
+var sqlLatestMoney = `
+SELECT u.i, p.polling_timestamp, p.event_timestamp, p.win_pool_amount, p.place_pool_amount
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS u(race_id, entrant_id, lo, hi, i)
+CROSS JOIN LATERAL (
+    SELECT h.polling_timestamp, h.event_timestamp, h.win_pool_amount, h.place_pool_amount
+    FROM money_flow_history h
+    WHERE h.race_id = u.race_id AND h.entrant_id = u.entrant_id
+      AND h.event_timestamp >= u.lo - ` + historyWindow + ` AND h.event_timestamp <= u.hi + ` + historyWindow + `
+    ORDER BY h.polling_timestamp DESC, h.event_timestamp DESC
+    LIMIT 1
+) p`
+
+// sqlLatestOdds is sqlLatestMoney for odds series (runner and type); the
+// odds are returned as stored, numeric(10,2) text.
+var sqlLatestOdds = `
+SELECT u.i, p.event_timestamp, p.odds::text
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS u(entrant_id, type, lo, hi, i)
+CROSS JOIN LATERAL (
+    SELECT h.event_timestamp, h.odds
+    FROM odds_history h
+    WHERE h.entrant_id = u.entrant_id AND h.type = u.type
+      AND h.event_timestamp >= u.lo - ` + historyWindow + ` AND h.event_timestamp <= u.hi + ` + historyWindow + `
+    ORDER BY h.event_timestamp DESC
+    LIMIT 1
+) p`
+
+// sqlOddsAsStored casts odds as sqlOdds stores them, so change detection in
+// Go compares exactly the values PostgreSQL would.
+const sqlOddsAsStored = `
+SELECT COALESCE(array_agg(u.v::numeric(10,2)::text ORDER BY u.i), '{}')
+FROM unnest($1::float8[]) WITH ORDINALITY AS u(v, i)`
+
+// sqlAppendMoney inserts money-flow rows whose increments are known.
+var sqlAppendMoney = `
+WITH ins AS (
+    INSERT INTO money_flow_history (race_id, entrant_id, polling_timestamp, event_timestamp, time_to_start,
+        time_interval, interval_type, hold_percentage, bet_percentage, win_pool_percentage, place_pool_percentage,
+        win_pool_amount, place_pool_amount, total_pool_amount, incremental_win_amount, incremental_place_amount)
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::int[], $7::text[],
+        $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::bigint[], $13::bigint[], $14::bigint[],
+        $15::bigint[], $16::bigint[])
+    RETURNING race_id
+), n AS (
+    SELECT race_id AS k, 1 AS a, 0 AS b FROM ins
+)` + countsTail
+
+// sqlAppendOdds inserts the odds rows change detection kept.
+var sqlAppendOdds = `
+WITH ins AS (
+    INSERT INTO odds_history (race_id, entrant_id, type, odds, event_timestamp)
+    SELECT u.race_id, u.entrant_id, u.type, u.odds::numeric(10,2), u.event_timestamp
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::timestamptz[])
+        AS u(race_id, entrant_id, type, odds, event_timestamp)
+    RETURNING race_id
+), n AS (
+    SELECT race_id AS k, 1 AS a, 0 AS b FROM ins
+)` + countsTail
+
+// entry is one history row of a batch and the poll it belongs to.
+type entry[T any] struct {
+	p   *pending
+	row T
+}
+
+// bySeries groups a batch's rows by series key, each series in the order
+// writing the polls one by one would process them: batch order, and within
+// a poll by time (as layers does).
+func bySeries[T any, K comparable](ps []*pending, rows func(*pending) []T, key func(T) K, byTime func(a, b T) int) ([]K, map[K][]entry[T]) {
+	var order []K
+	out := make(map[K][]entry[T])
+	for _, p := range ps {
+		mine := slices.Clone(rows(p))
+		slices.SortStableFunc(mine, byTime)
+		for _, r := range mine {
+			k := key(r)
+			if _, ok := out[k]; !ok {
+				order = append(order, k)
+			}
+			out[k] = append(out[k], entry[T]{p, r})
+		}
+	}
+	return order, out
+}
+
+type moneyKey struct{ race, entrant string }
+type oddsKey struct{ entrant, typ string }
+
+// appendHistory takes the appendable series out of the polls' money and odds
+// rows and returns the statements that insert them, their counts already
+// added to the polls' Rows. It reads the stored series ends in one round
+// trip of its own.
+func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) ([]stmt, error) {
+	mTime := func(a, b transform.MoneyFlow) int {
+		return cmp.Or(a.PollingTimestamp.Compare(b.PollingTimestamp), a.EventTimestamp.Compare(b.EventTimestamp))
+	}
+	mKeys, mSeries := bySeries(ps, func(p *pending) []transform.MoneyFlow { return p.money },
+		func(m transform.MoneyFlow) moneyKey { return moneyKey{m.RaceID, m.EntrantID} }, mTime)
+	oTime := func(a, b transform.Odds) int { return a.EventTimestamp.Compare(b.EventTimestamp) }
+	oKeys, oSeries := bySeries(ps, func(p *pending) []transform.Odds { return p.odds },
+		func(o transform.Odds) oddsKey { return oddsKey{o.EntrantID, o.Type} }, oTime)
+
+	// Only series whose batch rows strictly increase can be appended.
+	mKeys = slices.DeleteFunc(mKeys, func(k moneyKey) bool {
+		s := mSeries[k]
+		for i := 1; i < len(s); i++ {
+			if !s[i-1].row.PollingTimestamp.Before(s[i].row.PollingTimestamp) {
+				return true
+			}
+		}
+		return false
+	})
+	oKeys = slices.DeleteFunc(oKeys, func(k oddsKey) bool {
+		s := oSeries[k]
+		for i := 1; i < len(s); i++ {
+			if !s[i-1].row.EventTimestamp.Before(s[i].row.EventTimestamp) {
+				return true
+			}
+		}
+		return false
+	})
+	if len(mKeys) == 0 && len(oKeys) == 0 {
+		return nil, nil
+	}
+
+	latestMoney, latestOdds, cents, err := lookupEnds(ctx, tx, mKeys, mSeries, oKeys, oSeries)
+	if err != nil {
+		return nil, err
+	}
+
+	var out []stmt
+	var money []moneyRow
+	appendedMoney := make(map[*pending]map[moneyKey]bool)
+	for i, k := range mKeys {
+		rows, ok := appendMoney(mSeries[k], latestMoney[i])
+		if !ok {
+			continue
+		}
+		money = append(money, rows...)
+		for _, e := range mSeries[k] {
+			if appendedMoney[e.p] == nil {
+				appendedMoney[e.p] = make(map[moneyKey]bool)
+			}
+			appendedMoney[e.p][k] = true
+			e.p.rows.MoneyFlow++
+		}
+	}
+	var odds []transform.Odds
+	appendedOdds := make(map[*pending]map[oddsKey]bool)
+	next := 0 // index into cents, in oKeys order
+	for i, k := range oKeys {
+		s := oSeries[k]
+		kept, ok := appendOdds(s, latestOdds[i], cents[next:next+len(s)])
+		next += len(s)
+		if !ok {
+			continue
+		}
+		for j, e := range s {
+			if appendedOdds[e.p] == nil {
+				appendedOdds[e.p] = make(map[oddsKey]bool)
+			}
+			appendedOdds[e.p][k] = true
+			if kept[j] {
+				odds = append(odds, e.row)
+				e.p.rows.Odds++
+			}
+		}
+	}
+	for _, p := range ps {
+		if m := appendedMoney[p]; m != nil {
+			p.money = slices.DeleteFunc(slices.Clone(p.money), func(r transform.MoneyFlow) bool {
+				return m[moneyKey{r.RaceID, r.EntrantID}]
+			})
+		}
+		if o := appendedOdds[p]; o != nil {
+			p.odds = slices.DeleteFunc(slices.Clone(p.odds), func(r transform.Odds) bool {
+				return o[oddsKey{r.EntrantID, r.Type}]
+			})
+		}
+	}
+	if len(money) > 0 {
+		out = append(out, stmt{table: TableMoneyFlow, sql: sqlAppendMoney, args: appendMoneyArgs(money), expect: len(money)})
+	}
+	if len(odds) > 0 {
+		out = append(out, stmt{table: TableOdds, sql: sqlAppendOdds, args: oddsArgs(odds), expect: len(odds)})
+	}
+	return out, nil
+}
+
+// storedMoney is the latest stored row of a money series (ok false: none).
+type storedMoney struct {
+	ok             bool
+	polling, event time.Time
+	win, place     int64
+}
+
+// storedOdds is the latest stored row of an odds series (ok false: none).
+type storedOdds struct {
+	ok    bool
+	at    time.Time
+	cents int64
+}
+
+// lookupEnds reads the latest stored row of every candidate series, and the
+// candidate odds as they would be stored, in one pipelined round trip.
+func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
+	oKeys []oddsKey, oSeries map[oddsKey][]entry[transform.Odds]) ([]storedMoney, []storedOdds, []int64, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(sqlPlannerOn)
+	var races, entrants []string
+	var lo, hi []time.Time
+	for _, k := range mKeys {
+		s := mSeries[k]
+		races, entrants = append(races, k.race), append(entrants, k.entrant)
+		first, last := s[0].row.EventTimestamp, s[0].row.EventTimestamp
+		for _, e := range s {
+			first, last = minTime(first, e.row.EventTimestamp), maxTime(last, e.row.EventTimestamp)
+		}
+		lo, hi = append(lo, first), append(hi, last)
+	}
+	batch.Queue(sqlLatestMoney, races, entrants, lo, hi)
+	var oEntrants, types []string
+	var oLo, oHi []time.Time
+	var values []float64
+	for _, k := range oKeys {
+		s := oSeries[k]
+		oEntrants, types = append(oEntrants, k.entrant), append(types, k.typ)
+		oLo, oHi = append(oLo, s[0].row.EventTimestamp), append(oHi, s[len(s)-1].row.EventTimestamp)
+		for _, e := range s {
+			values = append(values, e.row.Odds)
+		}
+	}
+	batch.Queue(sqlLatestOdds, oEntrants, types, oLo, oHi)
+	batch.Queue(sqlOddsAsStored, values)
+	batch.Queue(sqlPlannerRestore)
+
+	br := tx.SendBatch(ctx, batch)
+	fail := func(table string, err error) ([]storedMoney, []storedOdds, []int64, error) {
+		_ = br.Close()
+		return nil, nil, nil, newWriteError(table, err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return fail("batch", err)
+	}
+	money := make([]storedMoney, len(mKeys))
+	rows, err := br.Query()
+	if err != nil {
+		return fail(TableMoneyFlow, err)
+	}
+	for rows.Next() {
+		var i int
+		var m storedMoney
+		if err := rows.Scan(&i, &m.polling, &m.event, &m.win, &m.place); err != nil {
+			rows.Close()
+			return fail(TableMoneyFlow, err)
+		}
+		m.ok = true
+		money[i-1] = m
+	}
+	if err := rows.Err(); err != nil {
+		return fail(TableMoneyFlow, err)
+	}
+	odds := make([]storedOdds, len(oKeys))
+	if rows, err = br.Query(); err != nil {
+		return fail(TableOdds, err)
+	}
+	for rows.Next() {
+		var i int
+		var at time.Time
+		var text string
+		if err := rows.Scan(&i, &at, &text); err != nil {
+			rows.Close()
+			return fail(TableOdds, err)
+		}
+		c, err := parseCents(text)
+		if err != nil {
+			rows.Close()
+			return fail(TableOdds, err)
+		}
+		odds[i-1] = storedOdds{ok: true, at: at, cents: c}
+	}
+	if err := rows.Err(); err != nil {
+		return fail(TableOdds, err)
+	}
+	var texts []string
+	if err := br.QueryRow().Scan(&texts); err != nil {
+		return fail(TableOdds, err)
+	}
+	cents := make([]int64, len(texts))
+	for i, t := range texts {
+		if cents[i], err = parseCents(t); err != nil {
+			return fail(TableOdds, err)
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		return fail("batch", err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, nil, newWriteError("batch", err)
+	}
+	return money, odds, cents, nil
+}
+
+// moneyRow is a money-flow row with its increments.
+type moneyRow struct {
+	transform.MoneyFlow
+	incWin, incPlace int64
+}
+
+// within says whether b is within historySpan of a, either way, as the SQL
+// window bounds are inclusive.
+func within(a, b time.Time) bool {
+	d := a.Sub(b)
+	return d <= historySpan && d >= -historySpan
+}
+
+// appendMoney derives a series' rows if it only extends the stored series:
+// the latest stored row in the window is before the first batch row, and
+// each row's predecessor (the stored one, then the previous batch row) is
+// within its window, as sqlMoneyFlow's lookup requires; otherwise ok is
+// false and the series goes through sqlMoneyFlow.
+func appendMoney(s []entry[transform.MoneyFlow], last storedMoney) (rows []moneyRow, ok bool) {
+	first := s[0].row
+	var prevWin, prevPlace int64
+	if last.ok {
+		if !last.polling.Before(first.PollingTimestamp) || !within(last.event, first.EventTimestamp) {
+			return nil, false
+		}
+		prevWin, prevPlace = last.win, last.place
+	}
+	rows = make([]moneyRow, len(s))
+	for i, e := range s {
+		if i > 0 && !within(s[i-1].row.EventTimestamp, e.row.EventTimestamp) {
+			return nil, false
+		}
+		rows[i] = moneyRow{e.row, e.row.WinPoolAmount - prevWin, e.row.PlacePoolAmount - prevPlace}
+		prevWin, prevPlace = e.row.WinPoolAmount, e.row.PlacePoolAmount
+	}
+	return rows, true
+}
+
+// appendOdds decides which of a series' rows to keep if the series only
+// extends the stored one (its latest row in the window is before the first
+// batch row): a row is kept when the latest earlier kept or stored row
+// within historySpan before it is absent or more than a cent away, as
+// sqlOdds decides. cents are the rows' odds as stored.
+func appendOdds(s []entry[transform.Odds], last storedOdds, cents []int64) (kept []bool, ok bool) {
+	if last.ok && !last.at.Before(s[0].row.EventTimestamp) {
+		return nil, false
+	}
+	prev := last
+	kept = make([]bool, len(s))
+	for i, e := range s {
+		at := e.row.EventTimestamp
+		near := prev.ok && !prev.at.Before(at.Add(-historySpan))
+		if near && abs(prev.cents-cents[i]) <= 1 {
+			continue
+		}
+		kept[i] = true
+		prev = storedOdds{ok: true, at: at, cents: cents[i]}
+	}
+	return kept, true
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// parseCents reads a numeric(10,2) as text ("-12.30") into hundredths.
+func parseCents(s string) (int64, error) {
+	neg := strings.HasPrefix(s, "-")
+	whole, frac, found := strings.Cut(strings.TrimPrefix(s, "-"), ".")
+	if !found || len(frac) != 2 {
+		return 0, fmt.Errorf("odds %q: want two decimals", s)
+	}
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("odds %q: %w", s, err)
+	}
+	f, err := strconv.ParseInt(frac, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("odds %q: %w", s, err)
+	}
+	c := w*100 + f
+	if neg {
+		c = -c
+	}
+	return c, nil
+}
+
+// appendMoneyArgs are sqlAppendMoney's parameters, in its column order.
+func appendMoneyArgs(ms []moneyRow) []any {
+	plain := make([]transform.MoneyFlow, len(ms))
+	for i := range ms {
+		plain[i] = ms[i].MoneyFlow
+	}
+	return append(moneyFlowArgs(plain),
+		column(ms, func(m moneyRow) int64 { return m.incWin }),
+		column(ms, func(m moneyRow) int64 { return m.incPlace }))
+}
