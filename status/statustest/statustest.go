@@ -7,6 +7,8 @@ package statustest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -154,6 +156,20 @@ func (f *Flow) RaceWithPolls(t testing.TB, n int) string {
 	return id
 }
 
+// HorseRaces returns the first n races by start of the meetings the
+// baseline keeps (NZ and AUS thoroughbred and harness).
+func (f *Flow) HorseRaces(t testing.TB, n int) []string {
+	t.Helper()
+	var ids []string
+	for _, r := range f.Sim.Races() {
+		if (r.Country == "NZ" || r.Country == "AUS") && (r.Category == "T" || r.Category == "H") && len(ids) < n {
+			ids = append(ids, r.ID)
+		}
+	}
+	require.Len(t, ids, n, "simulated horse races")
+	return ids
+}
+
 // Schedule adapts the scheduler to status.Schedule.
 type Schedule struct{ S *schedule.Scheduler }
 
@@ -203,8 +219,12 @@ func (p Poison) RecentPoison(ctx context.Context, n int) ([]status.PoisonEntry, 
 	return out, nil
 }
 
-// PoisonMessage reads one with its decoded payload.
+// PoisonMessage reads one with its decoded payload. The postgres queue's
+// ids are int4 offsets: a larger id names no message.
 func (p Poison) PoisonMessage(ctx context.Context, id int64) (status.PoisonEntry, error) {
+	if id > math.MaxInt32 {
+		return status.PoisonEntry{}, fmt.Errorf("%w: %d", status.ErrPoisonNotFound, id)
+	}
 	m, err := p.Q.Get(ctx, id)
 	if errors.Is(err, flows.ErrPoisonNotFound) {
 		return status.PoisonEntry{}, errors.Join(status.ErrPoisonNotFound, err)
