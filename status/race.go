@@ -15,11 +15,11 @@ import (
 
 // RacePage is the data of "/races/{id}".
 type RacePage struct {
-	GeneratedAt time.Time    `json:"generated_at"`
-	Race        RaceInfo     `json:"race"`
-	Schedule    *TrackedRace `json:"schedule,omitempty"` // nil: not tracked by this process
-	Runners     []Runner     `json:"runners"`
-	Pools       *Pools       `json:"pools,omitempty"`
+	GeneratedAt time.Time     `json:"generated_at"`
+	Race        RaceInfo      `json:"race"`
+	Schedule    *RaceSchedule `json:"schedule,omitempty"` // nil: not tracked by this process
+	Runners     []Runner      `json:"runners"`
+	Pools       *Pools        `json:"pools,omitempty"`
 	// Hold is the hold % of every runner at each charted poll, oldest first.
 	Hold []HoldPoll `json:"hold"`
 	// Increments are the incremental win amounts of every runner per
@@ -32,6 +32,16 @@ type RacePage struct {
 	Stored   []StoredPoll `json:"stored"`
 	Poisoned int          `json:"poisoned"`
 	Warnings []string     `json:"warnings"`
+}
+
+// RaceSchedule is how the scheduler polls the race.
+type RaceSchedule struct {
+	CadenceS    float64    `json:"cadence_s"`
+	Polls       int        `json:"polls"`
+	LastRequest *time.Time `json:"last_request,omitempty"`
+	NextPoll    *time.Time `json:"next_poll,omitempty"` // nil while a poll is in flight
+	InFlight    bool       `json:"in_flight"`
+	Lost        bool       `json:"lost"`
 }
 
 // RaceInfo describes the race.
@@ -259,7 +269,13 @@ func (m *Model) Race(ctx context.Context, id string) (RacePage, error) {
 		}
 		for _, tr := range list {
 			if tr.RaceID == id {
-				page.Schedule = &tr
+				page.Schedule = &RaceSchedule{CadenceS: seconds(tr.Cadence), Polls: tr.Polls, InFlight: tr.InFlight, Lost: tr.Lost}
+				if !tr.LastRequest.IsZero() {
+					page.Schedule.LastRequest = &tr.LastRequest
+				}
+				if !tr.NextPoll.IsZero() {
+					page.Schedule.NextPoll = &tr.NextPoll
+				}
 				break
 			}
 		}
