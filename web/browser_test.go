@@ -87,14 +87,16 @@ func artifacts(t *testing.T) string {
 	return dir
 }
 
-func screenshot(t *testing.T, ctx context.Context, name string) {
+// screenshot saves the page as an artifact, and into docs/ for the README
+// when asked and forDocs.
+func screenshot(t *testing.T, ctx context.Context, name string, forDocs bool) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err, "screenshot %s", name)
 	path := filepath.Join(artifacts(t), name+".png")
 	require.NoError(t, os.WriteFile(path, png, 0o644))
 	t.Logf("screenshot: %s", path)
-	if os.Getenv(envDocsScreenshots) == "1" {
+	if forDocs && os.Getenv(envDocsScreenshots) == "1" {
 		require.NoError(t, os.WriteFile(filepath.Join("..", "docs", name+".png"), png, 0o644))
 	}
 }
@@ -156,7 +158,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 		until(`document.querySelector('tr.race-row[data-race="`+bad+`"]')?.classList.contains("failing")`),
 	)
 	require.Equal(t, dayRaces, eval[int](t, ctx, `document.querySelectorAll("tr.race-row").length`), "a row per race")
-	screenshot(t, ctx, "status-races")
+	screenshot(t, ctx, "status-races", true)
 
 	// The page refreshes itself; the pause control toggles.
 	gen := eval[int](t, ctx, `Number(document.getElementById("app").dataset.generation)`)
@@ -181,7 +183,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	most := eval[int](t, ctx, `Math.max(...[...document.querySelectorAll("#hold-chart g.series")].map(g => g.querySelectorAll("circle.point").length))`)
 	require.GreaterOrEqual(t, polls, 6, "polls charted")
 	require.Equal(t, polls, most, "a point for each poll")
-	screenshot(t, ctx, "status-race")
+	screenshot(t, ctx, "status-race", true)
 
 	// The pipeline: the source and the four hops, with the poison queue
 	// holding the broken race's messages and a link to their details.
@@ -191,7 +193,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 		chromedp.WaitVisible(css(`#poison a[href^="/poison/"]`)),
 	)
 	require.Equal(t, 5, eval[int](t, ctx, `document.querySelectorAll("#flow .hop").length`), "poll → fetch → transform → write → result")
-	screenshot(t, ctx, "status-pipeline")
+	screenshot(t, ctx, "status-pipeline", true)
 	do(t, ctx,
 		chromedp.Click(css(`#poison a[href^="/poison/"]`)),
 		chromedp.WaitVisible(css(`pre.payload`)),
@@ -208,7 +210,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 		chromedp.WaitVisible(css(`#hold-chart svg circle.point`)),
 	)
 	require.False(t, eval[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth`), "the page is wider than a phone")
-	screenshot(t, ctx, "status-race-phone")
+	screenshot(t, ctx, "status-race-phone", false)
 
 	// Bad ids are answered as such by the real read model.
 	for path, code := range map[string]int{
