@@ -160,6 +160,19 @@ func TestStatusPageInABrowser(t *testing.T) {
 	require.Equal(t, dayRaces, eval[int](t, ctx, `document.querySelectorAll("tr.race-row").length`), "a row per race")
 	screenshot(t, ctx, "status-races", true)
 
+	// A filter in the address keeps one meeting's races.
+	var meeting string
+	var meetingRaces int
+	require.NoError(t, f.DB.Pool.QueryRow(context.Background(),
+		`SELECT meeting_id, (SELECT count(*) FROM races o WHERE o.meeting_id = r.meeting_id) FROM races r WHERE race_id = $1`,
+		race).Scan(&meeting, &meetingRaces))
+	do(t, ctx,
+		chromedp.Navigate(srv.URL+"/?meeting="+meeting),
+		chromedp.WaitVisible(css(`tr.race-row[data-race="`+race+`"] a`)),
+	)
+	require.Equal(t, meetingRaces, eval[int](t, ctx, `document.querySelectorAll("tr.race-row").length`), "the meeting's races only")
+	require.Equal(t, meeting, eval[string](t, ctx, `document.getElementById("filter-meeting").value`))
+
 	// The page refreshes itself; the pause control toggles.
 	gen := eval[int](t, ctx, `Number(document.getElementById("app").dataset.generation)`)
 	do(t, ctx,

@@ -132,19 +132,28 @@
       sel("meeting", "Meeting", meetings), sel("country", "Country", countries.map((c) => [c, c])),
       sel("status", "Status", statuses.map((s) => [s, s])));
   }
-  let lastData = null;
+  let lastData = null, filterKey = "";
+  const racesView = { head: h("div"), filters: h("div"), list: h("div", { id: "race-list" }) };
   function renderRaces(data) {
     lastData = data;
     const t = data.totals;
-    const kids = [
+    racesView.head.replaceChildren(
       h("h1", {}, "Today's races ", h("span", { class: "muted" }, data.day)),
       h("div", { class: "totals" },
         h("span", {}, `${t.races} races`), h("span", {}, `${t.tracked} polled`),
         t.failing ? h("span", { class: "badge bad" }, `${t.failing} failing`) : null,
         t.poisoned ? h("span", { class: "badge bad" }, `${t.poisoned} poisoned`) : null,
-        data.scheduling ? null : h("span", { class: "muted" }, "this process is not scheduling: cadence and next poll are shown where it is")),
-      filterBar(data),
-    ];
+        data.scheduling ? null : h("span", { class: "muted" }, "this process is not scheduling: cadence and next poll are shown where it is")));
+    // The filters are rebuilt only when their choices change, so a refresh
+    // never closes a select that is open.
+    const key = JSON.stringify([data.meetings.map((m) => [m.id, m.name, m.country]),
+      [...new Set(data.meetings.flatMap((m) => m.races.map((r) => r.status)))].sort()]);
+    if (key !== filterKey) {
+      filterKey = key;
+      racesView.filters.replaceChildren(filterBar(data));
+    }
+    if (racesView.head.parentNode !== app) app.replaceChildren(racesView.head, racesView.filters, racesView.list);
+    const kids = [];
     let shown = 0;
     for (const m of data.meetings) {
       if (filters.meeting && m.id !== filters.meeting) continue;
@@ -176,7 +185,7 @@
           ["ms", { class: "num wide" }], ["Next poll", { class: "num wide" }]], rows)));
     }
     if (!shown) kids.push(h("p", { class: "muted" }, data.meetings.length ? "No race matches the filters." : "No races today yet."));
-    app.replaceChildren(...kids);
+    racesView.list.replaceChildren(...kids);
   }
 
   // ---- one race ----
