@@ -14,6 +14,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/raceflow/raceflow/handlers"
 )
@@ -240,6 +241,28 @@ func responseClass(resp *http.Response, err error) string {
 		return strconv.Itoa(c) + "xx"
 	}
 	return "other"
+}
+
+// APIResponses returns the API request attempts by outcome class so far.
+func (m *Metrics) APIResponses() map[string]int64 {
+	ch := make(chan prometheus.Metric, 16)
+	go func() {
+		m.api.Collect(ch)
+		close(ch)
+	}()
+	out := map[string]int64{}
+	for metric := range ch {
+		var pb dto.Metric
+		if err := metric.Write(&pb); err != nil {
+			continue
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "class" {
+				out[l.GetValue()] += int64(pb.GetCounter().GetValue())
+			}
+		}
+	}
+	return out
 }
 
 // Counts returns the number of polls by status so far.

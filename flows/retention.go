@@ -46,16 +46,23 @@ func (c PrunerConfig) Validate() error {
 }
 
 // Pruner deletes stored polls older than the retention window, through the
-// flow's driver (a backend that expires them itself deletes nothing here).
+// flow's driver (a backend that expires them itself deletes nothing here),
+// and whatever else is kept for replay as long (the meetings lists).
 type Pruner struct {
-	cfg PrunerConfig
-	drv driver.Driver
-	log logrus.FieldLogger
-	now func() time.Time
+	cfg   PrunerConfig
+	drv   driver.Driver
+	log   logrus.FieldLogger
+	now   func() time.Time
+	extra []PruneFunc
 }
 
-// NewPruner validates cfg. A nil now means time.Now.
-func NewPruner(cfg PrunerConfig, drv driver.Driver, log logrus.FieldLogger, now func() time.Time) (*Pruner, error) {
+// PruneFunc deletes what was stored before cutoff, at most batch rows per
+// statement, and returns how many it deleted.
+type PruneFunc func(ctx context.Context, cutoff time.Time, batch int) (int64, error)
+
+// NewPruner validates cfg. A nil now means time.Now; extra prunes more of
+// what replay reads, by the same retention.
+func NewPruner(cfg PrunerConfig, drv driver.Driver, log logrus.FieldLogger, now func() time.Time, extra ...PruneFunc) (*Pruner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -65,14 +72,24 @@ func NewPruner(cfg PrunerConfig, drv driver.Driver, log logrus.FieldLogger, now 
 	if now == nil {
 		now = time.Now
 	}
-	return &Pruner{cfg: cfg, drv: drv, log: log, now: now}, nil
+	return &Pruner{cfg: cfg, drv: drv, log: log, now: now, extra: extra}, nil
 }
 
 // PruneOnce deletes every handled stored poll created before now −
 // Retention and returns how many it deleted; interrupted, it keeps what it
 // did.
 func (p *Pruner) PruneOnce(ctx context.Context, now time.Time) (int64, error) {
-	return p.drv.Prune(ctx, now.Add(-p.cfg.Retention), p.cfg.BatchSize)
+	cutoff := now.Add(-p.cfg.Retention)
+	total, err := p.drv.Prune(ctx, cutoff, p.cfg.BatchSize)
+	for _, prune := range p.extra {
+		if err != nil {
+			break
+		}
+		var n int64
+		n, err = prune(ctx, cutoff, p.cfg.BatchSize)
+		total += n
+	}
+	return total, err
 }
 
 // Run prunes now and then every Interval until ctx ends. Failures are

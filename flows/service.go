@@ -22,6 +22,8 @@ import (
 	"github.com/raceflow/raceflow/stages/baseline"
 	"github.com/raceflow/raceflow/stages/nztab"
 	"github.com/raceflow/raceflow/stages/partitions"
+	"github.com/raceflow/raceflow/status"
+	"github.com/raceflow/raceflow/web"
 )
 
 // ServiceConfig shapes continuous processing: the flow, the scheduler and
@@ -84,6 +86,8 @@ type Service struct {
 	pruner    *Pruner
 	metrics   *Metrics
 	queues    *QueueCollector
+	status    *status.Model
+	pages     http.Handler
 
 	mu         sync.Mutex
 	flowUp     bool
@@ -143,6 +147,11 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 		Upsert: func(ctx context.Context, m []baseline.MeetingRow, r []baseline.RaceRow) (baseline.Counts, error) {
 			return baseline.Upsert(ctx, deps.Pool, m, r)
 		},
+		// Each meetings list is kept, like the stored topic, so a replay can
+		// restore what only the list carries.
+		Store: func(ctx context.Context, resp baseline.Response) error {
+			return baseline.Store(ctx, deps.Pool, resp)
+		},
 		Clock:   deps.Clock,
 		Filter:  cfg.Filter,
 		Log:     deps.Logger,
@@ -154,10 +163,18 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 	if s.leader, err = schedule.NewLeader(deps.Pool, leaderKey(cfg.LeaderKey, cfg.Flow.Namespace), cfg.Leader, deps.Logger); err != nil {
 		return nil, err
 	}
+	if s.status, err = s.newStatusModel(); err != nil {
+		return nil, err
+	}
+	if s.pages, err = web.New(s.status, web.DefaultConfig()); err != nil {
+		return nil, err
+	}
 	// created_at of stored messages is the database's clock, so the pruner
 	// runs on the wall clock even when scheduling runs on simulated time.
 	if s.pruner, err = NewPruner(PrunerConfig{Retention: cfg.Flow.Retention, BatchSize: 1000, Interval: cfg.Housekeeping},
-		s.engine.Driver(), deps.Logger, nil); err != nil {
+		s.engine.Driver(), deps.Logger, nil, func(ctx context.Context, cutoff time.Time, batch int) (int64, error) {
+			return baseline.Prune(ctx, deps.Pool, cutoff, batch)
+		}); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -354,5 +371,6 @@ func (s *Service) Handler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/", s.pages) // the status page: /, /races/{id}, /pipeline, /poison/{id}, /api/...
 	return mux
 }

@@ -33,6 +33,30 @@ type PoisonQueue interface {
 	Requeue(ctx context.Context, sel PoisonSelector) (int, error)
 	// Purge deletes the messages poisoned before cutoff and returns how many.
 	Purge(ctx context.Context, cutoff time.Time) (int64, error)
+	// Summary counts the queue without reading its payloads.
+	Summary(ctx context.Context) (PoisonSummary, error)
+}
+
+// PoisonSummary is what the poison queue holds, in short.
+type PoisonSummary struct {
+	Count int64
+	// Oldest is when the oldest message was poisoned (zero when empty).
+	Oldest time.Time
+	// ByRace counts the messages of each race that has any.
+	ByRace map[string]int
+}
+
+// Summarize is the summary of msgs, for queues that read them anyway.
+func Summarize(msgs []PoisonMessage) PoisonSummary {
+	s := PoisonSummary{ByRace: map[string]int{}}
+	for _, m := range msgs {
+		s.Count++
+		if s.Oldest.IsZero() || m.CreatedAt.Before(s.Oldest) {
+			s.Oldest = m.CreatedAt
+		}
+		s.ByRace[m.RaceID]++
+	}
+	return s
 }
 
 // KeyRequeued counts how many times a message was requeued from the poison

@@ -55,6 +55,11 @@ func testPoison(t *testing.T, h Harness) {
 	require.Equal(t, target.String(), all[0].Topic)
 	require.Contains(t, all[0].Reason, "boom 2")
 
+	sum, err := q.Summary(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, sum.Count)
+	require.Equal(t, map[string]int{"r1": 2, "r2": 1}, sum.ByRace)
+	require.Equal(t, all[2].CreatedAt, sum.Oldest, "the oldest is the first poisoned")
 	r1, err := q.List(ctx, driver.PoisonFilter{RaceID: "r1", Stage: handlers.StageWrite})
 	require.NoError(t, err)
 	require.Len(t, r1, 2)

@@ -107,3 +107,8 @@ func (q poisonQueue) remove(match func(id int64) bool) {
 	defer b.mu.Unlock()
 	b.poison = slices.DeleteFunc(b.poison, func(p poisoned) bool { return p.topic == q.topic() && match(p.id) })
 }
+
+// Summary counts the in-process queue.
+func (q poisonQueue) Summary(context.Context) (driver.PoisonSummary, error) {
+	return driver.Summarize(q.mine()), nil
+}

@@ -144,3 +144,9 @@ func (q poisonQueue) Purge(ctx context.Context, cutoff time.Time) (int64, error)
 	}
 	return n, nil
 }
+
+// Summary reads the stream's messages (the stream keeps no index by race).
+func (q poisonQueue) Summary(ctx context.Context) (driver.PoisonSummary, error) {
+	msgs, err := q.all(ctx)
+	return driver.Summarize(msgs), err
+}

@@ -235,3 +235,33 @@ func (q poisonQueue) Purge(ctx context.Context, cutoff time.Time) (int64, error)
 	}
 	return tag.RowsAffected(), nil
 }
+
+// Summary counts the queue by race in one query.
+func (q poisonQueue) Summary(ctx context.Context) (driver.PoisonSummary, error) {
+	s := driver.PoisonSummary{ByRace: map[string]int{}}
+	if ok, err := q.exists(ctx); err != nil || !ok {
+		return s, err
+	}
+	rows, err := q.d.pool.Query(ctx, `SELECT coalesce(metadata->>'race_id', ''), count(*), min(created_at) FROM `+q.table()+
+		` GROUP BY 1`)
+	if err != nil {
+		return s, fmt.Errorf("pgdriver: poison summary: %w", err)
+	}
+	var (
+		race   string
+		n      int
+		oldest time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&race, &n, &oldest}, func() error {
+		s.Count += int64(n)
+		s.ByRace[race] += n
+		if s.Oldest.IsZero() || oldest.Before(s.Oldest) {
+			s.Oldest = oldest
+		}
+		return nil
+	})
+	if err != nil {
+		return s, fmt.Errorf("pgdriver: poison summary: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,238 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/raceflow/raceflow/config"
+	"github.com/raceflow/raceflow/internal/nztabsim"
+	"github.com/raceflow/raceflow/status/statustest"
+	"github.com/raceflow/raceflow/web"
+)
+
+// Environment of the browser test.
+const (
+	// envChromium names the browser binary; default: chromium on PATH.
+	envChromium = "RACEFLOW_CHROMIUM"
+	// envArtifacts is where screenshots go; default: a directory under the
+	// system's temporary directory, printed by the test.
+	envArtifacts = "RACEFLOW_TEST_ARTIFACTS"
+	// envDocsScreenshots set to 1 also writes them into docs/ for the README.
+	envDocsScreenshots = "RACEFLOW_DOCS_SCREENSHOTS"
+)
+
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv(envChromium); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skipf("no Chromium (Debian: apt-get install chromium; or set %s): the browser test needs one", envChromium)
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile; the test's end
+// closes it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
+	// A bound far beyond a healthy run, so a broken page fails instead of
+	// hanging; every step below waits on the page's DOM, not on time.
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	require.NoError(t, chromedp.Do(ctx), "start Chromium")
+	return ctx
+}
+
+// artifacts returns where screenshots are saved.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(envArtifacts)
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "raceflow-status-screenshots")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+// screenshot saves the page as an artifact, and into docs/ for the README
+// when asked and forDocs.
+func screenshot(t *testing.T, ctx context.Context, name string, forDocs bool) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err, "screenshot %s", name)
+	path := filepath.Join(artifacts(t), name+".png")
+	require.NoError(t, os.WriteFile(path, png, 0o644))
+	t.Logf("screenshot: %s", path)
+	if forDocs && os.Getenv(envDocsScreenshots) == "1" {
+		require.NoError(t, os.WriteFile(filepath.Join("..", "docs", name+".png"), png, 0o644))
+	}
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	require.NoError(t, err, "evaluate %s", expr)
+	return v
+}
+
+// do runs steps, each step waiting at most a minute (far beyond a healthy
+// page); on failure it reports the page's banner, which shows the page's
+// own errors.
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	for i, st := range steps {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := chromedp.Do(sctx, st)
+		cancel()
+		if err != nil {
+			banner, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("banner")?.textContent ?? ""`))
+			url, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("browser step %d on %s: %v; page banner: %q", i+1, url, err, banner)
+		}
+	}
+}
+
+// until waits until a JavaScript expression is truthy in the page.
+func until(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(0), chromedp.WithPollingMutation())
+}
+
+// TestStatusPageInABrowser runs the service on the simulator, serves the
+// status page, and drives it in headless Chromium: the races, one race's
+// charts with a point per poll, the pipeline's hops, the live refresh and
+// its pause control, and a phone's width.
+func TestStatusPageInABrowser(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	f := statustest.Start(t, config.BackendPostgres)
+	bad := f.HorseRaces(t, 1)[0]
+	require.NoError(t, f.Sim.SetRaceFault(bad, nztabsim.FaultMalformed))
+	h, err := web.New(f.Model, web.DefaultConfig())
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	race := f.RaceWithPolls(t, 6)
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+	// Today's races (the simulator has one day): every race in a row, the
+	// chosen one linked, the broken one flagged.
+	var dayRaces int
+	require.NoError(t, f.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM races`).Scan(&dayRaces))
+	do(t, ctx,
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(css(`tr.race-row[data-race="`+race+`"] a`)),
+		until(`document.querySelector('tr.race-row[data-race="`+bad+`"]')?.classList.contains("failing")`),
+	)
+	require.Equal(t, dayRaces, eval[int](t, ctx, `document.querySelectorAll("tr.race-row").length`), "a row per race")
+	screenshot(t, ctx, "status-races", true)
+
+	// A filter in the address keeps one meeting's races.
+	var meeting string
+	var meetingRaces int
+	require.NoError(t, f.DB.Pool.QueryRow(context.Background(),
+		`SELECT meeting_id, (SELECT count(*) FROM races o WHERE o.meeting_id = r.meeting_id) FROM races r WHERE race_id = $1`,
+		race).Scan(&meeting, &meetingRaces))
+	do(t, ctx,
+		chromedp.Navigate(srv.URL+"/?meeting="+meeting),
+		chromedp.WaitVisible(css(`tr.race-row[data-race="`+race+`"] a`)),
+	)
+	require.Equal(t, meetingRaces, eval[int](t, ctx, `document.querySelectorAll("tr.race-row").length`), "the meeting's races only")
+	require.Equal(t, meeting, eval[string](t, ctx, `document.getElementById("filter-meeting").value`))
+
+	// The page refreshes itself; the pause control toggles.
+	gen := eval[int](t, ctx, `Number(document.getElementById("app").dataset.generation)`)
+	do(t, ctx,
+		until(fmt.Sprintf(`Number(document.getElementById("app").dataset.generation) > %d`, gen)),
+		chromedp.Click(css(`#pause`)),
+		chromedp.WaitVisible(css(`#pause[aria-pressed="true"]`)),
+		chromedp.Click(css(`#pause`)),
+		chromedp.WaitVisible(css(`#pause[aria-pressed="false"]`)),
+	)
+
+	// One race: its hold chart has a point per poll for every runner with
+	// money, and the increments and pools are drawn.
+	do(t, ctx,
+		chromedp.Click(css(`tr.race-row[data-race="`+race+`"] a`)),
+		chromedp.WaitVisible(css(`#hold-chart svg circle.point`)),
+		chromedp.WaitVisible(css(`#increments-chart svg rect.bar`)),
+		chromedp.WaitVisible(css(`#pools-chart svg rect.bar`)),
+		chromedp.WaitVisible(css(`#runners tbody tr`)),
+	)
+	polls := eval[int](t, ctx, `Number(document.getElementById("hold-chart").dataset.polls)`)
+	most := eval[int](t, ctx, `Math.max(...[...document.querySelectorAll("#hold-chart g.series")].map(g => g.querySelectorAll("circle.point").length))`)
+	require.GreaterOrEqual(t, polls, 6, "polls charted")
+	require.Equal(t, polls, most, "a point for each poll")
+	screenshot(t, ctx, "status-race", true)
+
+	// The pipeline: the source and the four hops, with the poison queue
+	// holding the broken race's messages and a link to their details.
+	do(t, ctx,
+		chromedp.Navigate(srv.URL+"/pipeline"),
+		chromedp.WaitVisible(css(`#flow .hop[data-hop="write"]`)),
+		chromedp.WaitVisible(css(`#poison a[href^="/poison/"]`)),
+	)
+	require.Equal(t, 5, eval[int](t, ctx, `document.querySelectorAll("#flow .hop").length`), "poll → fetch → transform → write → result")
+	screenshot(t, ctx, "status-pipeline", true)
+	do(t, ctx,
+		chromedp.Click(css(`#poison a[href^="/poison/"]`)),
+		chromedp.WaitVisible(css(`pre.payload`)),
+	)
+	payload, err := chromedp.Run(ctx, chromedp.Text(css(`pre.payload`)))
+	require.NoError(t, err)
+	require.NotEmpty(t, payload)
+
+	// A phone's width: the race page fits without scrolling sideways (wide
+	// tables scroll within themselves).
+	do(t, ctx,
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(srv.URL+"/races/"+race),
+		chromedp.WaitVisible(css(`#hold-chart svg circle.point`)),
+	)
+	require.False(t, eval[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth`), "the page is wider than a phone")
+	screenshot(t, ctx, "status-race-phone", false)
+
+	// Bad ids are answered as such by the real read model.
+	for path, code := range map[string]int{
+		"/races/not-a-race":                           http.StatusBadRequest,
+		"/races/00000000-0000-4000-8000-000000000000": http.StatusNotFound,
+	} {
+		res, err := http.Get(srv.URL + path)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		require.Equal(t, code, res.StatusCode, path)
+	}
+}
