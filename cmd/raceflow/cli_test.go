@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -97,47 +96,60 @@ func raceflowIn(t *testing.T, env map[string]string, stdin string, args ...strin
 
 // running is a raceflow process a test talks to while it runs.
 type running struct {
-	cmd    *exec.Cmd
-	lines  chan string // stdout, line by line
-	stdout strings.Builder
-	stderr bytes.Buffer
-	mu     sync.Mutex
-	done   chan struct{}
+	cmd   *exec.Cmd
+	lines chan string // stdout and stderr, line by line
+	mu    sync.Mutex
+	out   strings.Builder // stdout
+	err   strings.Builder // stderr
+	read  sync.WaitGroup  // the readers of stdout and stderr
+	done  chan struct{}   // both read to their end
 }
 
-// start runs the binary in the background; the test ends it.
+// start runs the binary in the background; the test ends it (a cleanup
+// kills what is still running).
 func start(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
-	p := &running{cmd: exec.Command(binary, args...), lines: make(chan string, 1024), done: make(chan struct{})}
+	p := &running{cmd: exec.Command(binary, args...), lines: make(chan string, 4096), done: make(chan struct{})}
 	p.cmd.Env = baseEnv(env)
-	p.cmd.Stderr = &p.stderr
-	out, err := p.cmd.StdoutPipe()
+	stdout, err := p.cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr, err := p.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, p.cmd.Start())
+	p.read.Add(2)
+	go p.scan(stdout, &p.out)
+	go p.scan(stderr, &p.err)
 	go func() {
-		defer close(p.done)
-		defer close(p.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stdout.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			select {
-			case p.lines <- sc.Text():
-			default: // nobody waits for lines any more
-			}
-		}
+		p.read.Wait()
+		close(p.lines)
+		close(p.done)
 	}()
 	t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
 			_ = p.cmd.Process.Kill()
+			<-p.done
 			_ = p.cmd.Wait()
 		}
 	})
 	return p
 }
 
-// waitFor reads stdout until a line contains want and returns that line.
+func (p *running) scan(r io.Reader, into *strings.Builder) {
+	defer p.read.Done()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		p.mu.Lock()
+		into.WriteString(sc.Text() + "\n")
+		p.mu.Unlock()
+		select {
+		case p.lines <- sc.Text():
+		default: // nobody reads lines now; the text is kept above
+		}
+	}
+}
+
+// waitFor reads output until a line contains want and returns that line.
 func (p *running) waitFor(t *testing.T, want string) string {
 	t.Helper()
 	for line := range p.lines {
@@ -145,7 +157,7 @@ func (p *running) waitFor(t *testing.T, want string) string {
 			return line
 		}
 	}
-	t.Fatalf("raceflow ended without printing %q:\n%s\nstderr:\n%s", want, p.out(), p.stderr.String())
+	t.Fatalf("raceflow ended without printing %q:\n%s", want, p.result(-1))
 	return ""
 }
 
@@ -153,25 +165,25 @@ func (p *running) waitFor(t *testing.T, want string) string {
 func (p *running) wait(t *testing.T) result {
 	t.Helper()
 	go func() {
-		for range p.lines { // keep the reader going
+		for range p.lines { // keep the readers going
 		}
 	}()
-	<-p.done // stdout is read to its end before Wait
+	<-p.done // the output is read to its end before Wait
 	err := p.cmd.Wait()
-	r := result{stdout: p.out(), stderr: p.stderr.String()}
+	code := 0
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
-		r.code = exit.ExitCode()
+		code = exit.ExitCode()
 	} else {
 		require.NoError(t, err)
 	}
-	return r
+	return p.result(code)
 }
 
-func (p *running) out() string {
+func (p *running) result(code int) result {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stdout.String()
+	return result{code: code, stdout: p.out.String(), stderr: p.err.String()}
 }
 
 // apiSim serves a simulated NZ TAB day whose clock stands an hour before
@@ -206,13 +218,3 @@ func lines(s string) []string {
 	return out
 }
 
-// drain discards r to its end.
-func drain(r io.Reader) { _, _ = io.Copy(io.Discard, r) }
-
-// withTimeout is a context for a call that must not hang a broken test.
-func withTimeout(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -20,6 +21,33 @@ func TestDemoRunsTheRaceDayAndPrintsItsSummary(t *testing.T) {
 	for _, want := range []string{"POLLS", "SUCCESS", "STAGE (ms)", "fetch", "transform", "write", "total", "money_flow_history", "odds_history"} {
 		require.Contains(t, s, want)
 	}
+}
+
+func TestDemoShowsWhereTheMoneyWentInEachFinishedRace(t *testing.T) {
+	t.Parallel()
+	// An hour of racing in 15 s: the first races of the meeting finish.
+	r := raceflow(t, map[string]string{"DATABASE_URL": freshDB(t), "RACEFLOW_HTTP_ADDR": "127.0.0.1:0"},
+		"demo", "--minutes", "0.25", "--speed", "240", "--meetings", "1")
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "FINISHED RACES")
+	// e.g. "Hastings R1  final  #4 Shining Harbour 29%, #2 Flying Charm 20%, #1 Northern Echo 18%  #1 Northern Echo +$344.42 at 1 min"
+	require.Regexp(t, `(?m)^.+ R\d+\s+(final|interim)\s+#\d+ [^,]+ \d+%, #\d+ [^,]+ \d+%, #\d+ .+ \d+%\s+(#\d+ .+ \+\$[\d,]+\.\d\d at \d+ min|-)$`, r.stdout)
+	require.Regexp(t, `latency target: total p95 \d+\.\d ms (≤|>) 500 ms: (met|MISSED)`, r.stdout)
+}
+
+func TestDemoInterruptedPrintsWhatWasDoneAndExitsZero(t *testing.T) {
+	t.Parallel()
+	p := start(t, map[string]string{"DATABASE_URL": freshDB(t), "RACEFLOW_HTTP_ADDR": "127.0.0.1:0"},
+		"demo", "--meetings", "1")
+	p.waitFor(t, "races tracked") // the first progress line: the flow runs
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	r := p.wait(t)
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "real time, interrupted")
+	for _, want := range []string{"POLLS", "STAGE (ms)", "latency target: total p95", "money_flow_history"} {
+		require.Contains(t, r.stdout, want)
+	}
+	require.NotContains(t, r.stderr, "context canceled")
 }
 
 func TestUnknownCommandIsAUsageError(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"text/tabwriter"
 	"time"
@@ -155,6 +156,10 @@ func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(a.stdout)
 		for _, r := range results {
+			t := &r.Timings // to the µs: 49.125478000000044 is float noise
+			for _, ms := range []*float64{&t.FetchMS, &t.TransformMS, &t.WriteMS, &t.QueueMS, &t.TotalMS} {
+				*ms = math.Round(*ms*1000) / 1000
+			}
 			if err := enc.Encode(r); err != nil {
 				return err
 			}
