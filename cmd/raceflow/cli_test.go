@@ -217,4 +217,3 @@ func lines(s string) []string {
 	}
 	return out
 }
-
