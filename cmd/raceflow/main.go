@@ -219,8 +219,8 @@ func subcommands(what string) (cobra.PositionalArgs, func(*cobra.Command, []stri
 }
 
 // operands checks a command's positional arguments: a token that starts
-// with '-' before "--" is a mistyped flag, never an id; min and max bound
-// their number (max < 0: no bound).
+// with '-' before "--" is a mistyped flag, never an id; at least min
+// (0 or 1) of them, and at most max (max < 0: any number).
 func operands(name string, min, max int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		dash := cmd.ArgsLenAtDash()
@@ -230,14 +230,10 @@ func operands(name string, min, max int) cobra.PositionalArgs {
 			}
 		}
 		switch {
-		case len(args) < min && min == 1:
-			return usagef("%s is needed", name)
 		case len(args) < min:
-			return usagef("at least %d %ss are needed", min, name)
-		case max >= 0 && len(args) > max && max == 0:
-			return usagef("unexpected argument %q", args[0])
+			return usagef("%s is needed", name)
 		case max >= 0 && len(args) > max:
-			return usagef("at most %d %s expected, got %d", max, name, len(args))
+			return usagef("unexpected argument %q", args[max])
 		}
 		return nil
 	}
