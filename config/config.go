@@ -5,7 +5,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"net/mail"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Message backends (RACEFLOW_PUBSUB): the names the driver registry maps to
@@ -29,7 +30,8 @@ func Backends() []string { return []string{BackendPostgres, BackendNATS, Backend
 
 // Defaults every package shares: the one place each is decided.
 const (
-	// DefaultNamespace prefixes the topics of `raceflow run`'s flow.
+	// DefaultNamespace prefixes the topics of the flow that run, process,
+	// replay and poison share unless told otherwise.
 	DefaultNamespace = "race"
 	// DefaultShards is how many topics each stage is split into.
 	DefaultShards = 4
@@ -66,7 +68,7 @@ type Config struct {
 	Backend          string        // RACEFLOW_PUBSUB: the message backend, postgres | memory | nats
 	NATSURL          string        // NATS_URL
 	NATSAckWait      time.Duration // RACEFLOW_NATS_ACK_WAIT, how long a dead instance's message waits before another instance gets it
-	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of `run`: flows sharing a database or NATS server need distinct ones
+	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of the flow run, process, replay and poison share; separate flows on one database or NATS server need distinct ones
 	HTTPAddr         string        // RACEFLOW_HTTP_ADDR, metrics and health
 	Shards           int           // RACEFLOW_SHARDS, topic shards per stage
 	DBMaxConns       int           // RACEFLOW_DB_MAX_CONNS, pgx pool size
@@ -103,13 +105,20 @@ type FieldError struct {
 	Var    string
 	Value  string // already redacted where secret
 	Reason string
+	// Flag is the flag (--shards) that set the value, when it came from the
+	// command line rather than the environment: a usage error.
+	Flag string
 }
 
 func (e *FieldError) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("%s: %s", e.Var, e.Reason)
+	name := e.Var
+	if e.Flag != "" {
+		name = e.Flag
 	}
-	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Reason)
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s", name, e.Reason)
+	}
+	return fmt.Sprintf("%s=%q: %s", name, e.Value, e.Reason)
 }
 
 // Load reads the environment through getenv over the defaults. It reports
@@ -164,18 +173,6 @@ func Load(getenv func(string) string) (Config, error) {
 	str("LOG_LEVEL", &c.LogLevel)
 	str("LOG_FORMAT", &c.LogFormat)
 	return c, errors.Join(errs...)
-}
-
-// RegisterFlags binds flags that override the loaded values. Call it after
-// Load so each flag's default is what the environment said.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (DATABASE_URL)")
-	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "NZ TAB API base URL incl. /affiliates/v1 (NZTAB_API_URL)")
-	fs.StringVar(&c.Backend, "pubsub", c.Backend, "pub/sub backend: postgres | memory | nats (RACEFLOW_PUBSUB)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "metrics and health listen address (RACEFLOW_HTTP_ADDR)")
-	fs.IntVar(&c.Shards, "shards", c.Shards, "topic shards per stage (RACEFLOW_SHARDS)")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace | debug | info | warn | error (LOG_LEVEL)")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "auto | text | json (LOG_FORMAT)")
 }
 
 // Validate checks every value and names the variable of each one that is bad.
@@ -249,16 +246,24 @@ func (c Config) Validate() error {
 }
 
 func checkDatabaseURL(s string) error {
-	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
-		if _, err := url.Parse(s); err != nil {
-			return errors.New("not a valid URL")
-		}
-		return nil
+	isURL := strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+	if !isURL && !strings.Contains(s, "=") {
+		return errors.New("must be postgres://user@host:port/db or a key=value DSN")
 	}
-	if strings.Contains(s, "=") { // key=value DSN
-		return nil
+	if _, err := pgconn.ParseConfig(s); err != nil {
+		return errors.New(parseReason(err))
 	}
-	return errors.New("must be postgres://user@host:port/db or a key=value DSN")
+	return nil
+}
+
+// parseReason is what pgconn found wrong with a connection string, without
+// the string itself: pgconn redacts it only on a best-effort basis.
+func parseReason(err error) string {
+	msg := err.Error()
+	if _, after, ok := strings.Cut(msg, "`: "); ok {
+		msg = after
+	}
+	return msg
 }
 
 // String renders the configuration for logs with secrets redacted.
@@ -268,7 +273,10 @@ func (c Config) String() string {
 		c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat)
 }
 
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+var (
+	dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+	urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
+)
 
 // RedactDSN hides the password of a URL or key=value connection string.
 func RedactDSN(s string) string {
@@ -278,7 +286,8 @@ func RedactDSN(s string) string {
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil {
-			return "<unparsable URL>"
+			// Still say which URL it was, without what may be its password.
+			return dsnPassword.ReplaceAllString(urlPassword.ReplaceAllString(s, "${1}xxxxx@"), "${1}xxxxx")
 		}
 		q := u.Query()
 		if q.Has("password") {

@@ -1,10 +1,10 @@
 package config_test
 
 import (
-	"flag"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/config"
@@ -115,9 +115,9 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{"RACEFLOW_SHARDS": "8", "RACEFLOW_PUBSUB": "memory"}))
 	require.NoError(t, err)
-	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	c.RegisterFlags(fs)
-	require.NoError(t, fs.Parse([]string{"-shards", "2"}))
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	c.BindFlags(fs, config.FlagShards|config.FlagBackend)
+	require.NoError(t, fs.Parse([]string{"--shards", "2"}))
 	require.Equal(t, 2, c.Shards, "flag wins")
 	require.Equal(t, config.BackendMemory, c.Backend, "environment kept where no flag is given")
 }
@@ -141,4 +141,91 @@ func TestSecretsAreRedacted(t *testing.T) {
 	err := c.Validate()
 	require.ErrorContains(t, err, "DATABASE_URL")
 	require.NotContains(t, err.Error(), "s3cret", "a bad URL is reported without its password")
+}
+
+func TestBindFlagsBindsOnlyTheSelectedGroups(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		which config.Flags
+		want  []string
+	}{
+		{"database only", config.FlagDatabase, []string{"database-url"}},
+		{"backend and namespace", config.FlagBackend | config.FlagNamespace, []string{"namespace", "nats-url", "pubsub"}},
+		{"api and log", config.FlagAPI | config.FlagLog, []string{"api-url", "log-format", "log-level"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := config.Default()
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			c.BindFlags(fs, tc.which)
+			var got []string
+			fs.VisitAll(func(f *pflag.Flag) { got = append(got, f.Name) })
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestFlagDefaultsComeFromTheEnvironmentWithSecretsRedacted(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{
+		"DATABASE_URL": "postgres://root:s3cretPW@db:5432/race", "NATS_URL": "nats://u:n4tsPW@nats:4222", "RACEFLOW_SHARDS": "8",
+	}))
+	require.NoError(t, err)
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	c.BindFlags(fs, config.FlagDatabase|config.FlagBackend|config.FlagShards)
+	help := fs.FlagUsages()
+	require.NotContains(t, help, "s3cretPW")
+	require.NotContains(t, help, "n4tsPW")
+	require.Contains(t, help, "root:xxxxx@db:5432/race")
+	require.Contains(t, help, "(env DATABASE_URL)")
+	require.Equal(t, "8", fs.Lookup("shards").DefValue)
+	require.NoError(t, fs.Parse(nil))
+	require.Equal(t, "postgres://root:s3cretPW@db:5432/race", c.DatabaseURL, "the value itself is kept")
+}
+
+func TestCheckFlagsNamesTheFlagThatSetABadValue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		want     string
+		fromFlag bool
+	}{
+		{"flag", nil, []string{"--shards", "0"}, "--shards=\"0\": must be between 1 and 256", true},
+		{"environment", map[string]string{"RACEFLOW_SHARDS": "0"}, nil, "RACEFLOW_SHARDS=\"0\"", false},
+		{"flag over a good environment", map[string]string{"RACEFLOW_PUBSUB": "nats"}, []string{"--pubsub", "kafka"}, "--pubsub=\"kafka\"", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(env(tc.env))
+			require.NoError(t, err)
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			c.BindFlags(fs, config.FlagShards|config.FlagBackend)
+			require.NoError(t, fs.Parse(tc.args))
+			err = c.CheckFlags(fs)
+			require.ErrorContains(t, err, tc.want)
+			require.Equal(t, tc.fromFlag, config.FromFlag(err))
+		})
+	}
+}
+
+func TestABadDatabaseURLSaysWhatIsWrongWithoutThePassword(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ dsn, want string }{
+		{"postgres://root:s3cretPW@db/race?sslmode=bogus", "sslmode is invalid"},
+		{"postgres://root:s3cretPW@db:notaport/race", "root:xxxxx@db:notaport/race"},
+		{"host=db password=s3cretPW sslmode=nope", "sslmode is invalid"},
+	}
+	for _, tc := range tests {
+		c := config.Default()
+		c.DatabaseURL = tc.dsn
+		err := c.Validate()
+		require.ErrorContains(t, err, "DATABASE_URL", tc.dsn)
+		require.ErrorContains(t, err, tc.want, tc.dsn)
+		require.NotContains(t, err.Error(), "s3cretPW", tc.dsn)
+	}
 }

@@ -25,7 +25,7 @@ func TestSIGTERMUnderLoadDrainsCleanly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	db := pgtest.New(t)
-	e := newEnv(t, envConfig{DSN: db.URL, Pool: db.Pool, APILatency: 20 * time.Millisecond, Args: []string{"-drain-timeout=" + drainTimeout.String()}})
+	e := newEnv(t, envConfig{DSN: db.URL, Pool: db.Pool, APILatency: 20 * time.Millisecond, Args: []string{"--drain-timeout=" + drainTimeout.String()}})
 	races := e.racesAcrossShards(8)
 
 	p := e.start()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
@@ -27,70 +27,84 @@ import (
 // missed; the report says which.
 var errBenchFailed = errors.New("benchmark failed")
 
-func runBench(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	races := fs.Int("races", 1, "races polled per iteration (the batch)")
-	iterations := fs.Int("iterations", 10, "measured iterations (batches)")
-	concurrency := fs.Int("concurrency", 1, "polls in flight at once")
-	warmup := fs.Int("warmup", 1, "unrecorded warm-up iterations before the measured ones")
-	backend := fs.String("backend", "", "flow backend: postgres | memory | nats (default: RACEFLOW_PUBSUB, else postgres)")
-	apiLatency := fs.Duration("api-latency", 0, "delay the in-process simulator adds to every response")
-	out := fs.String("out", "bench-results", "directory for the report files")
-	formats := fs.String("formats", "json,csv", "report files to write: json, csv (comma-separated; empty for none)")
-	singleTarget := fs.Duration("single-target", 0, "with --races 1: fail when any poll's total exceeds this (0: no check)")
-	batchTarget := fs.Duration("batch-target", 0, "fail when any iteration's batch wall time exceeds this (0: no check)")
-	seed := fs.Int64("seed", 1, "first simulator seed (further seeds add races as needed)")
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up on an iteration's unanswered polls after this long")
-	pollInterval := fs.Duration("poll-interval", flows.DefaultConfig().Postgres.FallbackPoll, "postgres backend: how often an idle subscription looks for work it was not woken for")
-	freshDB := fs.Bool("fresh-db", true, "with DATABASE_URL: run in a fresh database on that server, dropped afterwards")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow bench [flags] [RACE_ID...]")
-		fmt.Fprintln(a.stderr, "\nPolls races through the whole flow, --iterations batches of --races, and reports per-stage")
-		fmt.Fprintln(a.stderr, "latency, batch wall time, throughput, CPU and memory. The API is an in-process simulator")
-		fmt.Fprintln(a.stderr, "(16-runner races) unless NZTAB_API_URL or --api-url is set; race ids may then be given.")
-		fmt.Fprintln(a.stderr, "With DATABASE_URL unset it starts a private PostgreSQL and removes it afterwards.")
-		fmt.Fprintln(a.stderr, "Exit code 1 when a poll fails or a target is missed.")
-		fmt.Fprintln(a.stderr)
-		fs.PrintDefaults()
+// benchFlags are the settings of `raceflow bench`.
+type benchFlags struct {
+	races, iterations, concurrency, warmup int
+	backend, out, formats                  string
+	apiLatency, singleTarget, batchTarget  time.Duration
+	timeout, pollInterval                  time.Duration
+	seed                                   int64
+	freshDB                                bool
+}
+
+func (a *app) benchCommand() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench [RACE_ID...]",
+		Short: "measure the pipeline: per-stage latency, batch wall time, throughput",
+		Long: `Polls races through the whole flow, --iterations batches of --races, and reports
+per-stage latency, batch wall time, throughput, CPU and memory. The API is an
+in-process simulator (16-runner races) unless NZTAB_API_URL or --api-url is set;
+race ids may then be given. With DATABASE_URL unset it starts a private PostgreSQL
+and removes it afterwards.
+
+Exit code 1 when a poll fails or a target is missed.`,
+		Args: operands("a RACE_ID", 0, -1),
 	}
-	cfg, err := parseConfig(a, fs, args)
+	fs := cmd.Flags()
+	fs.IntVar(&f.races, "races", 1, "races polled per iteration (the batch)")
+	fs.IntVar(&f.iterations, "iterations", 10, "measured iterations (batches)")
+	fs.IntVar(&f.concurrency, "concurrency", 1, "polls in flight at once")
+	fs.IntVar(&f.warmup, "warmup", 1, "unrecorded warm-up iterations before the measured ones")
+	fs.StringVar(&f.backend, "backend", "", "flow backend: postgres | memory | nats (default: RACEFLOW_PUBSUB, else postgres)")
+	fs.DurationVar(&f.apiLatency, "api-latency", 0, "delay the in-process simulator adds to every response")
+	fs.StringVar(&f.out, "out", "bench-results", "directory for the report files")
+	fs.StringVar(&f.formats, "formats", "json,csv", "report files to write: json, csv (comma-separated; empty for none)")
+	fs.DurationVar(&f.singleTarget, "single-target", 0, "with --races 1: fail when any poll's total exceeds this (0: no check)")
+	fs.DurationVar(&f.batchTarget, "batch-target", 0, "fail when any iteration's batch wall time exceeds this (0: no check)")
+	fs.Int64Var(&f.seed, "seed", 1, "first simulator seed (further seeds add races as needed)")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up on an iteration's unanswered polls after this long")
+	fs.DurationVar(&f.pollInterval, "poll-interval", flows.DefaultConfig().Postgres.FallbackPoll, "postgres backend: how often an idle subscription looks for work it was not woken for")
+	fs.BoolVar(&f.freshDB, "fresh-db", true, "with DATABASE_URL: run in a fresh database on that server, dropped afterwards")
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagShards|config.FlagLog)
+	cmd.RunE = func(cmd *cobra.Command, ids []string) error {
+		cfg, err := set.resolve(cmd)
+		if err != nil {
+			return err
+		}
+		apiSet := a.getenv("NZTAB_API_URL") != "" || cmd.Flags().Changed("api-url")
+		return a.bench(cmd.Context(), cfg, f, apiSet, ids)
+	}
+	return cmd
+}
+
+func (a *app) bench(ctx context.Context, cfg config.Config, f benchFlags, apiSet bool, ids []string) error {
+	if f.backend == "" {
+		f.backend = cfg.Backend
+	}
+	outFormats, err := bench.ParseFormats(f.formats)
 	if err != nil {
-		return err
-	}
-	// main prints nothing for a usage error: say what was wrong here.
-	usage := func(format string, args ...any) error {
-		msg := fmt.Sprintf(format, args...)
-		fmt.Fprintf(a.stderr, "raceflow bench: %s\n", msg)
-		return fmt.Errorf("%w: %s", errUsage, msg)
-	}
-	apiSet := a.getenv("NZTAB_API_URL") != ""
-	fs.Visit(func(f *flag.Flag) { apiSet = apiSet || f.Name == "api-url" })
-	if *backend == "" {
-		*backend = cfg.Backend
-	}
-	outFormats, err := bench.ParseFormats(*formats)
-	if err != nil {
-		return usage("%v", err)
+		return usagef("%v", err)
 	}
 	bcfg := bench.DefaultConfig()
-	bcfg.Races, bcfg.Iterations, bcfg.Concurrency, bcfg.Warmup = *races, *iterations, *concurrency, *warmup
-	bcfg.IterationTimeout, bcfg.SingleTarget, bcfg.BatchTarget = *timeout, *singleTarget, *batchTarget
-	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.Postgres.FallbackPoll = *backend, cfg.Shards, *pollInterval
+	bcfg.Races, bcfg.Iterations, bcfg.Concurrency, bcfg.Warmup = f.races, f.iterations, f.concurrency, f.warmup
+	bcfg.IterationTimeout, bcfg.SingleTarget, bcfg.BatchTarget = f.timeout, f.singleTarget, f.batchTarget
+	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.Postgres.FallbackPoll = f.backend, cfg.Shards, f.pollInterval
 	// A namespace of its own, whose topics are dropped afterwards: never
 	// competes with a `raceflow run` on a shared database or broker.
 	bcfg.Flow.Namespace = "bench-" + strings.ToLower(watermill.NewShortUUID())
 	bcfg.Flow.NATS.URL = cfg.NATSURL
 	if err := bcfg.Validate(); err != nil {
-		return usage("%v", err)
+		return usagef("%v", err)
 	}
-	if apiSet && *apiLatency > 0 {
-		return usage("--api-latency applies to the in-process simulator; use raceflow simulate --latency")
+	if apiSet && f.apiLatency > 0 {
+		return usagef("--api-latency applies to the in-process simulator; use raceflow simulate --latency")
 	}
-	if !apiSet && fs.NArg() > 0 {
-		return usage("race ids are for an external API (NZTAB_API_URL); the simulator picks its own")
+	if !apiSet && len(ids) > 0 {
+		return usagef("race ids are for an external API (NZTAB_API_URL); the simulator picks its own")
 	}
-	if *apiLatency < 0 {
-		return usage("--api-latency must not be negative")
+	if f.apiLatency < 0 {
+		return usagef("--api-latency must not be negative")
 	}
 
 	log := newLogger(cfg, a.stderr)
@@ -99,9 +113,9 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 
-	db, err := devdb.Open(ctx, cfg.DatabaseURL, *freshDB, fmt.Sprintf("raceflow_bench_%d", time.Now().UnixNano()), say)
+	db, err := devdb.Open(ctx, cfg.DatabaseURL, f.freshDB, fmt.Sprintf("raceflow_bench_%d", time.Now().UnixNano()), say)
 	if err != nil {
-		if cfg.DatabaseURL != "" && *freshDB {
+		if cfg.DatabaseURL != "" && f.freshDB {
 			err = fmt.Errorf("%w (or run with --fresh-db=false to use DATABASE_URL as it is)", err)
 		}
 		return err
@@ -127,10 +141,10 @@ func runBench(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		deps.Fetcher = client
-		deps.RaceIDs = fs.Args()
+		deps.RaceIDs = ids
 		if len(deps.RaceIDs) == 0 {
-			say("choosing %s from %s ...", bench.Plural(*races, "open race"), cfg.APIURL)
-			picked, err := bench.SelectRaces(ctx, client, nzday.Of(time.Now()).String(), *races, 0)
+			say("choosing %s from %s ...", bench.Plural(f.races, "open race"), cfg.APIURL)
+			picked, err := bench.SelectRaces(ctx, client, nzday.Of(time.Now()).String(), f.races, 0)
 			if err != nil {
 				return err
 			}
@@ -141,12 +155,12 @@ func runBench(ctx context.Context, a *app, args []string) error {
 			}
 			runners = bench.RunnerRange(sizes)
 		}
-		if len(deps.RaceIDs) < *races {
-			return usage("%d race ids given, --races is %d", len(deps.RaceIDs), *races)
+		if len(deps.RaceIDs) < f.races {
+			return usagef("%d race ids given, --races is %d", len(deps.RaceIDs), f.races)
 		}
 		apiDesc = cfg.APIURL
 	} else {
-		sim, err := bench.NewSim(bench.SimConfig{Seed: *seed, Races: *races, Steps: *warmup + *iterations, Latency: *apiLatency})
+		sim, err := bench.NewSim(bench.SimConfig{Seed: f.seed, Races: f.races, Steps: f.warmup + f.iterations, Latency: f.apiLatency})
 		if err != nil {
 			return err
 		}
@@ -178,7 +192,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	}
 
 	say("benchmarking %s × %s (+%d warm-up), concurrency %d, %s backend ...",
-		bench.Plural(*races, "race"), bench.Plural(*iterations, "iteration"), *warmup, *concurrency, *backend)
+		bench.Plural(f.races, "race"), bench.Plural(f.iterations, "iteration"), f.warmup, f.concurrency, f.backend)
 	disp := progress.New(a.stdout, isTerminal(a.stdout), nil)
 	deps.Progress = func(p bench.Progress) { disp.Show(bench.ProgressLine(p, 30), p.Final()) }
 	rep, err := bench.Run(ctx, bcfg, deps)
@@ -186,14 +200,14 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep.Metadata.Command = benchCommandLine(args)
+	rep.Metadata.Command = benchCommandLine(a.args)
 	rep.Metadata.API, rep.Metadata.Seeds, rep.Metadata.Runners = apiDesc, seeds, runners
-	rep.Metadata.APILatencyMS = float64(*apiLatency) / float64(time.Millisecond)
+	rep.Metadata.APILatencyMS = float64(f.apiLatency) / float64(time.Millisecond)
 	rep.Metadata.Database, rep.Metadata.DBMaxConns = db.Desc, cfg.DBMaxConns
 
 	var paths []string
 	if len(outFormats) > 0 {
-		if paths, err = bench.WriteFiles(*out, outFormats, rep); err != nil {
+		if paths, err = bench.WriteFiles(f.out, outFormats, rep); err != nil {
 			return err
 		}
 	}
@@ -213,7 +227,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 
 // benchCommandLine is the command as run, with connection passwords hidden.
 func benchCommandLine(args []string) string {
-	parts := []string{"raceflow", "bench"}
+	parts := []string{"raceflow"}
 	for _, a := range args {
 		if strings.Contains(a, "://") || strings.Contains(a, "password") {
 			a = config.RedactDSN(a)

@@ -37,11 +37,10 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var stdout, stderr strings.Builder
-			a := &app{stdout: &stdout, stderr: &stderr, getenv: func(k string) string { return tt.env[k] }}
-			code := a.main(context.Background(), append([]string{"bench"}, tt.args...))
-			require.Equal(t, 2, code, stderr.String())
-			require.Contains(t, stderr.String(), tt.want)
+			r := raceflow(t, tt.env, append([]string{"bench"}, tt.args...)...)
+			require.Equal(t, 2, r.code, r)
+			require.Contains(t, r.stderr, tt.want)
+			require.Len(t, lines(r.stderr), 1, "a usage error is one line")
 		})
 	}
 }
@@ -75,12 +74,10 @@ func benchServer(t *testing.T) string {
 func runBenchCommand(t *testing.T, env map[string]string, args ...string) (int, string, bench.Report) {
 	t.Helper()
 	out := t.TempDir()
-	var stdout, stderr strings.Builder
-	a := &app{stdout: &stdout, stderr: &stderr, getenv: func(k string) string { return env[k] }}
-	code := a.main(context.Background(), append([]string{"bench", "--out", out}, args...))
+	r := raceflow(t, env, append([]string{"bench", "--out", out}, args...)...)
 	files, err := filepath.Glob(filepath.Join(out, "*.json"))
 	require.NoError(t, err)
-	require.Len(t, files, 1, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	require.Len(t, files, 1, r)
 	raw, err := os.ReadFile(files[0])
 	require.NoError(t, err)
 	var rep bench.Report
@@ -88,7 +85,7 @@ func runBenchCommand(t *testing.T, env map[string]string, args ...string) (int, 
 	csvs, err := filepath.Glob(filepath.Join(out, "*.csv"))
 	require.NoError(t, err)
 	require.Len(t, csvs, 1)
-	return code, stdout.String() + stderr.String(), rep
+	return r.code, r.stdout + r.stderr, rep
 }
 
 // requireDropped checks that the fresh database the run made is gone.

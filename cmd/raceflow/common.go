@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,25 +21,7 @@ import (
 )
 
 // errNoDatabase is returned by commands that need DATABASE_URL when it is unset.
-var errNoDatabase = errors.New("DATABASE_URL is not set (e.g. postgres://127.0.0.1:5432/raceflow)")
-
-// parseConfig loads the environment, binds the config flags (plus any the
-// command added to fs), parses args and validates.
-func parseConfig(a *app, fs *flag.FlagSet, args []string) (config.Config, error) {
-	cfg, err := config.Load(a.getenv)
-	if err != nil {
-		return cfg, err
-	}
-	cfg.RegisterFlags(fs)
-	fs.SetOutput(a.stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
-		}
-		return cfg, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	return cfg, cfg.Validate()
-}
+var errNoDatabase = errors.New("DATABASE_URL is not set, nor --database-url (e.g. postgres://127.0.0.1:5432/raceflow)")
 
 // openPool connects to cfg.DatabaseURL with the configured pool size and
 // checks that the server answers.
@@ -46,9 +29,9 @@ func openPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errNoDatabase
 	}
-	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL) // config.Validate has checked it parses
 	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %s", config.RedactDSN(err.Error()))
+		return nil, &config.FieldError{Var: "DATABASE_URL", Value: config.RedactDSN(cfg.DatabaseURL), Reason: "cannot be parsed"}
 	}
 	pc.MaxConns = int32(cfg.DBMaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
@@ -85,7 +68,8 @@ func openSchema(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// newLogger builds the process logger: JSON in production, text on a terminal.
+// newLogger builds the process logger: JSON in production, text on a
+// terminal, with float fields rounded (durations in ms to 0.1 ms).
 func newLogger(cfg config.Config, w io.Writer) *logrus.Logger {
 	l := logrus.New()
 	l.SetOutput(w)
@@ -100,11 +84,51 @@ func newLogger(cfg config.Config, w io.Writer) *logrus.Logger {
 		}
 	}
 	if format == "json" {
-		l.SetFormatter(&logrus.JSONFormatter{})
+		l.SetFormatter(roundingFormatter{&logrus.JSONFormatter{}})
 	} else {
-		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+		l.SetFormatter(roundingFormatter{&logrus.TextFormatter{FullTimestamp: true}})
 	}
 	return l
+}
+
+// roundingFormatter rounds float fields before formatting: a latency of
+// 52.224833000000004 ms is logged as 52.2.
+type roundingFormatter struct{ logrus.Formatter }
+
+func (f roundingFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	var rounded logrus.Fields
+	for k, v := range e.Data {
+		x, ok := v.(float64)
+		if !ok {
+			continue
+		}
+		if rounded == nil {
+			rounded = make(logrus.Fields, len(e.Data))
+			for k2, v2 := range e.Data {
+				rounded[k2] = v2
+			}
+		}
+		rounded[k] = roundFloat(x, strings.HasSuffix(k, "_ms"))
+	}
+	if rounded != nil {
+		c := *e // a copy: the entry's fields may be shared with other entries
+		c.Data = rounded
+		e = &c
+	}
+	return f.Formatter.Format(e)
+}
+
+// roundFloat keeps one decimal of a duration in ms, else four significant
+// digits (ratios, rates).
+func roundFloat(x float64, ms bool) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) || x == 0 {
+		return x
+	}
+	if ms || math.Abs(x) >= 1000 {
+		return math.Round(x*10) / 10
+	}
+	scale := math.Pow(10, 3-math.Floor(math.Log10(math.Abs(x))))
+	return math.Round(x*scale) / scale
 }
 
 func isTerminal(w io.Writer) bool {

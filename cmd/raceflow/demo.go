@@ -2,38 +2,66 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/internal/demo"
 	"github.com/raceflow/raceflow/internal/devdb"
 	"github.com/raceflow/raceflow/stages/nztab"
 )
 
-func runDemo(ctx context.Context, a *app, args []string) error {
+func (a *app) demoCommand() *cobra.Command {
 	def := demo.DefaultConfig()
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	minutes := fs.Float64("minutes", def.Duration.Minutes(), "how long to run, in real minutes")
-	speed := fs.Float64("speed", def.Speed, "simulated seconds per real second")
-	seed := fs.Int64("seed", def.Seed, "simulator seed")
-	meetings := fs.Int("meetings", def.Meetings, "simulated NZ/AUS horse meetings")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow demo [flags]\n\nRuns the whole continuous pipeline on a simulated race day at accelerated time.\nWith DATABASE_URL unset it starts a private PostgreSQL and removes it afterwards.")
-		fs.PrintDefaults()
+	var (
+		minutes, speed float64
+		seed           int64
+		meetings       int
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "run the whole pipeline on a simulated race day (no configuration needed)",
+		Long: `Runs the whole continuous pipeline on a simulated race day at accelerated time,
+with live progress, then prints a summary: polls, latencies against the target,
+rows written, and per finished race the runners with most of the money and the
+biggest late money move. With DATABASE_URL unset it starts a private PostgreSQL
+and removes it afterwards. Ctrl-C ends it early with the summary of what was done.
+
+Exit code 0 when polls succeeded and none failed (also after Ctrl-C), 1 otherwise.`,
+		Args: noArgs,
 	}
-	cfg, err := parseConfig(a, fs, args)
-	if err != nil {
-		return err
+	fs := cmd.Flags()
+	fs.Float64Var(&minutes, "minutes", def.Duration.Minutes(), "how long to run, in real minutes")
+	fs.Float64Var(&speed, "speed", def.Speed, "simulated seconds per real second")
+	fs.Int64Var(&seed, "seed", def.Seed, "simulator seed")
+	fs.IntVar(&meetings, "meetings", def.Meetings, "simulated NZ/AUS horse meetings")
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagShards|config.FlagHTTP|config.FlagLog)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := set.resolve(cmd)
+		if err != nil {
+			return err
+		}
+		dcfg := def
+		dcfg.Duration = time.Duration(minutes * float64(time.Minute))
+		dcfg.Speed, dcfg.Seed, dcfg.Meetings = speed, seed, meetings
+		switch {
+		case minutes <= 0:
+			return usagef("--minutes must be positive, got %g", minutes)
+		case speed <= 0:
+			return usagef("--speed must be positive, got %g", speed)
+		}
+		if err := dcfg.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+		return a.demo(cmd.Context(), cfg, dcfg)
 	}
-	dcfg := def
-	dcfg.Duration = time.Duration(*minutes * float64(time.Minute))
-	dcfg.Speed, dcfg.Seed, dcfg.Meetings = *speed, *seed, *meetings
-	if err := dcfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
+	return cmd
+}
+
+func (a *app) demo(ctx context.Context, cfg config.Config, dcfg demo.Config) error {
 	log := newLogger(cfg, a.stderr)
 	if a.getenv("LOG_LEVEL") == "" {
 		// The progress display and summary say what the logs would; slow-poll
@@ -60,7 +88,7 @@ func runDemo(ctx context.Context, a *app, args []string) error {
 	defer pool.Close()
 
 	flow := flowConfig(cfg)
-	flow.Namespace = def.Service.Flow.Namespace
+	flow.Namespace = dcfg.Service.Flow.Namespace // the demo's own flow
 	dcfg.Service.Flow = flow
 	dcfg.Service.Partitions.Retention = cfg.HistoryRetention
 	dcfg.Client = nztab.ClientConfig{FromEmail: cfg.FromEmail, PartnerName: cfg.PartnerName, PartnerID: cfg.PartnerID, Timeout: cfg.FetchTimeout}

@@ -1,30 +1,20 @@
 package main
 
 import (
-	"bytes"
-	"context"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/internal/natstest"
-	"github.com/raceflow/raceflow/internal/pgtest"
 )
-
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
-func testApp(env map[string]string) (*app, *bytes.Buffer, *bytes.Buffer) {
-	var out, errOut bytes.Buffer
-	return &app{stdin: &bytes.Buffer{}, stdout: &out, stderr: &errOut, getenv: func(k string) string { return env[k] }}, &out, &errOut
-}
 
 func TestDemoRunsTheRaceDayAndPrintsItsSummary(t *testing.T) {
 	t.Parallel()
-	_, dsn := pgtest.NewEmpty(t)
-	a, out, errOut := testApp(map[string]string{"DATABASE_URL": dsn, "RACEFLOW_HTTP_ADDR": "127.0.0.1:0"})
-	code := a.main(context.Background(), []string{"demo", "--minutes", "0.25", "--speed", "120", "--meetings", "2"})
-	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
-	s := out.String()
+	r := raceflow(t, map[string]string{"DATABASE_URL": freshDB(t), "RACEFLOW_HTTP_ADDR": "127.0.0.1:0"},
+		"demo", "--minutes", "0.25", "--speed", "120", "--meetings", "2")
+	require.Equal(t, 0, r.code, r)
+	s := r.stdout
 	require.Contains(t, s, "NZ TAB simulator: http://127.0.0.1:")
 	require.Contains(t, s, "raceflow demo:")
 	require.Contains(t, s, "metrics: http://127.0.0.1:")
@@ -33,45 +23,72 @@ func TestDemoRunsTheRaceDayAndPrintsItsSummary(t *testing.T) {
 	}
 }
 
+func TestDemoShowsWhereTheMoneyWentInEachFinishedRace(t *testing.T) {
+	t.Parallel()
+	// An hour of racing in 15 s: the first races of the meeting finish.
+	r := raceflow(t, map[string]string{"DATABASE_URL": freshDB(t), "RACEFLOW_HTTP_ADDR": "127.0.0.1:0"},
+		"demo", "--minutes", "0.25", "--speed", "240", "--meetings", "1")
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "FINISHED RACES")
+	// e.g. "Hastings R1  final  #4 Shining Harbour 29%, #2 Flying Charm 20%, #1 Northern Echo 18%  #1 Northern Echo +$344.42 at 1 min"
+	require.Regexp(t, `(?m)^.+ R\d+\s+(final|interim)\s+#\d+ [^,]+ \d+%, #\d+ [^,]+ \d+%, #\d+ .+ \d+%\s+(#\d+ .+ \+\$[\d,]+\.\d\d at \d+ min|-)$`, r.stdout)
+	require.Regexp(t, `latency target: total p95 \d+\.\d ms (≤|>) 500 ms: (met|MISSED)`, r.stdout)
+}
+
+func TestDemoInterruptedPrintsWhatWasDoneAndExitsZero(t *testing.T) {
+	t.Parallel()
+	p := start(t, map[string]string{"DATABASE_URL": freshDB(t), "RACEFLOW_HTTP_ADDR": "127.0.0.1:0"},
+		"demo", "--meetings", "1")
+	p.waitFor(t, "races tracked") // the first progress line: the flow runs
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	r := p.wait(t)
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "real time, interrupted")
+	for _, want := range []string{"POLLS", "STAGE (ms)", "latency target: total p95", "money_flow_history"} {
+		require.Contains(t, r.stdout, want)
+	}
+	require.NotContains(t, r.stderr, "context canceled")
+}
+
 func TestUnknownCommandIsAUsageError(t *testing.T) {
 	t.Parallel()
-	a, _, errOut := testApp(nil)
-	require.Equal(t, 2, a.main(context.Background(), []string{"frobnicate"}))
-	require.Contains(t, errOut.String(), "unknown command")
+	r := raceflow(t, nil, "frobnicate")
+	require.Equal(t, 2, r.code, r)
+	require.Contains(t, r.stderr, "unknown command")
 }
 
 func TestMigrateWithoutDatabaseURLSaysSo(t *testing.T) {
 	t.Parallel()
-	a, _, errOut := testApp(nil)
-	require.Equal(t, 1, a.main(context.Background(), []string{"migrate", "up"}))
-	require.Contains(t, errOut.String(), "DATABASE_URL is not set")
+	r := raceflow(t, nil, "migrate", "up")
+	require.Equal(t, 1, r.code, r)
+	require.Contains(t, r.stderr, "DATABASE_URL is not set")
 }
 
 func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	t.Parallel()
-	a, _, errOut := testApp(map[string]string{"RACEFLOW_PUBSUB": "carrier-pigeon"})
-	require.Equal(t, 1, a.main(context.Background(), []string{"migrate", "status"}))
-	require.Contains(t, errOut.String(), "RACEFLOW_PUBSUB")
+	r := raceflow(t, map[string]string{"RACEFLOW_PUBSUB": "carrier-pigeon"}, "migrate", "status")
+	require.Equal(t, 1, r.code, r)
+	require.Contains(t, r.stderr, "RACEFLOW_PUBSUB")
 }
 
 func TestPoisonCommandsWorkOnTheConfiguredNATSBackend(t *testing.T) {
 	t.Parallel()
 	url := natstest.URL(t)
 	ns := natstest.Namespace(t, url)
-	a, out, errOut := testApp(map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": url})
-	code := a.main(context.Background(), []string{"poison", "list", "--namespace", ns, "--json"})
-	require.Equal(t, 0, code, "stderr:\n%s", errOut.String())
-	require.Empty(t, out.String(), "a flow that never ran has an empty poison queue")
+	env := map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": url}
+	r := raceflow(t, env, "poison", "list", "--namespace", ns, "--json")
+	require.Equal(t, 0, r.code, r)
+	require.Empty(t, r.stdout, "a flow that never ran has an empty poison queue")
 
-	a, _, errOut = testApp(map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": url})
-	require.Equal(t, 1, a.main(context.Background(), []string{"poison", "show", "--namespace", ns, "7"}))
-	require.Contains(t, errOut.String(), "not found")
+	r = raceflow(t, env, "poison", "show", "--namespace", ns, "7")
+	require.Equal(t, 3, r.code, "an id not in the poison queue is 'not found': %s", r)
+	require.Contains(t, r.stderr, "not found")
 }
 
 func TestUnreachableNATSIsAClearError(t *testing.T) {
 	t.Parallel()
-	a, _, errOut := testApp(map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": "nats://raceflow:s3cret@127.0.0.1:1"})
-	require.Equal(t, 1, a.main(context.Background(), []string{"poison", "list"}))
-	require.Contains(t, errOut.String(), "NATS is unavailable")
-	require.NotContains(t, errOut.String(), "s3cret", "secrets never reach the output")
+	r := raceflow(t, map[string]string{"RACEFLOW_PUBSUB": "nats", "NATS_URL": "nats://raceflow:s3cret@127.0.0.1:1"}, "poison", "list")
+	require.Equal(t, 1, r.code, r)
+	require.Contains(t, r.stderr, "NATS is unavailable")
+	require.NotContains(t, r.stderr, "s3cret", "secrets never reach the output")
 }

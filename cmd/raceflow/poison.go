@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -15,58 +13,33 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/handlers"
 )
 
-// poisonUsage lists the operations on the poison queue.
-var poisonUsage = `Usage: raceflow poison <list|show|requeue|purge> [flags]
-
-  list [--race ID] [--stage S] [--since D] [--limit N] [--json]
-                                 messages that failed for good, newest first
-  show [--json] ID               one message: metadata and decoded payload
-  requeue ID... | --race ID | --all
-                                 send messages back to the topic they failed on
-  purge --older-than D           delete messages poisoned more than D ago
-
-Durations take Go units or whole days (90m, 12h, 7d). Every subcommand takes
---namespace (the flow's topic namespace, default race) and the database flags.`
-
-func runPoison(ctx context.Context, a *app, args []string) error {
-	err := dispatchPoison(ctx, a, args)
-	// main prints nothing for a usage error; say what was wrong, unless
-	// the flag package already did.
-	if errors.Is(err, errUsage) && !errors.Is(err, errFlagReported) {
-		fmt.Fprintf(a.stderr, "raceflow poison: %v\n", err)
+func (a *app) poisonCommand() *cobra.Command {
+	args, run := subcommands("poison subcommand")
+	cmd := &cobra.Command{
+		Use:   "poison list|show|requeue|purge",
+		Short: "inspect, requeue or purge messages that failed for good: list | show | requeue | purge",
+		Long: `Inspects, requeues or purges the flow's poison queue: messages that failed for
+good, on the backend RACEFLOW_PUBSUB names (postgres or nats) and the flow's
+namespace (RACEFLOW_NAMESPACE; the demo's flow is --namespace demo).
+Durations take Go units or whole days (90m, 12h, 7d).`,
+		Args: args,
+		RunE: run,
 	}
-	return err
+	cmd.AddCommand(a.poisonListCommand(), a.poisonShowCommand(), a.poisonRequeueCommand(), a.poisonPurgeCommand())
+	return cmd
 }
 
-// errFlagReported marks a flag error the flag package has printed.
-var errFlagReported = errors.New("flag error reported")
-
-func dispatchPoison(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(a.stderr, poisonUsage)
-		return fmt.Errorf("%w: a subcommand is needed", errUsage)
-	}
-	switch args[0] {
-	case "list":
-		return runPoisonList(ctx, a, args[1:])
-	case "show":
-		return runPoisonShow(ctx, a, args[1:])
-	case "requeue":
-		return runPoisonRequeue(ctx, a, args[1:])
-	case "purge":
-		return runPoisonPurge(ctx, a, args[1:])
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(a.stdout, poisonUsage)
-		return nil
-	}
-	fmt.Fprintln(a.stderr, poisonUsage)
-	return fmt.Errorf("%w: unknown poison subcommand %q", errUsage, args[0])
+// poisonSettings binds the configuration a poison subcommand reads.
+func (a *app) poisonSettings(cmd *cobra.Command) *settings {
+	return a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagNamespace)
 }
 
 // durationValue is a flag taking config.ParseDuration's syntax (7d).
@@ -85,58 +58,21 @@ func (v *durationValue) String() string {
 func (v *durationValue) Set(s string) error {
 	d, err := config.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("not a duration such as 90m, 12h or 7d")
 	}
 	if d < 0 {
-		return fmt.Errorf("duration %q must not be negative", s)
+		return fmt.Errorf("must not be negative")
 	}
 	*v.d, v.set = d, true
 	return nil
 }
 
-// poisonFlags parses a poison subcommand's flags, which may come before,
-// after or between its arguments (requeue 12 13 --namespace demo), and
-// returns the configuration, the namespace and the arguments.
-func poisonFlags(a *app, fs *flag.FlagSet, args []string) (config.Config, string, []string, error) {
-	ns := fs.String("namespace", "", "the flow's topic namespace (default RACEFLOW_NAMESPACE; demo uses demo)")
-	cfg, err := config.Load(a.getenv)
-	if err != nil {
-		return cfg, "", nil, err
-	}
-	cfg.RegisterFlags(fs)
-	fs.SetOutput(a.stderr)
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return cfg, "", nil, err
-			}
-			return cfg, "", nil, fmt.Errorf("%w: %w: %v", errUsage, errFlagReported, err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, "", nil, err
-	}
-	if *ns == "" {
-		*ns = cfg.Namespace
-	}
-	if err := config.ValidNamespace(*ns); err != nil {
-		return cfg, "", nil, fmt.Errorf("%w: --namespace: %v", errUsage, err)
-	}
-	return cfg, *ns, positional, nil
-}
+func (v *durationValue) Type() string { return "duration" }
 
 // withStore opens the poison queue of namespace's flow on the configured
 // backend (RACEFLOW_PUBSUB) and runs fn.
-func withStore(ctx context.Context, cfg config.Config, namespace string, fn func(driver.PoisonQueue) error) error {
+func withStore(ctx context.Context, cfg config.Config, fn func(driver.PoisonQueue) error) error {
 	fcfg := flowConfig(cfg)
-	fcfg.Namespace = namespace
 	var pool *pgxpool.Pool
 	if cfg.DatabaseURL != "" { // a backend on another broker needs no database here
 		var err error
@@ -156,47 +92,62 @@ func withStore(ctx context.Context, cfg config.Config, namespace string, fn func
 	return fn(drv.Poison())
 }
 
-func runPoisonList(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("poison list", flag.ContinueOnError)
-	race := fs.String("race", "", "only this race")
-	stage := fs.String("stage", "", "only this stage: fetch | transform | write")
-	var since time.Duration
+func (a *app) poisonListCommand() *cobra.Command {
+	var (
+		race, stage string
+		since       time.Duration
+		limit       int
+		asJSON      bool
+	)
 	sinceFlag := &durationValue{d: &since}
+	cmd := &cobra.Command{
+		Use:   "list [--race ID] [--stage S] [--since D] [--limit N] [--json]",
+		Short: "messages that failed for good, newest first",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&race, "race", "", "only this race")
+	fs.StringVar(&stage, "stage", "", "only this stage: fetch | transform | write")
 	fs.Var(sinceFlag, "since", "only messages poisoned within this long (e.g. 2h, 1d)")
-	limit := fs.Int("limit", 50, "at most this many, newest first (0: all)")
-	asJSON := fs.Bool("json", false, "print one JSON object per line")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow poison list [--race ID] [--stage S] [--since D] [--limit N] [--json]")
-		fs.PrintDefaults()
-	}
-	cfg, ns, rest, err := poisonFlags(a, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 || *limit < 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: list takes no arguments and a limit ≥ 0", errUsage)
-	}
-	f := driver.PoisonFilter{RaceID: *race, Stage: *stage, Limit: *limit}
-	if sinceFlag.set {
-		f.Since = time.Now().Add(-since)
-	}
-	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
-		msgs, err := s.List(ctx, f)
+	fs.IntVar(&limit, "limit", 50, "at most this many, newest first (0: all)")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object per line")
+	set := a.poisonSettings(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := set.resolve(cmd)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			enc := json.NewEncoder(a.stdout)
-			for _, m := range msgs {
-				if err := enc.Encode(m); err != nil {
-					return err
-				}
-			}
-			return nil
+		if limit < 0 {
+			return usagef("--limit must be 0 (all) or more, got %d", limit)
 		}
-		return printPoisonList(a.stdout, msgs)
-	})
+		switch stage {
+		case "", handlers.StageFetch, handlers.StageTransform, handlers.StageWrite:
+		default:
+			return usagef("--stage %q: want fetch, transform or write", stage)
+		}
+		f := driver.PoisonFilter{RaceID: race, Stage: stage, Limit: limit}
+		if sinceFlag.set {
+			f.Since = time.Now().Add(-since)
+		}
+		ctx := cmd.Context()
+		return withStore(ctx, cfg, func(s driver.PoisonQueue) error {
+			msgs, err := s.List(ctx, f)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				for _, m := range msgs {
+					if err := enc.Encode(m); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return printPoisonList(a.stdout, msgs)
+		})
+	}
+	return cmd
 }
 
 func printPoisonList(w io.Writer, msgs []driver.PoisonMessage) error {
@@ -225,52 +176,54 @@ func truncate(s string, n int) string {
 	return string(r[:head]) + "…" + string(r[len(r)-(n-head-1):])
 }
 
-func runPoisonShow(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("poison show", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print the message as one JSON object")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow poison show [--json] ID")
-		fs.PrintDefaults()
+func (a *app) poisonShowCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "one message: metadata and decoded payload",
+		Args:  operands("an ID", 1, 1),
 	}
-	cfg, ns, rest, err := poisonFlags(a, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: show takes one ID", errUsage)
-	}
-	id, err := strconv.ParseInt(rest[0], 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: ID %q is not a number (see raceflow poison list)", errUsage, rest[0])
-	}
-	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
-		m, err := s.Get(ctx, id)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the message as one JSON object")
+	set := a.poisonSettings(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := set.resolve(cmd)
 		if err != nil {
 			return err
 		}
-		payload, decodeErr := m.DecodedPayload()
-		if *asJSON {
-			out := struct {
-				driver.PoisonMessage
-				Payload     any    `json:"payload"`
-				DecodeError string `json:"decode_error,omitempty"`
-			}{PoisonMessage: m}
-			switch {
-			case decodeErr != nil:
-				out.DecodeError = decodeErr.Error()
-			case json.Valid(payload):
-				out.Payload = json.RawMessage(payload)
-			default:
-				out.Payload = string(payload)
-			}
-			enc := json.NewEncoder(a.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(out)
+		id, err := strconv.ParseInt(args[0], 10, 64)
+		if err != nil {
+			return usagef("ID %q is not a number", args[0])
 		}
-		printPoisonMessage(a.stdout, m, payload, decodeErr)
-		return nil
-	})
+		ctx := cmd.Context()
+		return withStore(ctx, cfg, func(s driver.PoisonQueue) error {
+			m, err := s.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			payload, decodeErr := m.DecodedPayload()
+			if asJSON {
+				out := struct {
+					driver.PoisonMessage
+					Payload     any    `json:"payload"`
+					DecodeError string `json:"decode_error,omitempty"`
+				}{PoisonMessage: m}
+				switch {
+				case decodeErr != nil:
+					out.DecodeError = decodeErr.Error()
+				case json.Valid(payload):
+					out.Payload = json.RawMessage(payload)
+				default:
+					out.Payload = string(payload)
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
+			printPoisonMessage(a.stdout, m, payload, decodeErr)
+			return nil
+		})
+	}
+	return cmd
 }
 
 func printPoisonMessage(w io.Writer, m driver.PoisonMessage, payload []byte, decodeErr error) {
@@ -306,69 +259,86 @@ func printPoisonMessage(w io.Writer, m driver.PoisonMessage, payload []byte, dec
 	}
 }
 
-func runPoisonRequeue(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("poison requeue", flag.ContinueOnError)
-	race := fs.String("race", "", "every message of this race")
-	all := fs.Bool("all", false, "every message in the poison queue")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow poison requeue ID... | --race ID | --all\n\nSends messages back to the topic they failed on, with their original payload and metadata.")
-		fs.PrintDefaults()
+func (a *app) poisonRequeueCommand() *cobra.Command {
+	var (
+		race string
+		all  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "requeue ID... | --race ID | --all",
+		Short: "send messages back to the topic they failed on",
+		Long:  "Sends messages back to the topic they failed on, with their original payload and metadata.",
+		Args:  operands("an ID", 0, -1),
 	}
-	cfg, ns, rest, err := poisonFlags(a, fs, args)
-	if err != nil {
-		return err
-	}
-	sel := driver.PoisonSelector{RaceID: *race, All: *all}
-	for _, s := range rest {
-		id, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("%w: ID %q is not a number (see raceflow poison list)", errUsage, s)
-		}
-		sel.IDs = append(sel.IDs, id)
-	}
-	n := 0
-	for _, set := range []bool{len(sel.IDs) > 0, sel.RaceID != "", sel.All} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: give IDs, --race or --all (exactly one)", errUsage)
-	}
-	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
-		count, err := s.Requeue(ctx, sel)
-		if err == nil || count > 0 { // a batched requeue can fail part-way
-			fmt.Fprintf(a.stdout, "requeued %d message(s)\n", count)
-		}
-		return err
-	})
-}
-
-func runPoisonPurge(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("poison purge", flag.ContinueOnError)
-	var older time.Duration
-	olderFlag := &durationValue{d: &older}
-	fs.Var(olderFlag, "older-than", "delete messages poisoned more than this long ago (required; e.g. 7d)")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow poison purge --older-than D")
-		fs.PrintDefaults()
-	}
-	cfg, ns, rest, err := poisonFlags(a, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 || !olderFlag.set {
-		fs.Usage()
-		return fmt.Errorf("%w: purge needs --older-than and no arguments", errUsage)
-	}
-	cutoff := time.Now().Add(-older)
-	return withStore(ctx, cfg, ns, func(s driver.PoisonQueue) error {
-		n, err := s.Purge(ctx, cutoff)
+	fs := cmd.Flags()
+	fs.StringVar(&race, "race", "", "every message of this race")
+	fs.BoolVar(&all, "all", false, "every message in the poison queue")
+	set := a.poisonSettings(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := set.resolve(cmd)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "purged %d message(s) poisoned before %s\n", n, cutoff.UTC().Format(time.RFC3339))
-		return nil
-	})
+		sel := driver.PoisonSelector{RaceID: race, All: all}
+		for _, s := range args {
+			id, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return usagef("ID %q is not a number", s)
+			}
+			sel.IDs = append(sel.IDs, id)
+		}
+		n := 0
+		for _, set := range []bool{len(sel.IDs) > 0, sel.RaceID != "", sel.All} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return usagef("give IDs, --race or --all (exactly one)")
+		}
+		ctx := cmd.Context()
+		return withStore(ctx, cfg, func(s driver.PoisonQueue) error {
+			count, err := s.Requeue(ctx, sel)
+			if err == nil || count > 0 { // a batched requeue can fail part-way
+				fmt.Fprintf(a.stdout, "requeued %d message(s)\n", count)
+			}
+			if err == nil && count == 0 {
+				return skippedf("no message matched; nothing requeued")
+			}
+			return err
+		})
+	}
+	return cmd
+}
+
+func (a *app) poisonPurgeCommand() *cobra.Command {
+	var older time.Duration
+	olderFlag := &durationValue{d: &older}
+	cmd := &cobra.Command{
+		Use:   "purge --older-than D",
+		Short: "delete messages poisoned more than D ago",
+		Args:  noArgs,
+	}
+	cmd.Flags().Var(olderFlag, "older-than", "delete messages poisoned more than this long ago (required; e.g. 7d)")
+	set := a.poisonSettings(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := set.resolve(cmd)
+		if err != nil {
+			return err
+		}
+		if !olderFlag.set {
+			return usagef("--older-than is needed (e.g. --older-than 7d)")
+		}
+		cutoff := time.Now().Add(-older)
+		ctx := cmd.Context()
+		return withStore(ctx, cfg, func(s driver.PoisonQueue) error {
+			n, err := s.Purge(ctx, cutoff)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "purged %d message(s) poisoned before %s\n", n, cutoff.UTC().Format(time.RFC3339))
+			return nil
+		})
+	}
+	return cmd
 }

@@ -4,14 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
@@ -19,29 +20,53 @@ import (
 	"github.com/raceflow/raceflow/stages/nztab"
 )
 
-// errSomeFailed makes the exit code non-zero when any race failed; the
-// results were already printed.
+// errSomeFailed makes the exit code 1 when any race failed; the results
+// were already printed.
 var errSomeFailed = errors.New("some races failed")
 
-func runProcess(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("process", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print one JSON result per line")
-	concurrency := fs.Int("concurrency", 5, "races processed at once")
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up waiting after this long")
-	namespace := fs.String("namespace", "process", "topic namespace; a running `raceflow run` uses \"race\", and two flows on one namespace would take each other's results")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow process [flags] RACE_ID...")
-		fs.PrintDefaults()
+func (a *app) processCommand() *cobra.Command {
+	var (
+		asJSON      bool
+		concurrency int
+		timeout     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "process RACE_ID...",
+		Short: "poll the given races now through the whole flow and print one result each",
+		Long: `Polls the given races now through the whole flow (fetch → transform → write) and
+prints one result per race: a table, or JSON lines with --json. It runs on the
+same flow as raceflow run, replay and poison (RACEFLOW_NAMESPACE), so its polls
+can be replayed and a poll that fails for good shows in raceflow poison list.
+Find race ids with raceflow races.
+
+Exit code 0 when every race was processed, 1 when any failed (or no result came
+within --timeout), 3 when none failed but some were skipped (a race the API does
+not know, or an API that could not be reached).`,
+		Example: `  raceflow process 0f57e087-8bb4-4a2e-b9b1-0b3d0d5d6a44 --json`,
+		Args:    operands("a RACE_ID", 1, -1),
 	}
-	cfg, err := parseConfig(a, fs, args)
-	if err != nil {
-		return err
+	fs := cmd.Flags()
+	fs.BoolVar(&asJSON, "json", false, "print one JSON result per line")
+	fs.IntVar(&concurrency, "concurrency", 5, "races processed at once")
+	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "give up waiting for results after this long")
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagLog)
+	cmd.RunE = func(cmd *cobra.Command, ids []string) error {
+		cfg, err := set.resolve(cmd)
+		if err != nil {
+			return err
+		}
+		if concurrency < 1 {
+			return usagef("--concurrency must be at least 1, got %d", concurrency)
+		}
+		if timeout <= 0 {
+			return usagef("--timeout must be positive, got %s", timeout)
+		}
+		return a.process(cmd.Context(), cfg, ids, concurrency, timeout, asJSON)
 	}
-	ids := fs.Args()
-	if len(ids) == 0 {
-		fs.Usage()
-		return errUsage
-	}
+	return cmd
+}
+
+func (a *app) process(ctx context.Context, cfg config.Config, ids []string, concurrency int, timeout time.Duration, asJSON bool) error {
 	log := newLogger(cfg, a.stderr)
 	pool, err := openSchema(ctx, cfg)
 	if err != nil {
@@ -52,9 +77,9 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	fcfg := flowConfig(cfg)
-	fcfg.Namespace = *namespace
-	engine, err := flows.New(fcfg, flows.Deps{Pool: pool, Fetcher: client, Logger: log})
+	// The flow every command shares (RACEFLOW_NAMESPACE): its stored
+	// fetches and poison queue are where replay and poison look.
+	engine, err := flows.New(flowConfig(cfg), flows.Deps{Pool: pool, Fetcher: client, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -68,25 +93,39 @@ func runProcess(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("flow stopped before it ran: %w", err)
 	}
 
-	waitCtx, cancel := context.WithTimeout(ctx, *timeout)
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	results, perr := engine.ProcessRaces(waitCtx, ids, *concurrency)
+	results, _ := engine.ProcessRaces(waitCtx, ids, concurrency) // each result says how it ended
 	stop()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		log.WithError(err).Warn("flow shutdown")
 	}
-	if err := printResults(a, results, *asJSON); err != nil {
+	if err := printResults(a, results, asJSON); err != nil {
 		return err
 	}
-	if perr != nil {
-		for _, r := range results {
-			if r.Status == handlers.StatusFailed {
-				return errSomeFailed
-			}
+	return processOutcome(results, waitCtx.Err())
+}
+
+// processOutcome is the verdict on a batch: a failed race (or one left
+// without a result when waiting ended) fails it, else a skipped race makes
+// it "skipped".
+func processOutcome(results []handlers.ProcessResult, waitErr error) error {
+	var failed, skipped int
+	for _, r := range results {
+		switch r.Status {
+		case handlers.StatusFailed:
+			failed++
+		case handlers.StatusSkipped:
+			skipped++
 		}
-		if waitCtx.Err() != nil {
-			return fmt.Errorf("waiting for results: %w", waitCtx.Err())
-		}
+	}
+	switch {
+	case failed > 0 && waitErr != nil:
+		return fmt.Errorf("%w: %d of %d (waiting for results: %v)", errSomeFailed, failed, len(results), waitErr)
+	case failed > 0:
+		return fmt.Errorf("%w: %d of %d", errSomeFailed, failed, len(results))
+	case skipped > 0:
+		return skippedf("%d of %d races skipped (see the results)", skipped, len(results))
 	}
 	return nil
 }
@@ -117,6 +156,10 @@ func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(a.stdout)
 		for _, r := range results {
+			t := &r.Timings // to the µs: 49.125478000000044 is float noise
+			for _, ms := range []*float64{&t.FetchMS, &t.TransformMS, &t.WriteMS, &t.QueueMS, &t.TotalMS} {
+				*ms = math.Round(*ms*1000) / 1000
+			}
 			if err := enc.Encode(r); err != nil {
 				return err
 			}

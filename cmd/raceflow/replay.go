@@ -3,33 +3,20 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/flows/replay"
 	"github.com/raceflow/raceflow/internal/progress"
 	"github.com/raceflow/raceflow/migrations"
 	"github.com/raceflow/raceflow/stages/nzday"
 )
-
-// raceList is a repeatable --race flag; each value may also list ids
-// separated by commas.
-type raceList []string
-
-func (l *raceList) String() string { return strings.Join(*l, ",") }
-
-func (l *raceList) Set(v string) error {
-	for _, id := range strings.Split(v, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			*l = append(*l, id)
-		}
-	}
-	return nil
-}
 
 // replayTimeFormats are the local (NZ) forms --from and --to accept besides
 // RFC 3339.
@@ -57,66 +44,95 @@ func parseReplayTime(s string, end bool) (time.Time, error) {
 	return d.Start(), nil
 }
 
-func runReplay(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	from := fs.String("from", "", "replay polls observed at or after this instant (RFC 3339, NZ local time or NZ day)")
-	to := fs.String("to", "", "replay polls observed at or before this instant (an NZ day means its end)")
-	var races raceList
-	fs.Var(&races, "race", "replay only this race (repeatable, or comma-separated)")
-	meeting := fs.String("meeting", "", "replay only the races of this meeting")
-	dryRun := fs.Bool("dry-run", false, "transform everything and report what the snapshots carry; write nothing")
-	runID := fs.String("run-id", "", "name of the run (default: generated); an existing run continues where it stopped")
-	resume := fs.String("resume", "", "continue the run with this id, with the filter it was started with")
+// replayFlags are the settings of `raceflow replay`.
+type replayFlags struct {
+	from, to, meeting, runID, resume string
+	races                            []string
+	dryRun                           bool
+	concurrency                      int
+}
+
+func (a *app) replayCommand() *cobra.Command {
+	var f replayFlags
+	cmd := &cobra.Command{
+		Use:   "replay [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]",
+		Short: "re-derive the tables from stored raw fetches, without calling the API",
+		Long: `Re-derives the tables from the stored raw API responses of the flow's stored
+topic (kept for RACEFLOW_RETENTION), per race in their original order, without
+calling the API. With no filter, everything retained is replayed. Interrupt it any
+time; run it again with --resume RUN_ID to continue without double work.
+
+Times (--from, --to) are RFC 3339 instants, NZ local times (2025-07-17 12:30) or NZ
+racing days (2025-07-17; as --to, the end of that day).
+
+Exit code 0 when polls were replayed, 3 when no stored poll matches (or --resume
+names no run), 1 when a poll could not be replayed or the run was interrupted.`,
+		Args: noArgs,
+	}
 	def := replay.DefaultConfig()
-	concurrency := fs.Int("concurrency", def.Concurrency, "races replayed at once (each race's polls stay in order)")
-	namespace := fs.String("namespace", "", "topic namespace of the flow whose stored topic is replayed (default RACEFLOW_NAMESPACE)")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow replay [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]")
-		fmt.Fprintln(a.stderr, "\nRe-derives the tables from the stored raw API responses (race.fetched), per race in their")
-		fmt.Fprintln(a.stderr, "original order, without calling the API. With no filter, everything retained is replayed.")
-		fmt.Fprintln(a.stderr, "Interrupt it any time; run it again with --resume RUN_ID to continue without double work.")
-		fs.PrintDefaults()
-	}
-	cfg, err := parseConfig(a, fs, args)
-	if err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	rc := def
-	rc.Concurrency, rc.DryRun, rc.RunID = *concurrency, *dryRun, *runID
-	rc.Filter.RaceIDs, rc.Filter.MeetingID = races, *meeting
-	if *resume != "" {
-		if *runID != "" && *runID != *resume {
-			return fmt.Errorf("%w: --run-id %q and --resume %q name different runs", errUsage, *runID, *resume)
+	fs := cmd.Flags()
+	fs.StringVar(&f.from, "from", "", "replay polls observed at or after this time")
+	fs.StringVar(&f.to, "to", "", "replay polls observed at or before this time (an NZ day means its end)")
+	fs.StringSliceVar(&f.races, "race", nil, "replay only this race (repeatable, or comma-separated)")
+	fs.StringVar(&f.meeting, "meeting", "", "replay only the races of this meeting")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "transform everything and report what the snapshots carry; write nothing")
+	fs.StringVar(&f.runID, "run-id", "", "name of the run (default: generated); an existing run continues where it stopped")
+	fs.StringVar(&f.resume, "resume", "", "continue the run with this id, with the filter it was started with")
+	fs.IntVar(&f.concurrency, "concurrency", def.Concurrency, "races replayed at once (each race's polls stay in order)")
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagLog)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := set.resolve(cmd)
+		if err != nil {
+			return err
 		}
-		rc.RunID, rc.Resume = *resume, true
+		rc, err := f.config(def)
+		if err != nil {
+			return err
+		}
+		return a.replay(cmd.Context(), cfg, rc)
+	}
+	return cmd
+}
+
+// config is the replay configuration the flags ask for.
+func (f replayFlags) config(def replay.Config) (replay.Config, error) {
+	rc := def
+	rc.Concurrency, rc.DryRun, rc.RunID = f.concurrency, f.dryRun, f.runID
+	rc.Filter.MeetingID = f.meeting
+	for _, id := range f.races {
+		if id = strings.TrimSpace(id); id != "" {
+			rc.Filter.RaceIDs = append(rc.Filter.RaceIDs, id)
+		}
+	}
+	if f.resume != "" {
+		if f.runID != "" && f.runID != f.resume {
+			return rc, usagef("--run-id %q and --resume %q name different runs", f.runID, f.resume)
+		}
+		rc.RunID, rc.Resume = f.resume, true
 	}
 	for _, tf := range []struct {
 		flag string
 		val  string
 		dst  *time.Time
 		end  bool
-	}{{"from", *from, &rc.Filter.From, false}, {"to", *to, &rc.Filter.To, true}} {
+	}{{"from", f.from, &rc.Filter.From, false}, {"to", f.to, &rc.Filter.To, true}} {
 		if tf.val == "" {
 			continue
 		}
 		t, err := parseReplayTime(tf.val, tf.end)
 		if err != nil {
-			return fmt.Errorf("%w: --%s: %v", errUsage, tf.flag, err)
+			return rc, usagef("--%s: %v", tf.flag, err)
 		}
 		*tf.dst = t
 	}
-	fcfg := flowConfig(cfg)
-	if *namespace != "" {
-		fcfg.Namespace = *namespace
+	if err := rc.Validate(); err != nil {
+		return rc, usagef("%v", err)
 	}
-	if err := errors.Join(rc.Validate(), fcfg.Validate()); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
+	return rc, nil
+}
 
+func (a *app) replay(ctx context.Context, cfg config.Config, rc replay.Config) error {
+	fcfg := flowConfig(cfg)
 	log := newLogger(cfg, a.stderr)
 	pool, err := openPool(ctx, cfg)
 	if err != nil {
@@ -155,7 +171,7 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	if sum.Stored == 0 {
-		fmt.Fprintln(a.stdout, "No stored polls match; nothing to replay.")
+		return skippedf("no stored poll of namespace %s matches; nothing to replay", fcfg.Namespace)
 	}
 	return nil
 }

@@ -3,26 +3,43 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
 )
 
-func runRun(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	drain := fs.Duration("drain-timeout", 30*time.Second, "on shutdown, how long to wait for in-flight polls")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow run [flags]\n\nContinuous processing: daily baseline, adaptive polling of every active race, metrics and health on RACEFLOW_HTTP_ADDR.")
-		fs.PrintDefaults()
+func (a *app) runCommand() *cobra.Command {
+	var drain time.Duration
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "continuous processing: baseline, scheduler, flow, metrics and health",
+		Long: `Continuous processing: the daily baseline of meetings and races, adaptive polling
+of every active race through the flow, and /healthz, /readyz and /metrics on
+--http-addr. SIGINT or SIGTERM drains in-flight polls and exits 0.`,
+		Args: noArgs,
 	}
-	cfg, err := parseConfig(a, fs, args)
-	if err != nil {
-		return err
+	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "on shutdown, how long to wait for in-flight polls")
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagHTTP|config.FlagLog)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := set.resolve(cmd)
+		if err != nil {
+			return err
+		}
+		if drain <= 0 {
+			return usagef("--drain-timeout must be positive, got %s", drain)
+		}
+		return a.run(cmd.Context(), cfg, drain)
 	}
+	return cmd
+}
+
+func (a *app) run(ctx context.Context, cfg config.Config, drain time.Duration) error {
 	log := newLogger(cfg, a.stderr)
 	log.WithField("config", cfg.String()).Info("raceflow run starting")
 	pool, err := openSchema(ctx, cfg)
@@ -41,17 +58,19 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	scfg := flows.DefaultServiceConfig()
 	scfg.Flow = flowConfig(cfg)
 	scfg.Partitions.Retention = cfg.HistoryRetention
-	scfg.DrainTimeout = *drain
+	scfg.DrainTimeout = drain
 	svc, err := flows.NewService(scfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Registry: reg, Metrics: metrics})
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("RACEFLOW_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on RACEFLOW_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
 	go func() {
+		defer close(served)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.WithError(err).Error("http server")
 		}
@@ -59,9 +78,12 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	log.WithField("addr", ln.Addr().String()).Info("serving /healthz, /readyz and /metrics")
 
 	runErr := svc.Run(ctx)
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutCtx)
+	if err := srv.Shutdown(shutCtx); err != nil {
+		_ = srv.Close()
+	}
+	<-served
 	if runErr != nil {
 		return runErr
 	}

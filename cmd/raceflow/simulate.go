@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/stages/nzday"
@@ -17,72 +18,72 @@ import (
 // after the command is told to stop.
 const simulateShutdownTimeout = 5 * time.Second
 
-// runSimulate serves a simulated NZ TAB race day over HTTP until ctx ends.
-func runSimulate(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	addr := fs.String("addr", "127.0.0.1:8090", "listen address (port 0 picks a free port)")
-	seed := fs.Int64("seed", 1, "seed of the simulated day: the same seed and date give the same day")
-	speed := fs.Float64("speed", 1, "simulated seconds per real second")
-	date := fs.String("date", "", "NZ racing day YYYY-MM-DD (default: today in NZ, or the day of --start)")
-	start := fs.String("start", "", "simulated instant to start at, RFC3339 (default: 11:30 NZ time on --date)")
-	meetings := fs.Int("meetings", nztabsim.DefaultMeetings, "NZ/AUS thoroughbred and harness meetings")
-	extra := fs.Int("extra-meetings", nztabsim.DefaultExtraMeetings, "greyhound and overseas meetings a baseline must filter out (negative: none)")
-	races := fs.Int("races", nztabsim.DefaultRacesPerMeeting, "races per meeting")
-	latency := fs.Duration("latency", 0, "delay added to every response (real time)")
-	errRate := fs.Float64("error-rate", 0, "share of requests answered 500")
-	timeoutRate := fs.Float64("timeout-rate", 0, "share of requests never answered")
-	malformedRate := fs.Float64("malformed-rate", 0, "share of requests answered with invalid JSON")
-	truncateRate := fs.Float64("truncate-rate", 0, "share of requests whose body is cut short")
-	rateLimitRate := fs.Float64("rate-limit-rate", 0, "share of requests answered 429")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow simulate [flags]")
-		fmt.Fprintln(a.stderr, "\nServes a simulated NZ TAB race day on the Affiliates API paths, evolving with")
-		fmt.Fprintln(a.stderr, "simulated time; point NZTAB_API_URL at the printed base URL. A request can force a")
-		fmt.Fprintln(a.stderr, "fault with the header X-Sim-Fault: 500|timeout|malformed|truncate|429|404.")
-		fmt.Fprintln(a.stderr)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if *speed <= 0 {
-		return fmt.Errorf("%w: --speed must be positive, got %g", errUsage, *speed)
-	}
+// simulateFlags are the settings of `raceflow simulate`.
+type simulateFlags struct {
+	addr, date, start      string
+	seed                   int64
+	speed                  float64
+	meetings, extra, races int
+	faults                 nztabsim.Faults
+}
 
-	day, begin, err := simulateDay(*date, *start, time.Now())
+func (a *app) simulateCommand() *cobra.Command {
+	var f simulateFlags
+	cmd := &cobra.Command{
+		Use:   "simulate",
+		Short: "serve a simulated NZ TAB race day with fault injection",
+		Long: `Serves a simulated NZ TAB race day on the Affiliates API paths, evolving with
+simulated time; point NZTAB_API_URL at the printed base URL. A request can force a
+fault with the header X-Sim-Fault: 500|timeout|malformed|truncate|429|404.`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8090", "listen address (port 0 picks a free port)")
+	fs.Int64Var(&f.seed, "seed", 1, "seed of the simulated day: the same seed and date give the same day")
+	fs.Float64Var(&f.speed, "speed", 1, "simulated seconds per real second")
+	fs.StringVar(&f.date, "date", "", "NZ racing day YYYY-MM-DD (default: today in NZ, or the day of --start)")
+	fs.StringVar(&f.start, "start", "", "simulated instant to start at, RFC3339 (default: 11:30 NZ time on --date)")
+	fs.IntVar(&f.meetings, "meetings", nztabsim.DefaultMeetings, "NZ/AUS thoroughbred and harness meetings")
+	fs.IntVar(&f.extra, "extra-meetings", nztabsim.DefaultExtraMeetings, "greyhound and overseas meetings a baseline must filter out (negative: none)")
+	fs.IntVar(&f.races, "races", nztabsim.DefaultRacesPerMeeting, "races per meeting")
+	fs.DurationVar(&f.faults.Latency, "latency", 0, "delay added to every response (real time)")
+	fs.Float64Var(&f.faults.ErrorRate, "error-rate", 0, "share of requests answered 500")
+	fs.Float64Var(&f.faults.TimeoutRate, "timeout-rate", 0, "share of requests never answered")
+	fs.Float64Var(&f.faults.MalformedRate, "malformed-rate", 0, "share of requests answered with invalid JSON")
+	fs.Float64Var(&f.faults.TruncateRate, "truncate-rate", 0, "share of requests whose body is cut short")
+	fs.Float64Var(&f.faults.RateLimitRate, "rate-limit-rate", 0, "share of requests answered 429")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return a.simulate(cmd.Context(), f) }
+	return cmd
+}
+
+// simulate serves a simulated NZ TAB race day over HTTP until ctx ends.
+func (a *app) simulate(ctx context.Context, f simulateFlags) error {
+	if f.speed <= 0 {
+		return usagef("--speed must be positive, got %g", f.speed)
+	}
+	day, begin, err := simulateDay(f.date, f.start, time.Now())
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
-	faults := nztabsim.Faults{
-		Latency: *latency, ErrorRate: *errRate, TimeoutRate: *timeoutRate,
-		MalformedRate: *malformedRate, TruncateRate: *truncateRate, RateLimitRate: *rateLimitRate,
-	}
+	faults := f.faults
 	if err := faults.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
-	clock := nztabsim.NewSpeedClock(begin, *speed, time.Now)
+	clock := nztabsim.NewSpeedClock(begin, f.speed, time.Now)
 	sim, err := nztabsim.New(nztabsim.Config{
-		Seed: *seed, Date: day.String(), Meetings: *meetings, ExtraMeetings: *extra,
-		RacesPerMeeting: *races, Clock: clock,
+		Seed: f.seed, Date: day.String(), Meetings: f.meetings, ExtraMeetings: f.extra,
+		RacesPerMeeting: f.races, Clock: clock,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
 	if err := sim.SetFaults(faults); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
 
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *addr, err)
+		return fmt.Errorf("listen on %s: %w", f.addr, err)
 	}
 	// Handlers held by a timeout fault or a long latency wait on their
 	// request context; cancelling the base context on shutdown frees them.
@@ -97,7 +98,7 @@ func runSimulate(ctx context.Context, a *app, args []string) error {
 	races0 := sim.Races()
 	fmt.Fprintf(a.stdout, "NZ TAB simulator: http://%s/affiliates/v1\n", ln.Addr())
 	fmt.Fprintf(a.stdout, "  day %s, seed %d, %d meetings, %d races, speed ×%g\n",
-		sim.Date(), *seed, len(sim.Meetings()), len(races0), clock.Speed())
+		sim.Date(), f.seed, len(sim.Meetings()), len(races0), clock.Speed())
 	fmt.Fprintf(a.stdout, "  simulated time starts at %s\n", begin.In(nzday.Location()).Format(time.RFC3339))
 	if faults != (nztabsim.Faults{}) {
 		fmt.Fprintf(a.stdout, "  faults: %+v\n", faults)

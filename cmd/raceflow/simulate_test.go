@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,30 +12,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestSimulateServesUntilTheContextEnds(t *testing.T) {
+func TestSimulateServesUntilInterrupted(t *testing.T) {
 	t.Parallel()
-	pr, pw := io.Pipe()
-	var stderr strings.Builder
-	a := &app{stdout: pw, stderr: &stderr, getenv: func(string) string { return "" }}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- runSimulate(ctx, a, []string{"--addr", "127.0.0.1:0", "--date", "2025-07-17", "--speed", "60"})
-		pw.Close()
-	}()
-
-	lines := bufio.NewScanner(pr)
-	require.True(t, lines.Scan())
-	first := lines.Text()
+	p := start(t, nil, "simulate", "--addr", "127.0.0.1:0", "--date", "2025-07-17", "--speed", "60")
+	first := p.waitFor(t, "NZ TAB simulator: ")
 	_, base, ok := strings.Cut(first, ": ")
 	require.True(t, ok, first)
 	require.True(t, strings.HasSuffix(base, "/affiliates/v1"), first)
-	go func() {
-		for lines.Scan() { // drain the rest so the command never blocks on stdout
-		}
-	}()
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/racing/meetings?date_from=2025-07-17&date_to=2025-07-17", nil)
 	require.NoError(t, err)
 	resp, err := http.DefaultClient.Do(req)
@@ -49,7 +35,7 @@ func TestSimulateServesUntilTheContextEnds(t *testing.T) {
 	// A request hung by a timeout fault must not hold up shutdown.
 	hung := make(chan error, 1)
 	go func() {
-		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, base+"/racing/meetings", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/racing/meetings", nil)
 		req.Header.Set("X-Sim-Fault", "timeout")
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
@@ -58,13 +44,10 @@ func TestSimulateServesUntilTheContextEnds(t *testing.T) {
 		hung <- err
 	}()
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(simulateShutdownTimeout):
-		t.Fatal("simulate did not stop when its context ended")
-	}
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	r := p.wait(t)
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "NZ TAB simulator stopped after")
 	<-hung
 }
 
@@ -73,18 +56,24 @@ func TestSimulateRejectsBadFlags(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
+		want string
 	}{
-		{"bad date", []string{"--date", "17/07/2025"}},
-		{"bad start", []string{"--start", "noon"}},
-		{"zero speed", []string{"--speed", "0"}},
-		{"rates above one", []string{"--error-rate", "0.7", "--malformed-rate", "0.7"}},
-		{"stray argument", []string{"extra"}},
-		{"unknown flag", []string{"--nope"}},
+		{"bad date", []string{"--date", "17/07/2025"}, "--date"},
+		{"bad start", []string{"--start", "noon"}, "--start"},
+		{"zero speed", []string{"--speed", "0"}, "--speed must be positive"},
+		{"rates above one", []string{"--error-rate", "0.7", "--malformed-rate", "0.7"}, "rate"},
+		{"stray argument", []string{"extra"}, `unexpected argument "extra"`},
+		{"unknown flag", []string{"--nope"}, "unknown flag: --nope"},
 	}
 	for _, tt := range tests {
-		a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
-		err := runSimulate(context.Background(), a, append([]string{"--addr", "127.0.0.1:0"}, tt.args...))
-		require.ErrorIs(t, err, errUsage, tt.name)
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := raceflow(t, nil, append([]string{"simulate", "--addr", "127.0.0.1:0"}, tt.args...)...)
+			require.Equal(t, 2, r.code, r)
+			require.Len(t, lines(r.stderr), 1, r)
+			require.Contains(t, r.stderr, tt.want)
+			require.Contains(t, r.stderr, "(see 'raceflow simulate --help')")
+		})
 	}
 }
 

@@ -1,47 +1,42 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/raceflow/raceflow/stages/nztab"
 	"github.com/raceflow/raceflow/stages/transform"
 )
 
-// runTransform prints the snapshot one event payload (stdin) transforms to,
-// so a payload can be debugged without a database or a pipeline.
-func runTransform(_ context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("transform", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	at := fs.String("at", "", "observation time, RFC3339 (default: now); drives time_to_start and history timestamps")
-	fs.Usage = func() {
-		fmt.Fprintln(a.stderr, "Usage: raceflow transform [--at RFC3339] < event.json")
-		fmt.Fprintln(a.stderr, "\nReads one /racing/events/{id} response on stdin and prints its snapshot as JSON.")
-		fs.PrintDefaults()
+func (a *app) transformCommand() *cobra.Command {
+	var at string
+	cmd := &cobra.Command{
+		Use:   "transform [--at RFC3339] < event.json",
+		Short: "print the snapshot the transform makes of one event payload (stdin)",
+		Long: `Reads one /racing/events/{id} response on stdin and prints its snapshot as JSON,
+so a payload can be debugged without a database or a pipeline.`,
+		Args: noArgs,
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	cmd.Flags().StringVar(&at, "at", "", "observation time, RFC3339 (default: now); drives time_to_start and history timestamps")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		observedAt := time.Now()
+		if at != "" {
+			t, err := time.Parse(time.RFC3339Nano, at)
+			if err != nil {
+				return usagef("--at %q is not an RFC 3339 time such as 2025-07-17T00:40:00Z", at)
+			}
+			observedAt = t
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return a.transform(observedAt)
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	observedAt := time.Now()
-	if *at != "" {
-		t, err := time.Parse(time.RFC3339Nano, *at)
-		if err != nil {
-			return fmt.Errorf("%w: --at %q is not RFC3339: %v", errUsage, *at, err)
-		}
-		observedAt = t
-	}
+	return cmd
+}
 
+// transform prints the snapshot of the event payload on stdin.
+func (a *app) transform(observedAt time.Time) error {
 	var ev nztab.EventResponse
 	if err := json.NewDecoder(a.stdin).Decode(&ev); err != nil {
 		return fmt.Errorf("decode event from stdin: %w", err)

@@ -48,6 +48,9 @@ type Config struct {
 	// database goes with the demo, and a broker's topics must go too, or
 	// the next demo would start on this one's leftovers).
 	DropTopics bool
+	// LatencyTarget is what a poll's total may take at p95; the summary
+	// says whether the demo met it.
+	LatencyTarget time.Duration
 }
 
 // DefaultConfig is a two-minute demo of four meetings at 30x.
@@ -57,7 +60,8 @@ func DefaultConfig() Config {
 	scfg.LeaderKey++
 	scfg.Schedule.MaxInFlight = 12
 	scfg.DrainTimeout = 10 * time.Second
-	return Config{Duration: 2 * time.Minute, Speed: 30, Seed: 1, Meetings: 4, Service: scfg, HTTPAddr: ":9090"}
+	return Config{Duration: 2 * time.Minute, Speed: 30, Seed: 1, Meetings: 4, Service: scfg, HTTPAddr: ":9090",
+		LatencyTarget: 500 * time.Millisecond}
 }
 
 // Validate checks the configuration.
@@ -72,6 +76,9 @@ func (c Config) Validate() error {
 	if c.Meetings < 1 {
 		errs = append(errs, errors.New("demo: at least one meeting"))
 	}
+	if c.LatencyTarget <= 0 {
+		errs = append(errs, errors.New("demo: the latency target must be positive"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -85,8 +92,8 @@ type Deps struct {
 	TTY bool
 }
 
-// Run runs the demo until its duration has passed or ctx ends, and returns
-// what it did.
+// Run runs the demo until its duration has passed or ctx ends (an
+// interrupt), and returns what it did either way.
 func Run(ctx context.Context, cfg Config, deps Deps) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -168,10 +175,16 @@ loop:
 		}
 	}
 	disp.Finish()
-	if runErr != nil {
+	interrupted := ctx.Err() != nil
+	if runErr != nil && !interrupted {
 		return nil, runErr
 	}
-	return summarize(ctx, svc, deps.Pool, time.Since(started))
+	sum, err := summarize(ctx, svc, deps.Pool, time.Since(started), cfg)
+	if err != nil {
+		return nil, err
+	}
+	sum.Interrupted = interrupted
+	return sum, nil
 }
 
 // serve serves until the server is closed.

@@ -1,0 +1,131 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Flags selects the configuration flags a command takes, so that each
+// command's help lists only what it uses.
+type Flags uint
+
+// The configuration flags, by what they configure.
+const (
+	// FlagDatabase is --database-url.
+	FlagDatabase Flags = 1 << iota
+	// FlagAPI is --api-url.
+	FlagAPI
+	// FlagBackend is --pubsub and --nats-url.
+	FlagBackend
+	// FlagNamespace is --namespace.
+	FlagNamespace
+	// FlagShards is --shards.
+	FlagShards
+	// FlagHTTP is --http-addr.
+	FlagHTTP
+	// FlagLog is --log-level and --log-format.
+	FlagLog
+)
+
+// flagSpec is one configuration flag: the variable it overrides and the
+// field it sets.
+type flagSpec struct {
+	group  Flags
+	name   string
+	env    string
+	usage  string
+	secret bool // its default is shown redacted
+	str    func(*Config) *string
+	num    func(*Config) *int
+}
+
+// flagSpecs is the one table of configuration flags.
+var flagSpecs = []flagSpec{
+	{group: FlagDatabase, name: "database-url", env: "DATABASE_URL", secret: true,
+		usage: "PostgreSQL URL or key=value DSN", str: func(c *Config) *string { return &c.DatabaseURL }},
+	{group: FlagAPI, name: "api-url", env: "NZTAB_API_URL",
+		usage: "NZ TAB API base URL, including /affiliates/v1", str: func(c *Config) *string { return &c.APIURL }},
+	{group: FlagBackend, name: "pubsub", env: "RACEFLOW_PUBSUB",
+		usage: "message backend: " + strings.Join(Backends(), " | "), str: func(c *Config) *string { return &c.Backend }},
+	{group: FlagBackend, name: "nats-url", env: "NATS_URL", secret: true,
+		usage: "NATS server for --pubsub nats", str: func(c *Config) *string { return &c.NATSURL }},
+	{group: FlagNamespace, name: "namespace", env: "RACEFLOW_NAMESPACE",
+		usage: "the flow's topic namespace: run, process, replay and poison share it", str: func(c *Config) *string { return &c.Namespace }},
+	{group: FlagShards, name: "shards", env: "RACEFLOW_SHARDS",
+		usage: "topic shards per stage", num: func(c *Config) *int { return &c.Shards }},
+	{group: FlagHTTP, name: "http-addr", env: "RACEFLOW_HTTP_ADDR",
+		usage: "metrics and health listen address", str: func(c *Config) *string { return &c.HTTPAddr }},
+	{group: FlagLog, name: "log-level", env: "LOG_LEVEL",
+		usage: "trace | debug | info | warn | error", str: func(c *Config) *string { return &c.LogLevel }},
+	{group: FlagLog, name: "log-format", env: "LOG_FORMAT",
+		usage: "auto | text | json", str: func(c *Config) *string { return &c.LogFormat }},
+}
+
+// BindFlags binds the selected configuration flags to c on fs. Call it on a
+// Config from Load, so each flag's default is what the environment says;
+// a flag given on the command line overrides its variable. Defaults that may
+// hold a password are shown redacted.
+func (c *Config) BindFlags(fs *pflag.FlagSet, which Flags) {
+	for _, f := range flagSpecs {
+		if which&f.group == 0 {
+			continue
+		}
+		usage := fmt.Sprintf("%s (env %s)", f.usage, f.env)
+		if f.num != nil {
+			p := f.num(c)
+			fs.IntVar(p, f.name, *p, usage)
+			continue
+		}
+		p := f.str(c)
+		fs.StringVar(p, f.name, *p, usage)
+		if f.secret {
+			fs.Lookup(f.name).DefValue = RedactDSN(*p)
+		}
+	}
+}
+
+// CheckFlags validates c after fs was parsed. A FieldError about a value
+// that a flag given on the command line set names that flag (Flag), so a
+// caller can tell a usage error from a bad environment.
+func (c Config) CheckFlags(fs *pflag.FlagSet) error {
+	err := c.Validate()
+	if err == nil {
+		return nil
+	}
+	byVar := make(map[string]string, len(flagSpecs))
+	for _, f := range flagSpecs {
+		if fl := fs.Lookup(f.name); fl != nil && fl.Changed {
+			byVar[f.env] = "--" + f.name
+		}
+	}
+	for _, e := range unjoin(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			fe.Flag = byVar[fe.Var]
+		}
+	}
+	return err
+}
+
+// FromFlag reports whether err holds a FieldError about a value given on the
+// command line (see CheckFlags).
+func FromFlag(err error) bool {
+	for _, e := range unjoin(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) && fe.Flag != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// unjoin lists the errors errors.Join joined, or err itself.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
