@@ -39,6 +39,11 @@ const (
 	DefaultRetention = 7 * 24 * time.Hour
 	// DefaultHistoryRetention is how long daily history partitions are kept.
 	DefaultHistoryRetention = 30 * 24 * time.Hour
+	// DefaultFallbackPoll is how often an idle postgres subscription looks
+	// for work it was not woken for.
+	DefaultFallbackPoll = time.Second
+	// DefaultFetchConcurrency is how many fetches run at once.
+	DefaultFetchConcurrency = 32
 )
 
 // ValidNamespace is the rule for a flow's namespace: it becomes part of
@@ -68,6 +73,9 @@ type Config struct {
 	Backend          string        // RACEFLOW_PUBSUB: the message backend, postgres | memory | nats
 	NATSURL          string        // NATS_URL
 	NATSAckWait      time.Duration // RACEFLOW_NATS_ACK_WAIT, how long a dead instance's message waits before another instance gets it
+	FallbackPoll     time.Duration // RACEFLOW_FALLBACK_POLL, how often an idle postgres subscription looks for work it was not woken for
+	ListenURL        string        // RACEFLOW_LISTEN_DATABASE_URL, a direct connection for LISTEN when DATABASE_URL goes through a pooler
+	FetchConcurrency int           // RACEFLOW_FETCH_CONCURRENCY, fetches at once across the shards
 	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of the flow run, process, replay and poison share; separate flows on one database or NATS server need distinct ones
 	HTTPAddr         string        // RACEFLOW_HTTP_ADDR, metrics and health
 	Shards           int           // RACEFLOW_SHARDS, topic shards per stage
@@ -89,6 +97,8 @@ func Default() Config {
 		Backend:          BackendPostgres,
 		NATSURL:          "nats://127.0.0.1:4222",
 		NATSAckWait:      5 * time.Second,
+		FallbackPoll:     DefaultFallbackPoll,
+		FetchConcurrency: DefaultFetchConcurrency,
 		Namespace:        DefaultNamespace,
 		HTTPAddr:         ":9090",
 		Shards:           DefaultShards,
@@ -164,6 +174,9 @@ func Load(getenv func(string) string) (Config, error) {
 	str("RACEFLOW_PUBSUB", &c.Backend)
 	str("NATS_URL", &c.NATSURL)
 	dur("RACEFLOW_NATS_ACK_WAIT", &c.NATSAckWait)
+	dur("RACEFLOW_FALLBACK_POLL", &c.FallbackPoll)
+	str("RACEFLOW_LISTEN_DATABASE_URL", &c.ListenURL)
+	num("RACEFLOW_FETCH_CONCURRENCY", &c.FetchConcurrency)
 	str("RACEFLOW_NAMESPACE", &c.Namespace)
 	str("RACEFLOW_HTTP_ADDR", &c.HTTPAddr)
 	num("RACEFLOW_SHARDS", &c.Shards)
@@ -213,6 +226,17 @@ func (c Config) Validate() error {
 		if c.NATSAckWait < 300*time.Millisecond || c.NATSAckWait > 10*time.Minute {
 			bad("RACEFLOW_NATS_ACK_WAIT", c.NATSAckWait.String(), "must be between 300ms and 10m")
 		}
+	}
+	if c.FallbackPoll < 10*time.Millisecond || c.FallbackPoll > time.Minute {
+		bad("RACEFLOW_FALLBACK_POLL", c.FallbackPoll.String(), "must be between 10ms and 1m")
+	}
+	if c.ListenURL != "" {
+		if err := checkDatabaseURL(c.ListenURL); err != nil {
+			bad("RACEFLOW_LISTEN_DATABASE_URL", RedactDSN(c.ListenURL), err.Error())
+		}
+	}
+	if c.FetchConcurrency < 1 || c.FetchConcurrency > 1024 {
+		bad("RACEFLOW_FETCH_CONCURRENCY", strconv.Itoa(c.FetchConcurrency), "must be between 1 and 1024")
 	}
 	if ValidNamespace(c.Namespace) != nil {
 		bad("RACEFLOW_NAMESPACE", c.Namespace, "must be 1 to 32 lower-case letters, digits, _ or -")
@@ -268,9 +292,9 @@ func parseReason(err error) string {
 
 // String renders the configuration for logs with secrets redacted.
 func (c Config) String() string {
-	return fmt.Sprintf("database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s",
-		RedactDSN(c.DatabaseURL), c.APIURL, c.Backend, c.HTTPAddr, c.Shards, c.DBMaxConns, c.FetchTimeout,
-		c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat)
+	return fmt.Sprintf("database_url=%s listen_database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d fetch_concurrency=%d fallback_poll=%s db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s",
+		RedactDSN(c.DatabaseURL), RedactDSN(c.ListenURL), c.APIURL, c.Backend, c.HTTPAddr, c.Shards, c.FetchConcurrency,
+		c.FallbackPoll, c.DBMaxConns, c.FetchTimeout, c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat)
 }
 
 var (

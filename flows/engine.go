@@ -46,6 +46,11 @@ type Config struct {
 	FetchConcurrency int
 	// AckDeadline bounds one message's handling, retries included.
 	AckDeadline time.Duration
+	// MaxDeliveries bounds how often a message is handed out: one delivered
+	// more often (its handling crashed the process, lost its connection, or
+	// was cut short each time) goes to the poison queue with its last error
+	// instead of being handled again.
+	MaxDeliveries int
 	// Retry applies to transient write failures (fetch retries live in the
 	// API client).
 	Retry RetryConfig
@@ -78,8 +83,9 @@ func DefaultConfig() Config {
 		Backend:          config.BackendPostgres,
 		Shards:           config.DefaultShards,
 		Namespace:        config.DefaultNamespace,
-		FetchConcurrency: 32,
+		FetchConcurrency: config.DefaultFetchConcurrency,
 		AckDeadline:      60 * time.Second,
+		MaxDeliveries:    5,
 		Retry:            RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
 		SlowPoll:         2 * time.Second,
 		CloseTimeout:     30 * time.Second,
@@ -107,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckDeadline <= 0 {
 		errs = append(errs, errors.New("flows: ack deadline must be positive"))
+	}
+	if c.MaxDeliveries < 1 {
+		errs = append(errs, errors.New("flows: max deliveries must be at least 1"))
 	}
 	if c.Retention <= 0 {
 		errs = append(errs, errors.New("flows: retention must be positive"))
@@ -214,6 +223,7 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 		middleware.CorrelationID,
 		poison,
 		e.outcome,
+		e.bound,
 		middleware.Retry{
 			MaxRetries:          cfg.Retry.MaxRetries,
 			InitialInterval:     cfg.Retry.InitialInterval,

@@ -484,3 +484,50 @@ func testShardedPollsKeepOrder(t *testing.T, backend string) {
 	}
 	require.Greater(t, len(shards), 1, "the races spread over several shards")
 }
+
+// cutShortFetcher is an API whose every fetch is cut short, as by a
+// deadline: the poll is handed out again and again.
+type cutShortFetcher struct{}
+
+func (cutShortFetcher) FetchEvent(context.Context, string) (*nztab.Fetched, error) {
+	return nil, fmt.Errorf("fetch: %w", context.Canceled)
+}
+
+func TestAPollHandedOutTooOftenIsPoisonedWithItsLastError(t *testing.T) {
+	t.Parallel()
+	onEach(t, backends, func(t *testing.T, backend string) {
+		h := newHarness(t)
+		cfg := cfgFor(t, backend)
+		cfg.MaxDeliveries = 3
+		e, err := flows.New(cfg, flows.Deps{Pool: h.db.Pool, Fetcher: cutShortFetcher{}, Logger: h.log})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			require.NoError(t, ignoreCanceled(<-done))
+		})
+		<-e.Running()
+
+		wctx, stop := context.WithTimeout(context.Background(), time.Minute)
+		defer stop()
+		res, err := e.ProcessRace(wctx, "never-fetched")
+		var fe *handlers.FetchError
+		require.ErrorAs(t, err, &fe, "the poll fails instead of being handed out forever")
+		require.Equal(t, handlers.StatusFailed, res.Status)
+		require.Equal(t, flows.KindRedelivered, res.Error.Kind)
+		require.Contains(t, res.Error.Message, "delivered 3 times")
+		msgs, err := e.Driver().Poison().List(wctx, driver.PoisonFilter{RaceID: "never-fetched"})
+		if backend == config.BackendNATS {
+			// The poison message can follow the result (two streams).
+			msgs, _ = waitPoisoned(t, cfg, h.db.Pool, driver.PoisonFilter{RaceID: "never-fetched"}, 1)
+		}
+		require.NoError(t, err)
+		require.Len(t, msgs, 1)
+		require.Equal(t, flows.KindRedelivered, msgs[0].Kind)
+		if backend != config.BackendNATS { // JetStream keeps no reason with a redelivery
+			require.Contains(t, msgs[0].Reason, "context canceled", "the last error travels with it")
+		}
+	})
+}

@@ -3,6 +3,7 @@ package flows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -95,3 +96,29 @@ func shouldPoison(err error) bool {
 	var r *redeliver
 	return !errors.As(err, &r)
 }
+
+// bound ends the handing out of a message that was delivered more than
+// MaxDeliveries times without an outcome: its handling never returned
+// (a crash), or returned only to be redelivered (a lost connection, a
+// deadline). It fails, without running the handler again, so that outcome
+// gives the poll a failed result and the poison middleware keeps the
+// message, with the reason of its last failure.
+func (e *Engine) bound(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		n, last := e.drv.Delivery(msg)
+		if n <= e.cfg.MaxDeliveries {
+			return h(msg)
+		}
+		why := fmt.Sprintf("delivered %d times without an outcome", n-1)
+		if last != "" {
+			why += "; last error: " + last
+		}
+		stage := stageOfHandler(message.HandlerNameFromCtx(msg.Context()))
+		return nil, &handlers.StageError{Stage: stage, RaceID: msg.Metadata.Get(handlers.KeyRaceID),
+			PollID: msg.Metadata.Get(handlers.KeyPollID), Kind: KindRedelivered, Err: errors.New(why)}
+	}
+}
+
+// KindRedelivered is the error kind of a message poisoned for being
+// delivered too often.
+const KindRedelivered = "redelivered"

@@ -143,6 +143,9 @@ func flowConfig(cfg config.Config) flows.Config {
 	f.Shards = cfg.Shards
 	f.Namespace = cfg.Namespace
 	f.Retention = cfg.Retention
+	f.FetchConcurrency = cfg.FetchConcurrency
+	f.Postgres.FallbackPoll = cfg.FallbackPoll
+	f.Postgres.ListenURL = cfg.ListenURL
 	f.NATS.URL = cfg.NATSURL
 	f.NATS.AckWait = cfg.NATSAckWait
 	return f

@@ -236,12 +236,16 @@ func TestBaselineRunnerStoresEachListAndABadMeetingCostsOnlyItself(t *testing.T)
 	db := pgtest.New(t)
 	ctx := context.Background()
 	at := nz(t, "2025-07-17 06:00")
-	// The raw page as the API sent it: a NUL in one meeting's name.
+	// The raw page as the API sent it: a NUL in one meeting's name (repaired
+	// by the decoder: the meeting is written), a race number no database
+	// column holds in another (that meeting is refused on its own).
 	page := []byte(`{"header":{"title":"Race Meetings"},"data":{"meetings":[
 		{"meeting":"good","name":"Riccarton","date":"2025-07-17T00:00:00Z","country":"NZ","category":"T","tote_status":"Open",
 		 "races":[{"id":"r-good","race_number":1,"name":"R1","start_time":"2025-07-17T02:00:00Z","status":"Open"}]},
-		{"meeting":"bad","name":"Te\u0000Rapa","date":"2025-07-17T00:00:00Z","country":"NZ","category":"T",
-		 "races":[{"id":"r-bad","race_number":1,"name":"R1","start_time":"2025-07-17T03:00:00Z","status":"Open"}]}]}}`)
+		{"meeting":"nul","name":"Te\u0000Rapa","date":"2025-07-17T00:00:00Z","country":"NZ","category":"T",
+		 "races":[{"id":"r-nul","race_number":1,"name":"R1","start_time":"2025-07-17T02:30:00Z","status":"Open"}]},
+		{"meeting":"bad","name":"Hastings","date":"2025-07-17T00:00:00Z","country":"NZ","category":"T",
+		 "races":[{"id":"r-bad","race_number":1099511627776,"name":"R1","start_time":"2025-07-17T03:00:00Z","status":"Open"}]}]}}`)
 	r := &schedule.BaselineRunner{
 		Clock: schedule.NewFakeClock(at),
 		Fetch: func(context.Context, string) (nztab.MeetingsList, error) { return nztab.DecodeMeetings(page) },
@@ -255,13 +259,17 @@ func TestBaselineRunnerStoresEachListAndABadMeetingCostsOnlyItself(t *testing.T)
 	require.NoError(t, run.Err)
 	require.NoError(t, run.StoreErr)
 	require.True(t, run.ObservedAt.Equal(at))
-	require.Len(t, run.Skipped, 1)
-	require.ErrorIs(t, run.Skipped[0], baseline.ErrBadValue)
-	require.Equal(t, baseline.Counts{MeetingsInserted: 1, RacesInserted: 1}, run.Counts, "the good meeting is written")
+	require.Len(t, run.Invalid, 1, "the meeting with an impossible race is refused")
+	require.Empty(t, run.Skipped)
+	require.Equal(t, baseline.Counts{MeetingsInserted: 2, RacesInserted: 2}, run.Counts, "the others are written")
+	var name string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT meeting_name FROM meetings WHERE meeting_id = 'nul'`).Scan(&name))
+	require.Equal(t, "Te\uFFFDRapa", name, "the NUL replaced")
 	candidates, err := schedule.NewPGRaces(db.Pool, schedule.DefaultConfig()).Candidates(ctx, at)
 	require.NoError(t, err)
-	require.Len(t, candidates, 1)
-	require.Equal(t, "r-good", candidates[0].ID, "and its race is scheduled")
+	require.Len(t, candidates, 2)
+	require.Equal(t, "r-good", candidates[0].ID, "and their races are scheduled")
+	require.Equal(t, "r-nul", candidates[1].ID)
 
 	stored, err := baseline.Load(ctx, db.Pool, at)
 	require.NoError(t, err, "the list is stored as fetched")

@@ -104,10 +104,11 @@ func (f *fanOut) Close() error {
 
 // tailReader is one subscription's position in its topic.
 type tailReader struct {
-	f     *fanOut
-	topic string
-	next  int64               // every offset up to here was read or is a gap
-	gaps  map[int64]time.Time // skipped offsets, since when
+	f        *fanOut
+	topic    string
+	next     int64               // every offset up to here was read or is a gap
+	gaps     map[int64]time.Time // skipped offsets, since when
+	unmarked []int64             // delivered, not yet marked read (a marking failed)
 }
 
 func (r *tailReader) run(ctx context.Context, sig *signal, out chan<- *message.Message) {
@@ -186,13 +187,16 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		}
 		delivered = append(delivered, g.offset)
 	}
-	if len(delivered) > 0 {
-		// Marking is bookkeeping for the backlog statistics: a failure is
-		// logged, never retried.
+	r.unmarked = append(r.unmarked, delivered...)
+	if len(r.unmarked) > 0 {
+		// Marking is bookkeeping (the backlog shows results nobody read):
+		// what fails is marked at a later read.
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := markHandled(mctx, r.f.d, r.topic, delivered); err != nil {
+		if err := markHandled(mctx, r.f.d, r.topic, r.unmarked); err != nil {
 			r.f.d.logger.Debug("pgdriver: mark results read", watermill.LogFields{"topic": r.topic, "error": err.Error()})
+		} else {
+			r.unmarked = r.unmarked[:0]
 		}
 	}
 	return len(batch), nil

@@ -61,7 +61,7 @@ func DefaultConfig() Config {
 		Namespace:       config.DefaultNamespace,
 		AckDeadline:     60 * time.Second,
 		Lease:           5 * time.Second,
-		FallbackPoll:    time.Second,
+		FallbackPoll:    config.DefaultFallbackPoll,
 		DownPoll:        100 * time.Millisecond,
 		RedeliveryMax:   2 * time.Second,
 		ResultRetention: 10 * time.Minute,
