@@ -251,13 +251,15 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 		}
 		subs[kind] = drainingSubscriber{sub, e}
 	}
+	// Stages of one poll in this process hand their decoded values on.
+	handover := handlers.NewHandover(4*cfg.FetchConcurrency + 64)
 	for shard := 0; shard < cfg.Shards; shard++ {
 		router.AddHandler(handlerName(handlers.StageFetch, shard), e.topic(driver.Poll, shard), subs[driver.Poll],
-			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(deps.Fetcher))
+			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(deps.Fetcher, handover))
 		router.AddHandler(handlerName(handlers.StageTransform, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
-			e.topic(driver.Transformed, shard), drv.HandlerPublisher(), handlers.Transform())
+			e.topic(driver.Transformed, shard), drv.HandlerPublisher(), handlers.Transform(handover))
 		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Transformed, shard), subs[driver.Transformed],
-			e.topic(driver.Processed, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite))
+			e.topic(driver.Processed, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover))
 		router.AddConsumerHandler(handlerName("results", shard), e.topic(driver.Processed, shard), subs[driver.Processed], e.deliver)
 	}
 	return e, nil

@@ -627,7 +627,7 @@ func storeReplayDay(b *testing.B, h *replayHarness, races []nztabsim.RaceInfo, p
 			require.NoError(b, err)
 			fetch := handlers.Fetch(replayFetchFunc(func(context.Context, string) (*nztab.Fetched, error) {
 				return &nztab.Fetched{Body: body, ObservedAt: at}, nil
-			}))
+			}), nil)
 			in, err := handlers.NewPollMessage(handlers.PollRequest{RaceID: r.ID, PollID: handlers.PollID(r.ID, at), RequestedAt: at}, false)
 			require.NoError(b, err)
 			out, err := fetch(in)

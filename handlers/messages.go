@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -118,13 +119,22 @@ func MarkStage(md message.Metadata, stage string, start, end time.Time) {
 	md.Set(msKey(stage), FormatMS(end.Sub(start)))
 }
 
+// Compressors are pooled: a gzip writer carries hundreds of kilobytes of
+// tables, too much to allocate per message.
+var (
+	gzipWriters = sync.Pool{New: func() any {
+		zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // the level is valid
+		return zw
+	}}
+	gzipReaders sync.Pool // *gzip.Reader; New would need a stream
+)
+
 func gzipBytes(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(b) / 6)
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
 	if _, err := zw.Write(b); err != nil {
 		return nil, err
 	}
@@ -139,11 +149,17 @@ func gzipBytes(b []byte) ([]byte, error) {
 const maxBody = 64 << 20
 
 func gunzipBytes(b []byte) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(bytes.NewReader(b))
+	} else {
+		err = zr.Reset(bytes.NewReader(b))
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer zr.Close()
+	defer gzipReaders.Put(zr)
 	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
 	if err != nil {
 		return nil, err
@@ -152,4 +168,13 @@ func gunzipBytes(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decompressed body exceeds %d bytes", maxBody)
 	}
 	return out, nil
+}
+
+// Body is a message's payload as it was before the flow stored it:
+// decompressed when its metadata says so (race.fetched).
+func Body(md message.Metadata, payload []byte) ([]byte, error) {
+	if md.Get(KeyEncoding) != "gzip" {
+		return payload, nil
+	}
+	return gunzipBytes(payload)
 }

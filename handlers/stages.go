@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -24,7 +23,7 @@ type Fetcher interface {
 // Fetch returns the fetch handler: race.poll → race.fetched. The raw body
 // is kept, gzip-compressed, with its observation instant, so the poll can be
 // replayed without the API.
-func Fetch(f Fetcher) message.HandlerFunc {
+func Fetch(f Fetcher, h *Handover) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		raceID := msg.Metadata.Get(KeyRaceID)
 		pollID := msg.Metadata.Get(KeyPollID)
@@ -42,6 +41,7 @@ func Fetch(f Fetcher) message.HandlerFunc {
 			out.Metadata.Set(KeyAPIGenerated, formatTime(got.GeneratedAt))
 		}
 		out.Metadata.Set(KeyEncoding, "gzip")
+		h.putEvent(out.Metadata, got.Event)
 		return []*message.Message{out}, nil
 	}
 }
@@ -71,17 +71,18 @@ func classifyFetch(raceID, pollID string, err error) error {
 
 // Transform returns the transform handler: race.fetched → race.transformed.
 // It is pure: the observation instant comes from the message, never a clock.
-func Transform() message.HandlerFunc {
+// The snapshot goes to the write stage in memory (Handover); the message
+// carries the poll's body on, unchanged, from which a write stage that runs
+// elsewhere (another instance, a restart) computes the same snapshot again.
+// Encoding the snapshot would cost every poll what only those would save.
+func Transform(h *Handover) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		snap, err := SnapshotFromFetched(msg)
+		snap, err := snapshotFromFetched(msg, h)
 		if err != nil {
 			return nil, err
 		}
-		payload, err := json.Marshal(snap)
-		if err != nil {
-			return nil, transformErr(msg, "encode", err)
-		}
-		out := next(msg, payload)
+		out := next(msg, msg.Payload)
+		h.putSnapshot(out.Metadata, snap)
 		return []*message.Message{out}, nil
 	}
 }
@@ -89,20 +90,25 @@ func Transform() message.HandlerFunc {
 // SnapshotFromFetched decodes a race.fetched message and transforms it; the
 // replay path uses it too.
 func SnapshotFromFetched(msg *message.Message) (transform.RaceSnapshot, error) {
+	return snapshotFromFetched(msg, nil)
+}
+
+// snapshotFromFetched is SnapshotFromFetched with the event the fetch stage
+// handed over, when there is one.
+func snapshotFromFetched(msg *message.Message, h *Handover) (transform.RaceSnapshot, error) {
 	observed, ok := parseTime(msg.Metadata.Get(KeyObservedAt))
 	if !ok {
 		return transform.RaceSnapshot{}, transformErr(msg, "metadata", fmt.Errorf("missing or bad %s %q", KeyObservedAt, msg.Metadata.Get(KeyObservedAt)))
 	}
-	body := []byte(msg.Payload)
-	if msg.Metadata.Get(KeyEncoding) == "gzip" {
-		var err error
-		if body, err = gunzipBytes(body); err != nil {
+	ev, ok := h.takeEvent(msg.Metadata)
+	if !ok {
+		body, err := Body(msg.Metadata, msg.Payload)
+		if err != nil {
 			return transform.RaceSnapshot{}, transformErr(msg, "decompress", err)
 		}
-	}
-	ev, err := nztab.DecodeEvent(body)
-	if err != nil {
-		return transform.RaceSnapshot{}, transformErr(msg, "decode", err)
+		if ev, err = nztab.DecodeEvent(body); err != nil {
+			return transform.RaceSnapshot{}, transformErr(msg, "decode", err)
+		}
 	}
 	snap, err := transform.Transform(ev, observed)
 	if err != nil {
@@ -121,12 +127,16 @@ func transformErr(msg *message.Message, kind string, err error) error {
 // rows and the next message commit together with the ack), else a new one.
 type BeginFunc func(msg *message.Message) (pgx.Tx, error)
 
-// Write returns the write handler: race.transformed → race.processed.
-func Write(begin BeginFunc) message.HandlerFunc {
+// Write returns the write handler: race.transformed → race.processed. Its
+// snapshot is the one the transform handed over, or the body's again.
+func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		var snap transform.RaceSnapshot
-		if err := json.Unmarshal(msg.Payload, &snap); err != nil {
-			return nil, writeErr(msg.Metadata.Get(KeyRaceID), msg.Metadata.Get(KeyPollID), "decode", false, err)
+		snap, ok := h.takeSnapshot(msg.Metadata)
+		if !ok {
+			var err error
+			if snap, err = SnapshotFromFetched(msg); err != nil {
+				return nil, writeErr(msg.Metadata.Get(KeyRaceID), msg.Metadata.Get(KeyPollID), "decode", false, err)
+			}
 		}
 		ctx := msg.Context()
 		pollID := msg.Metadata.Get(KeyPollID)

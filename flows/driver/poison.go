@@ -2,12 +2,10 @@ package driver
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -177,26 +175,12 @@ func RequeueMessage(namespace string, m PoisonMessage) (Topic, *message.Message,
 	return t, out, nil
 }
 
-// maxDecoded bounds a decompressed payload, so a hostile message cannot
-// exhaust memory.
-const maxDecoded = 64 << 20
-
 // DecodedPayload returns the payload as it was before the flow stored it:
-// race.fetched bodies are gunzipped, and JSON is indented for reading.
+// race.fetched bodies are decompressed, and JSON is indented for reading.
 func (m PoisonMessage) DecodedPayload() ([]byte, error) {
-	body := m.Payload
-	if m.Metadata[handlers.KeyEncoding] == "gzip" {
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, fmt.Errorf("driver: poison message %d: gunzip: %w", m.ID, err)
-		}
-		defer zr.Close()
-		if body, err = io.ReadAll(io.LimitReader(zr, maxDecoded+1)); err != nil {
-			return nil, fmt.Errorf("driver: poison message %d: gunzip: %w", m.ID, err)
-		}
-		if len(body) > maxDecoded {
-			return nil, fmt.Errorf("driver: poison message %d: payload exceeds %d bytes decompressed", m.ID, maxDecoded)
-		}
+	body, err := handlers.Body(m.Metadata, m.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("driver: poison message %d: %w", m.ID, err)
 	}
 	if json.Valid(body) {
 		var buf bytes.Buffer

@@ -61,20 +61,24 @@ func poll(t *testing.T, client *nztab.Client, raceID string, at time.Time) polle
 	msg, err := handlers.NewPollMessage(handlers.PollRequest{RaceID: raceID, PollID: "hostile-poll", RequestedAt: at}, false)
 	require.NoError(t, err)
 	msg.SetContext(t.Context())
-	out, err := handlers.Fetch(client)(msg)
+	out, err := handlers.Fetch(client, nil)(msg)
 	if err != nil {
 		return classify(err)
 	}
 	require.Len(t, out, 1)
 	fetched := out[0]
 	fetched.SetContext(t.Context())
-	if out, err = handlers.Transform()(fetched); err != nil {
+	if out, err = handlers.Transform(nil)(fetched); err != nil {
 		return classify(err)
 	}
 	require.Len(t, out, 1)
-	p := polled{outcome: hostile.OutcomeSuccess, snapJSON: out[0].Payload}
-	require.NoError(t, json.Unmarshal(out[0].Payload, &p.snap))
-	return p
+	// The transformed message carries the body on; its snapshot is the
+	// one the write stage computes from it.
+	snap, err := handlers.SnapshotFromFetched(out[0])
+	require.NoError(t, err)
+	snapJSON, err := json.Marshal(snap)
+	require.NoError(t, err)
+	return polled{outcome: hostile.OutcomeSuccess, snap: snap, snapJSON: snapJSON}
 }
 
 func classify(err error) polled {
