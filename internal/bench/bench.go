@@ -208,6 +208,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	pool0 := deps.Pool.Stat()
 	peakConns := samplePeak(ctx, func() int32 { return deps.Pool.Stat().AcquiredConns() })
 	cpu0, api0 := processCPU(), apiCPU()
+	db0 := startDBCPU(ctx, deps.Pool)
 	busy0, total0 := machineTicks()
 	rep.Metadata.StartedAt = time.Now().UTC()
 	rep.Metadata.LoadAvg = loadAvg()
@@ -227,6 +228,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	}
 	rep.Metadata.FinishedAt = time.Now().UTC()
 	cpu, api := processCPU()-cpu0, apiCPU()-api0
+	dbCPU, dbMeasured := db0.since(ctx)
 	if busy1, total1 := machineTicks(); total1 > total0 {
 		rep.Resources.MachineBusyPct = 100 * float64(busy1-busy0) / float64(total1-total0)
 	}
@@ -243,6 +245,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		deps.Logger.WithError(err).Warn("bench: flow shutdown")
 	}
 	rep.finish(cfg, cpu, api)
+	if dbMeasured && rep.Throughput.Polls > 0 {
+		rep.Resources.DBCPUMeasured = true
+		rep.Resources.DBCPUMS = ms(dbCPU)
+		rep.Resources.DBCPUMSPerPoll = ms(dbCPU) / float64(rep.Throughput.Polls)
+	}
 	return rep, nil
 }
 

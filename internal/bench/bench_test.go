@@ -115,6 +115,10 @@ func TestRunShortModeReportsConsistentFiguresOnBothBackends(t *testing.T) {
 			require.Positive(t, rep.Resources.PeakRSSMB)
 			require.GreaterOrEqual(t, rep.Resources.MachineBusyPct, 0.0)
 			require.LessOrEqual(t, rep.Resources.MachineBusyPct, 100.0)
+			if rep.Resources.DBCPUMeasured { // a server on this machine
+				require.Positive(t, rep.Resources.DBCPUMS, "the backends that wrote the polls used CPU")
+				require.InDelta(t, rep.Resources.DBCPUMS/float64(rep.Throughput.Polls), rep.Resources.DBCPUMSPerPoll, 1e-9)
+			}
 			require.Len(t, rep.Checks, 1)
 			require.True(t, rep.Checks[0].Passed)
 			require.Equal(t, db.Pool.Stat().MaxConns(), rep.Pool.MaxConns)

@@ -100,6 +100,12 @@ type Resources struct {
 	CPUMSPerPoll         float64 `json:"cpu_ms_per_poll"`
 	APICPUMS             float64 `json:"api_cpu_ms"`
 	PipelineCPUMSPerPoll float64 `json:"pipeline_cpu_ms_per_poll"`
+	// DBCPUMSPerPoll is the CPU the database server's backends of the
+	// benchmark's database spent per poll, where /proc shows them (a server
+	// on this machine); DBCPUMeasured says whether it could be read.
+	DBCPUMS        float64 `json:"db_cpu_ms"`
+	DBCPUMSPerPoll float64 `json:"db_cpu_ms_per_poll"`
+	DBCPUMeasured  bool    `json:"db_cpu_measured"`
 	// MachineBusyPct is how busy all the machine's CPUs were during the
 	// measured batches (this process, the database server and anything
 	// else): near 100 means the run was bound by CPU.
@@ -453,6 +459,10 @@ func WriteTable(w io.Writer, r *Report) error {
 		fmt.Fprintf(w, "; in-process simulator %.0f ms, pipeline %.2f ms per poll", res.APICPUMS, res.PipelineCPUMSPerPoll)
 	}
 	fmt.Fprintf(w, "); machine CPUs %.0f%% busy\n", res.MachineBusyPct)
+	if res.DBCPUMeasured {
+		fmt.Fprintf(w, "database server: %.2f ms CPU per poll (its backends of this database; %.0f ms in all), %.2f ms per poll with this process\n",
+			res.DBCPUMSPerPoll, res.DBCPUMS, res.DBCPUMSPerPoll+res.PipelineCPUMSPerPoll)
+	}
 	scope := "during the measured batches"
 	if !res.PeakRSSMeasuredPhase {
 		scope = "process lifetime"

@@ -100,3 +100,31 @@ func statusKB(field string) int64 {
 	}
 	return 0
 }
+
+// clockTick is the kernel's clock tick, in which /proc reports CPU times
+// (USER_HZ: 100 on every Linux architecture Go supports).
+const clockTick = 10 * time.Millisecond
+
+// pidCPU is the CPU time (user + system) process pid has used, from
+// /proc/<pid>/stat; false when it is gone or unreadable.
+func pidCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces: count from its end.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := bytes.Fields(b[i+1:])
+	if len(fields) < 13 { // utime and stime are fields 14 and 15, 12 and 13 after the name
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(string(fields[11]), 10, 64)
+	stime, err2 := strconv.ParseInt(string(fields[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * clockTick, true
+}

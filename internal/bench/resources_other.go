@@ -15,3 +15,5 @@ func currentRSS() int64         { return 0 }
 func loadAvg() string           { return "" }
 
 func machineTicks() (busy, total uint64) { return 0, 0 }
+
+func pidCPU(int) (time.Duration, bool) { return 0, false }
