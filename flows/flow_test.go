@@ -1,6 +1,7 @@
 package flows_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
@@ -108,7 +110,15 @@ func (h *harness) horseRaces(t *testing.T, n int) []string {
 
 func (h *harness) start(t *testing.T, cfg flows.Config) (*flows.Engine, func()) {
 	t.Helper()
-	e, err := flows.New(cfg, flows.Deps{Pool: h.db.Pool, Fetcher: h.client, Logger: h.log})
+	return h.startWith(t, cfg, flows.Deps{})
+}
+
+// startWith is start with deps (Pool, Fetcher and Logger default to the
+// harness's).
+func (h *harness) startWith(t *testing.T, cfg flows.Config, deps flows.Deps) (*flows.Engine, func()) {
+	t.Helper()
+	deps.Pool, deps.Fetcher, deps.Logger = cmp.Or(deps.Pool, h.db.Pool), cmp.Or[handlers.Fetcher](deps.Fetcher, h.client), cmp.Or[logrus.FieldLogger](deps.Logger, h.log)
+	e, err := flows.New(cfg, deps)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -530,4 +540,77 @@ func TestAPollHandedOutTooOftenIsPoisonedWithItsLastError(t *testing.T) {
 			require.Contains(t, msgs[0].Reason, "context canceled", "the last error travels with it")
 		}
 	})
+}
+
+// TestKilledListenConnectionLosesNothingAndComesBack publishes polls from
+// one driver while an engine on another (as another process would) learns
+// of them by notification; its LISTEN connection is terminated mid-run.
+func TestKilledListenConnectionLosesNothingAndComesBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cfg := cfgFor(t, config.BackendPostgres)
+	reg := prometheus.NewRegistry()
+	e, _ := h.startWith(t, cfg, flows.Deps{Registry: reg})
+	results := map[string]int{}
+	var mu sync.Mutex
+	got := make(chan string, 1024)
+	e.OnResult(func(r handlers.ProcessResult) {
+		mu.Lock()
+		results[r.PollID]++
+		mu.Unlock()
+		got <- r.PollID
+	})
+	for _, c := range e.Driver().Collectors() {
+		require.NoError(t, reg.Register(c))
+	}
+	listening := func() float64 {
+		f := gather(t, reg)
+		return f.sum("raceflow_notify_listener_up", nil)
+	}
+	require.Eventually(t, func() bool { return listening() == 1 }, time.Minute, 10*time.Millisecond, "listening")
+
+	other, err := flows.New(cfg, flows.Deps{Pool: h.db.Pool, Fetcher: h.client, Logger: h.log})
+	require.NoError(t, err) // never runs: it publishes, as a scheduler in another process
+	t.Cleanup(func() { require.NoError(t, other.Close()) })
+	races := h.horseRaces(t, 6)
+	var polls []string
+	request := func(race string) {
+		id, err := other.RequestPoll(context.Background(), race, "test")
+		require.NoError(t, err)
+		polls = append(polls, id)
+	}
+	wait := func(n int) {
+		for range n {
+			select {
+			case <-got:
+			case <-time.After(time.Minute):
+				t.Fatalf("a result did not arrive (%d polls requested)", len(polls))
+			}
+		}
+	}
+	for _, r := range races[:3] {
+		request(r)
+	}
+	wait(3)
+
+	ctx := context.Background()
+	tag, err := h.db.Pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name LIKE '%-listen'`)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected(), "one LISTEN connection")
+	// Published while nobody listens: found by the faster poll.
+	for _, r := range races[3:] {
+		request(r)
+	}
+	wait(3)
+	require.Eventually(t, func() bool { return listening() == 1 }, time.Minute, 10*time.Millisecond, "listening again")
+	request(races[0])
+	wait(1)
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range polls {
+		require.Equal(t, 1, results[id], "poll %s: one result", id)
+		require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE poll_id = $1`, id), "poll %s written once", id)
+	}
 }

@@ -57,8 +57,13 @@ func (e *Engine) deliver(msg *message.Message) error {
 		"queue_ms": res.Timings.QueueMS, "duration_ms": res.Timings.TotalMS,
 		"rows_money_flow": res.Rows.MoneyFlow, "rows_odds": res.Rows.Odds, "rows_entrants": res.Rows.Entrants,
 	}
-	entry := e.log.WithFields(fields)
+	own := e.ownResult(msg)
+	entry := e.log.WithFields(fields).WithField("produced_here", own)
 	switch {
+	case !own:
+		// Where results reach every instance, the one that produced it says
+		// so; the others note it.
+		entry.Debug("pipeline end")
 	case res.Error != nil:
 		entry.WithField("stage", res.Error.Stage).WithField("error", res.Error.Message).Warn("pipeline end")
 	case res.Timings.TotalMS >= float64(e.cfg.SlowPoll/time.Millisecond):
@@ -70,7 +75,7 @@ func (e *Engine) deliver(msg *message.Message) error {
 	ch := e.waiters[res.PollID]
 	delete(e.waiters, res.PollID)
 	obs := e.observers
-	if e.ownResult(msg) {
+	if own {
 		obs = append(slices.Clip(obs), e.ownObservers...)
 	}
 	e.mu.Unlock()

@@ -144,12 +144,22 @@ func (d *Driver) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{d.up, d.notifier.sent, d.listener.received}
 }
 
-// listenConfig is where the listener connects.
+// listenConfig is where the listener connects; its session is named
+// "<application name>-listen", so an operator can tell it apart.
 func (d *Driver) listenConfig() (*pgx.ConnConfig, error) {
+	cfg := d.pool.Config().ConnConfig.Copy()
 	if d.cfg.ListenURL != "" {
-		return pgx.ParseConfig(d.cfg.ListenURL)
+		var err error
+		if cfg, err = pgx.ParseConfig(d.cfg.ListenURL); err != nil {
+			return nil, err
+		}
 	}
-	return d.pool.Config().ConnConfig.Copy(), nil
+	name := cfg.RuntimeParams["application_name"]
+	if name == "" {
+		name = "raceflow"
+	}
+	cfg.RuntimeParams["application_name"] = name + "-listen"
+	return cfg, nil
 }
 
 // pollInterval is how long an idle subscription sleeps when not woken.
