@@ -14,6 +14,7 @@ import (
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/flows/replay"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/stages/nztab"
 )
 
 // RequestPoll publishes a poll of raceID and returns its poll id.
@@ -30,7 +31,14 @@ func (e *Engine) newPoll(raceID, reason string) handlers.PollRequest {
 	return handlers.PollRequest{RaceID: raceID, PollID: handlers.PollID(raceID, e.deps.Now()), RequestedAt: time.Now(), Reason: reason}
 }
 
+// publishPoll publishes req. A race id no API id can be is refused here,
+// before it enters the flow: it could not be fetched, and a backend that
+// carries metadata in protocol headers (nats) could not even carry it.
 func (e *Engine) publishPoll(ctx context.Context, req handlers.PollRequest) error {
+	if err := nztab.ValidateRaceID(req.RaceID); err != nil {
+		return &handlers.FetchError{StageError: handlers.StageError{Stage: handlers.StageFetch, RaceID: fmt.Sprintf("%q", req.RaceID),
+			PollID: req.PollID, Kind: "validation", Err: err}}
+	}
 	msg, err := handlers.NewPollMessage(req, false)
 	if err != nil {
 		return err
@@ -104,7 +112,12 @@ func (e *Engine) ProcessRace(ctx context.Context, raceID string) (handlers.Proce
 		e.mu.Unlock()
 	}()
 	if err := e.publishPoll(ctx, req); err != nil {
-		return handlers.ProcessResult{RaceID: raceID, PollID: req.PollID, Status: handlers.StatusFailed}, err
+		res := handlers.ProcessResult{RaceID: raceID, PollID: req.PollID, Status: handlers.StatusFailed}
+		var se *handlers.StageError
+		if errors.As(err, &se) {
+			res.Error = &handlers.ErrorInfo{Stage: se.Stage, Kind: se.Kind, Message: err.Error()}
+		}
+		return res, err
 	}
 	select {
 	case res := <-ch:

@@ -336,28 +336,45 @@ func (s *Service) housekeeping(ctx context.Context) {
 	}
 }
 
+// NotReadyError says which part of the service is not ready, and why.
+type NotReadyError struct {
+	// Part is "flow", "database" or "message broker": what /readyz tells
+	// anyone who asks.
+	Part string
+	// Err is why, for the logs.
+	Err error
+}
+
+func (e *NotReadyError) Error() string { return e.Part + ": " + e.Err.Error() }
+func (e *NotReadyError) Unwrap() error { return e.Err }
+
 // Ready reports whether the service can do its work: the database answers,
-// the flow runs and its message backend is connected.
+// the flow runs and its message backend is connected; a *NotReadyError
+// says which does not.
 func (s *Service) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	up, failed := s.flowUp, s.flowFailed
 	s.mu.Unlock()
 	if !up {
-		if failed != nil {
-			return fmt.Errorf("flow stopped: %w", failed)
+		if failed == nil {
+			failed = errors.New("not running")
 		}
-		return errors.New("flow not running")
+		return &NotReadyError{Part: "flow", Err: failed}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.deps.Pool.Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
+		return &NotReadyError{Part: "database", Err: err}
 	}
-	return s.engine.Driver().Health(ctx)
+	if err := s.engine.Driver().Health(ctx); err != nil {
+		return &NotReadyError{Part: "message broker", Err: err}
+	}
+	return nil
 }
 
 // Handler serves /healthz (the process is up), /readyz (the database
-// answers and the flow runs) and /metrics.
+// answers and the flow runs), /metrics and the status page. Serve it with
+// NewHTTPServer.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -365,7 +382,15 @@ func (s *Service) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.Ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			// The part, not the error's text: that may name hosts and
+			// internals, and the endpoint answers anyone.
+			part := "service"
+			var nr *NotReadyError
+			if errors.As(err, &nr) {
+				part = nr.Part
+			}
+			s.deps.Logger.WithError(err).Debug("not ready")
+			http.Error(w, "not ready: "+part, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
@@ -373,4 +398,18 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}))
 	mux.Handle("/", s.pages) // the status page: /, /races/{id}, /pipeline, /poison/{id}, /api/...
 	return mux
+}
+
+// NewHTTPServer is the server for Handler: every phase of a request is
+// bounded, so idle or slow clients cannot hold connections (scrapes and
+// the page answer in well under a second).
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
 }

@@ -2,6 +2,7 @@ package flows_test
 
 import (
 	"context"
+	"io"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -112,6 +113,11 @@ func TestRunServiceOverASimulatedHour(t *testing.T) {
 	require.NoError(t, srv.Halt(ctx))
 	require.Eventually(t, func() bool { return status("/readyz") == http.StatusServiceUnavailable }, 30*time.Second, 20*time.Millisecond)
 	require.Equal(t, http.StatusOK, status("/healthz"), "the process itself is still up")
+	if resp, err := http.Get(health.URL + "/readyz"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		require.Equal(t, "not ready: database\n", string(body), "the part, not the internals (hosts, ports, driver errors)")
+	}
 	require.NoError(t, srv.Resume(ctx))
 	require.Eventually(t, func() bool { return status("/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond)
 

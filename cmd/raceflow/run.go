@@ -67,7 +67,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, drain time.Duration) e
 	if err != nil {
 		return fmt.Errorf("listen on RACEFLOW_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := flows.NewHTTPServer(svc.Handler())
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -75,7 +75,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, drain time.Duration) e
 			log.WithError(err).Error("http server")
 		}
 	}()
-	log.WithField("addr", ln.Addr().String()).Info("serving /healthz, /readyz and /metrics")
+	log.WithField("addr", ln.Addr().String()).Info("serving the status page, /healthz, /readyz and /metrics (every interface when the host part is empty)")
 
 	runErr := svc.Run(ctx)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Summary, error) {
 	if ln, err := net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		say("metrics: not served (%v)", err)
 	} else {
-		metricsSrv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		metricsSrv := flows.NewHTTPServer(svc.Handler())
 		servers.Go(func() error { return serve(metricsSrv, ln) })
 		defer metricsSrv.Close()
 		say("metrics: http://%s/metrics", ln.Addr())

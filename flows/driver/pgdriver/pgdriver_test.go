@@ -1,6 +1,8 @@
 package pgdriver_test
 
 import (
+	"io"
+	"log"
 	"testing"
 	"time"
 
@@ -15,7 +17,13 @@ import (
 	"github.com/raceflow/raceflow/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	// Watermill's universal suite logs every bulk read and resend through the
+	// standard logger (hundreds of lines); its failures are reported through
+	// the test, so the lines say nothing a failure would not.
+	log.SetOutput(io.Discard)
+	pgtest.Main(m)
+}
 
 func TestDriverConformance(t *testing.T) {
 	t.Parallel()
