@@ -43,7 +43,7 @@ var ErrBadValue = errors.New("baseline: value cannot be stored")
 
 // Filter selects the meetings the pipeline keeps. A nil field means the
 // default, so the zero Filter keeps NZ and AUS thoroughbred and harness
-// racing (domain.md §1.4).
+// racing (docs/DOMAIN.md §1.2).
 type Filter struct {
 	// Countries are API country codes (NZ, AUS, ...), compared ignoring case.
 	Countries []string
@@ -216,7 +216,7 @@ func meetingRow(m nztab.Meeting) (MeetingRow, error) {
 	if !ok {
 		return MeetingRow{}, fmt.Errorf("category %q has no race type", m.Category)
 	}
-	// The date part as written is the NZ day (domain.md §1.7); converting
+	// The date part as written is the NZ day (docs/DOMAIN.md §1.3); converting
 	// the instant to any zone would shift it.
 	d, err := time.Parse(time.RFC3339, m.Date)
 	if err != nil {

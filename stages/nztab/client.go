@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Defaults of ClientConfig. The retry numbers follow domain.md §1.9, with
+// Defaults of ClientConfig. The retry numbers follow docs/DOMAIN.md §1.5, with
 // the "max 3 retries" the requirements asked for (the reference code only
 // ever made 3 attempts in total).
 const (

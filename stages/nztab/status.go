@@ -8,7 +8,7 @@ import "strings"
 type Status string
 
 // The race lifecycle is open → closed → interim → final; abandoned can
-// happen at any point (domain.md §1.6).
+// happen at any point (docs/DOMAIN.md §1.4).
 const (
 	// StatusOpen means betting is open.
 	StatusOpen Status = "open"

@@ -13,7 +13,7 @@ import (
 const fullEventFixture = "race-event-full-response.json"
 
 // goldenObservedAt is 3.5 minutes before the sample's advertised start, the
-// domain.md §2.7 example that rounds up to time_to_start 4.
+// docs/DOMAIN.md §2.5 example that rounds up to time_to_start 4.
 var goldenObservedAt = time.Date(2025, 7, 17, 0, 46, 30, 0, time.UTC)
 
 func goldenSnapshot(t *testing.T) RaceSnapshot {
@@ -47,7 +47,7 @@ func TestGoldenRacePoolsMatchDomainWorkedExample(t *testing.T) {
 func TestGoldenMoneyFlowSumsTrackerRowsPerRunner(t *testing.T) {
 	t.Parallel()
 	s := goldenSnapshot(t)
-	// domain.md §2.3: Σhold, Σbet and the cents amounts per runner. Win and
+	// docs/DOMAIN.md §2.2: Σhold, Σbet and the cents amounts per runner. Win and
 	// place pool percentages come out equal to hold to 2 decimals.
 	want := []struct {
 		number     int

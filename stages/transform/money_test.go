@@ -72,7 +72,7 @@ func TestMulDivHalfUpIsExactAndDetectsOverflow(t *testing.T) {
 
 func TestPoolAmountsMatchDomainVectors(t *testing.T) {
 	t.Parallel()
-	// domain.md §2.4. W and P are dollars; amounts are cents.
+	// docs/DOMAIN.md §2.3. W and P are dollars; amounts are cents.
 	cases := []struct {
 		name                 string
 		hold, win, place     float64

@@ -126,7 +126,7 @@ func (p *RacePools) get(k poolKind) int64 {
 	return 0
 }
 
-// extractPools implements domain.md §2.1: tote_pools when present, else the
+// extractPools implements docs/DOMAIN.md §2.1: tote_pools when present, else the
 // largest pool_size per dividend product, else nil (no pools, no money flow).
 func extractPools(raceID string, d *nztab.EventData, q *qualityAcc) *RacePools {
 	switch {

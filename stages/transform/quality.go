@@ -5,7 +5,7 @@ import (
 	"math"
 )
 
-// Quality tuning (domain.md §2.10). The tolerance is ±5 percentage points,
+// Quality tuning (docs/DOMAIN.md §2.8). The tolerance is ±5 percentage points,
 // not the reference system's ±0.5, because the API gives integer percentages
 // that legitimately sum to 93–101 %.
 const (

@@ -27,7 +27,7 @@ type fixedOdds struct {
 	EntrantID  string   `json:"entrant_id"`
 }
 
-// buildResults implements domain.md §3.7. Results and dividends are sorted
+// buildResults implements docs/DOMAIN.md §2.7. Results and dividends are sorted
 // before marshalling so the stored jsonb does not change when the API merely
 // reorders them; otherwise every poll would look like an update.
 func buildResults(raceID, status string, race *nztab.Race, d *nztab.EventData, entrants []Entrant, observedAt time.Time) (*RaceResults, error) {

@@ -157,7 +157,7 @@ type RaceResults struct {
 	ResultTime       time.Time       `json:"result_time"`
 }
 
-// Quality is the poll's data-quality report (domain.md §2.10, ±5 %
+// Quality is the poll's data-quality report (docs/DOMAIN.md §2.8, ±5 %
 // tolerance). It never blocks the write, with one exception the transform
 // applies itself: money that cannot be true is withheld (MoneyWithheld).
 type Quality struct {

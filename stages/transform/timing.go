@@ -6,7 +6,7 @@ import (
 )
 
 // Interval types name the legacy polling cadence a money-flow row fell in
-// (domain.md §2.7); the money_flow_history CHECK allows exactly these.
+// (docs/DOMAIN.md §2.5); the money_flow_history CHECK allows exactly these.
 const (
 	IntervalFiveMinutes = "5m"
 	IntervalTwoMinutes  = "2m"
@@ -37,7 +37,7 @@ func floorDiv(a, b int64) int64 {
 }
 
 // TimeInterval is the timeline bucket of an integer time_to_start
-// (domain.md §2.7). Because t is an integer the legacy half-minute steps
+// (docs/DOMAIN.md §2.5). Because t is an integer the legacy half-minute steps
 // after the start collapse to t itself, which keeps the column an INTEGER.
 func TimeInterval(t int) int {
 	switch {

@@ -81,7 +81,7 @@ func TestTimeIntervalAndTypeAtEveryBucketEdge(t *testing.T) {
 
 func TestTimeMetadataMatchesDomainExamples(t *testing.T) {
 	t.Parallel()
-	// domain.md §2.7 table, race starting 00:50:00Z.
+	// docs/DOMAIN.md §2.5 table, race starting 00:50:00Z.
 	cases := []struct {
 		at       time.Time
 		tts      int

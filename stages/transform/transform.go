@@ -359,7 +359,7 @@ func oddsValue(v *float64, entrantID, kind string, q *qualityAcc) *float64 {
 	return &x
 }
 
-// applyMoney sums the money tracker per runner (domain.md §2.3: the sum of
+// applyMoney sums the money tracker per runner (docs/DOMAIN.md §2.2: the sum of
 // all rows, never the last row), sets the entrants' money fields and emits
 // the money-flow rows. It returns the runners' hold and bet sums in
 // hundredths of a percent.
