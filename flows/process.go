@@ -15,6 +15,7 @@ import (
 	"github.com/raceflow/raceflow/flows/replay"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/write"
 )
 
 // RequestPoll publishes a poll of raceID and returns its poll id.
@@ -28,7 +29,7 @@ func (e *Engine) RequestPoll(ctx context.Context, raceID, reason string) (string
 // poll's total and queue times are measured, is always the real clock, like
 // every stage's timing, so latencies are real whatever clock the flow runs on.
 func (e *Engine) newPoll(raceID, reason string) handlers.PollRequest {
-	return handlers.PollRequest{RaceID: raceID, PollID: handlers.PollID(raceID, e.deps.Now()), RequestedAt: time.Now(), Reason: reason}
+	return handlers.PollRequest{RaceID: raceID, PollID: write.PollID(raceID, e.deps.Now()), RequestedAt: time.Now(), Reason: reason}
 }
 
 // publishPoll publishes req. A race id no API id can be is refused here,

@@ -27,6 +27,7 @@ import (
 	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/write"
 )
 
 // replayHarness is a flow on a fresh database against a simulator whose
@@ -628,7 +629,7 @@ func storeReplayDay(b *testing.B, h *replayHarness, races []nztabsim.RaceInfo, p
 			fetch := handlers.Fetch(replayFetchFunc(func(context.Context, string) (*nztab.Fetched, error) {
 				return &nztab.Fetched{Body: body, ObservedAt: at}, nil
 			}), nil)
-			in, err := handlers.NewPollMessage(handlers.PollRequest{RaceID: r.ID, PollID: handlers.PollID(r.ID, at), RequestedAt: at}, false)
+			in, err := handlers.NewPollMessage(handlers.PollRequest{RaceID: r.ID, PollID: write.PollID(r.ID, at), RequestedAt: at}, false)
 			require.NoError(b, err)
 			out, err := fetch(in)
 			require.NoError(b, err)

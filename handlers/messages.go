@@ -80,11 +80,6 @@ func NewPollMessage(req PollRequest, replay bool) (*message.Message, error) {
 	return msg, nil
 }
 
-// PollID builds the id of a poll of raceID requested at t.
-func PollID(raceID string, t time.Time) string {
-	return raceID + "@" + t.UTC().Format("20060102T150405.000000000Z")
-}
-
 // next derives the next stage's message from in: same poll metadata, new
 // payload. Message uuids are random (the SQL schema keeps 36 characters);
 // the poll is identified by its metadata.

@@ -58,7 +58,8 @@ type ErrorInfo struct {
 	Retryable bool   `json:"retryable"`
 }
 
-// StageError is a failure of one stage of one poll. FetchError,
+// StageError is a failure of one stage of one poll (or, without race and
+// poll ids, of a batch of polls). FetchError,
 // TransformError and WriteError are its stage-specific forms; errors.As
 // finds the cause through them.
 type StageError struct {
@@ -71,6 +72,9 @@ type StageError struct {
 }
 
 func (e *StageError) Error() string {
+	if e.RaceID == "" && e.PollID == "" {
+		return fmt.Sprintf("%s: %s: %v", e.Stage, e.Kind, e.Err)
+	}
 	return fmt.Sprintf("%s race %s poll %s: %s: %v", e.Stage, e.RaceID, e.PollID, e.Kind, e.Err)
 }
 

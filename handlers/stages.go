@@ -165,17 +165,37 @@ func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 // whose kind and Retryable say what a caller can do (a cancelled context is
 // returned as it is).
 func WritePoll(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, pollID string) (write.Rows, error) {
-	rows, err := write.WriteWith(ctx, tx, snap, write.Options{PollID: pollID})
-	if err == nil {
-		return rows, nil
+	rows, err := write.Write(ctx, tx, write.Poll{Snapshot: snap, PollID: pollID})
+	if err != nil {
+		return rows, WriteFailure(snap.RaceID, pollID, err)
 	}
-	var we *write.WriteError
-	retry := errors.As(err, &we) && we.Retryable
+	return rows, nil
+}
+
+// WritePolls writes several polls inside tx with write.WriteBatch, with the
+// rows and counts of writing them one by one with WritePoll in the given
+// order: the bulk form of the same path, for replay. A failure is classified
+// as WritePoll's; it does not say which poll caused it (write.WriteBatch).
+func WritePolls(ctx context.Context, tx pgx.Tx, polls []write.Poll) (write.BatchRows, error) {
+	rows, err := write.WriteBatch(ctx, tx, polls)
+	if err != nil {
+		return rows, WriteFailure("", "", fmt.Errorf("batch of %d polls: %w", len(polls), err))
+	}
+	return rows, nil
+}
+
+// WriteFailure classifies a failed write of the poll pollID of raceID (both
+// empty for a batch) as the write stage does: a *WriteError of kind
+// "partition_missing" or "database", retryable when the database error is.
+// A cancelled context is returned as it is.
+func WriteFailure(raceID, pollID string, err error) error {
+	var de *write.DBError
+	retry := errors.As(err, &de) && de.Retryable
 	kind := "database"
 	if errors.Is(err, write.ErrPartitionMissing) {
 		kind = "partition_missing"
 	}
-	return rows, writeErr(snap.RaceID, pollID, kind, retry, err)
+	return writeErr(raceID, pollID, kind, retry, err)
 }
 
 // RowCountsOf is what a result reports of the rows a write changed.

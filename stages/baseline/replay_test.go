@@ -70,7 +70,7 @@ func TestReplayOfStoredPollsAndListsRebuildsWhatOnlyTheListCarries(t *testing.T)
 	db := pgtest.New(t)
 	for _, e := range events {
 		if e.poll != nil {
-			_, err := write.WriteTx(ctx, db.Pool, *e.poll)
+			_, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: *e.poll})
 			require.NoError(t, err)
 			continue
 		}
@@ -103,7 +103,7 @@ func TestReplayOfStoredPollsAndListsRebuildsWhatOnlyTheListCarries(t *testing.T)
 				require.NoError(t, err)
 				i++
 			}
-			_, err := write.WriteTx(ctx, db.Pool, p)
+			_, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: p})
 			require.NoError(t, err)
 		}
 		for ; i < len(stored); i++ {

@@ -267,7 +267,7 @@ func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[mo
 	br := tx.SendBatch(ctx, batch)
 	fail := func(table string, err error) ([]storedMoney, []storedOdds, []int64, error) {
 		_ = br.Close()
-		return nil, nil, nil, newWriteError(table, err)
+		return nil, nil, nil, newDBError(table, err)
 	}
 	if _, err := br.Exec(); err != nil {
 		return fail("batch", err)
@@ -326,7 +326,7 @@ func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[mo
 		return fail("batch", err)
 	}
 	if err := br.Close(); err != nil {
-		return nil, nil, nil, newWriteError("batch", err)
+		return nil, nil, nil, newDBError("batch", err)
 	}
 	return money, odds, cents, nil
 }

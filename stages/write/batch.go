@@ -10,13 +10,6 @@ import (
 	"github.com/raceflow/raceflow/stages/transform"
 )
 
-// Poll is one poll of a batch.
-type Poll struct {
-	Snapshot transform.RaceSnapshot
-	// PollID is recorded in the race_polls ledger, as Options.PollID.
-	PollID string
-}
-
 // BatchRows is what a batch changed.
 type BatchRows struct {
 	// Polls[i] is what the batch's i-th poll changed, exactly as writing the
@@ -78,7 +71,7 @@ func Validate(snap transform.RaceSnapshot) error { return validate(snap) }
 // insert fails on the unique key and the batch can be retried.
 //
 // A batch holding an invalid snapshot is refused before the database, as a
-// *WriteError for the table "snapshot" naming the poll. On a database error
+// *DBError for the table "snapshot" naming the poll. On a database error
 // the transaction is unusable and the caller must roll it back; which poll
 // caused it is not known (a statement may serve several), so a caller that
 // must isolate a bad poll writes the batch's polls one by one.
@@ -87,9 +80,9 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 	ps := make([]*pending, len(polls))
 	for i, p := range polls {
 		if err := validate(p.Snapshot); err != nil {
-			return BatchRows{}, &WriteError{Table: "snapshot", Err: fmt.Errorf("poll %d (%s): %w", i, pollLabel(p), err)}
+			return BatchRows{}, &DBError{Table: "snapshot", Err: fmt.Errorf("poll %d (%s): %w", i, p.id(), err)}
 		}
-		ps[i] = newPending(p.Snapshot, p.PollID, &out.Polls[i])
+		ps[i] = newPending(p, &out.Polls[i])
 	}
 	if len(ps) == 0 {
 		return out, nil
@@ -104,7 +97,7 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 	for i, r := range plan {
 		stmts, err := roundStatements(r)
 		if err != nil {
-			return BatchRows{}, &WriteError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
+			return BatchRows{}, &DBError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
 		}
 		rounds[i] = stmts
 	}
@@ -134,13 +127,6 @@ func WriteBatchTx(ctx context.Context, db Beginner, polls []Poll) (BatchRows, er
 	}
 	out.Durations[DurationCommit] = commit
 	return out, nil
-}
-
-func pollLabel(p Poll) string {
-	if p.PollID != "" {
-		return p.PollID
-	}
-	return PollID(p.Snapshot)
 }
 
 // planRounds splits polls into rounds whose polls share no race, meeting or

@@ -47,7 +47,7 @@ func TestBatchWritesAndCountsEachPollAsWritingThemOneByOne(t *testing.T) {
 	}
 	require.Positive(t, appended, "in-order polls take the append path")
 	for i := range want {
-		require.Equal(t, want[i], got[i], "poll %d (%s)", i, write.PollID(polls[i]))
+		require.Equal(t, want[i], got[i], "poll %d (%s)", i, write.PollID(polls[i].RaceID, polls[i].ObservedAt))
 	}
 	requireSameState(t, capture(t, oneByOne.Pool), capture(t, batched.Pool))
 }
@@ -108,7 +108,7 @@ func TestBatchFailureRollsBackEveryPoll(t *testing.T) {
 	bad := newRaceGen("B", ts[2].Add(time.Hour)).poll(3, ts[2])
 	bad.Results.ResultStatus = "bogus" // passes validation, fails the CHECK
 	_, err := write.WriteBatchTx(context.Background(), db.Pool, []write.Poll{{Snapshot: ok}, {Snapshot: bad}})
-	var we *write.WriteError
+	var we *write.DBError
 	require.ErrorAs(t, err, &we)
 	require.Equal(t, write.TableRaceResults, we.Table)
 	require.Equal(t, pgtest.Checksums(t, pgtest.New(t).Pool), pgtest.Checksums(t, db.Pool), "nothing of the batch is stored")
@@ -127,7 +127,7 @@ func TestBatchAppendingWhileAnotherTransactionWritesTheSeriesFailsRetryably(t *t
 	other, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = other.Rollback(ctx) }()
-	_, err = write.Write(ctx, other, g.poll(2, ts[1]))
+	_, err = write.Write(ctx, other, write.Poll{Snapshot: g.poll(2, ts[1])})
 	require.NoError(t, err)
 
 	done := make(chan error, 1)
@@ -146,7 +146,7 @@ func TestBatchAppendingWhileAnotherTransactionWritesTheSeriesFailsRetryably(t *t
 
 	err = <-done
 	require.ErrorIs(t, err, write.ErrAppendRace)
-	var we *write.WriteError
+	var we *write.DBError
 	require.ErrorAs(t, err, &we)
 	require.True(t, we.Retryable, "the batch can be tried again")
 	res, err := write.WriteBatchTx(ctx, db.Pool, []write.Poll{{Snapshot: g.poll(2, ts[1])}})

@@ -35,7 +35,7 @@ func BenchmarkWritePoll16Runners(b *testing.B) {
 	g := newRaceGen("bench", base.Add(24*time.Hour))
 	// Warm the connections' statement caches so iterations measure the
 	// steady state.
-	if _, err := write.WriteTx(ctx, db.Pool, g.poll(1, base)); err != nil {
+	if _, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: g.poll(1, base)}); err != nil {
 		b.Fatal(err)
 	}
 	var lat []time.Duration
@@ -45,7 +45,7 @@ func BenchmarkWritePoll16Runners(b *testing.B) {
 		i++
 		snap := g.poll(i, base.Add(time.Duration(i)*time.Second))
 		start := time.Now()
-		rows, err := write.WriteTx(ctx, db.Pool, snap)
+		rows, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: snap})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func BenchmarkWritePollsParallel(b *testing.B) {
 						}
 						snap := g.poll(k, base.Add(time.Duration(k)*time.Second))
 						t0 := time.Now()
-						if _, err := write.WriteTx(ctx, db.Pool, snap); err != nil {
+						if _, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: snap}); err != nil {
 							b.Error(err)
 							return
 						}
@@ -155,7 +155,7 @@ func BenchmarkWriteDay(b *testing.B) {
 						for chunk := range slices.Chunk(part, tc.batch) {
 							var d map[string]time.Duration
 							if tc.batch == 1 {
-								r, err := write.WriteTx(ctx, db.Pool, chunk[0].Snapshot)
+								r, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: chunk[0].Snapshot})
 								if err != nil {
 									b.Error(err)
 									return

@@ -29,10 +29,12 @@ var ErrInvalidSnapshot = errors.New("invalid snapshot")
 // again is retryable: the series now take the general path.
 var ErrAppendRace = errors.New("history rows written concurrently with a batch appending to them")
 
-// WriteError is a failed poll write. Nothing of the poll is stored once the
-// transaction is rolled back, so a Retryable error can be retried as a whole
-// (the write is idempotent) and a permanent one belongs in the poison queue.
-type WriteError struct {
+// DBError is a failed write of a poll (or of a batch, WriteBatch) to the
+// database. Nothing of it is stored once the transaction is rolled back, so
+// a Retryable error can be retried as a whole (the write is idempotent) and
+// a permanent one belongs in the poison queue. The write handler wraps it in
+// a handlers.WriteError, the stage error the flow reports.
+type DBError struct {
 	// Table is the table whose statement failed, or the step when no table
 	// was involved: "snapshot" (validation), "begin", "batch", "commit".
 	Table string
@@ -45,7 +47,7 @@ type WriteError struct {
 }
 
 // Error implements error.
-func (e *WriteError) Error() string {
+func (e *DBError) Error() string {
 	kind := "permanent"
 	if e.Retryable {
 		kind = "retryable"
@@ -54,16 +56,16 @@ func (e *WriteError) Error() string {
 }
 
 // Unwrap exposes the cause for errors.Is and errors.As.
-func (e *WriteError) Unwrap() error { return e.Err }
+func (e *DBError) Unwrap() error { return e.Err }
 
-// newWriteError classifies err, which happened while writing table. A
+// newDBError classifies err, which happened while writing table. A
 // missing partition gains ErrPartitionMissing so callers can branch on it
 // without knowing PostgreSQL's error codes.
-func newWriteError(table string, err error) *WriteError {
+func newDBError(table string, err error) *DBError {
 	if isPartitionMissing(err) {
 		err = fmt.Errorf("%w: %w", ErrPartitionMissing, err)
 	}
-	return &WriteError{Table: table, Retryable: IsRetryable(err), Err: err}
+	return &DBError{Table: table, Retryable: IsRetryable(err), Err: err}
 }
 
 // isPartitionMissing recognises PostgreSQL's "no partition of relation ...

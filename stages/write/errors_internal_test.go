@@ -55,7 +55,7 @@ func TestErrorsAreClassifiedByWhetherARetryCanHelp(t *testing.T) {
 			if tc.err == nil {
 				return
 			}
-			we := newWriteError("entrants", tc.err)
+			we := newDBError("entrants", tc.err)
 			require.Equal(t, tc.retryable, we.Retryable)
 			require.ErrorIs(t, we, tc.err, "the cause stays reachable")
 			require.Contains(t, we.Error(), "write entrants")
@@ -77,7 +77,7 @@ func TestMissingPartitionIsRecognisedFromTheServerError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			we := newWriteError("odds_history", tc.err)
+			we := newDBError("odds_history", tc.err)
 			require.Equal(t, tc.missing, errors.Is(we, ErrPartitionMissing))
 			require.False(t, we.Retryable)
 			var pg *pgconn.PgError

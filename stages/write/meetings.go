@@ -44,7 +44,7 @@ func UpsertMeetings(ctx context.Context, tx pgx.Tx, ms []ListedMeeting) (inserte
 	)
 	args := meetingArgs(rows, obs, make([]*string, len(ms)))
 	if err := tx.QueryRow(ctx, sqlMeetings, args...).Scan(&keys, &ins, &upd, &elapsed); err != nil {
-		return 0, 0, newWriteError(TableMeetings, err)
+		return 0, 0, newDBError(TableMeetings, err)
 	}
 	for i := range keys {
 		inserted += int(ins[i])

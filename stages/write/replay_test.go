@@ -74,8 +74,8 @@ func writeOneByOne(t *testing.T, pool *pgxpool.Pool, snaps []transform.RaceSnaps
 	t.Helper()
 	var total write.Rows
 	for _, s := range snaps {
-		r, err := write.WriteTx(context.Background(), pool, s)
-		require.NoError(t, err, "poll %s", write.PollID(s))
+		r, err := write.WriteTx(context.Background(), pool, write.Poll{Snapshot: s})
+		require.NoError(t, err, "poll of %s at %s", s.RaceID, s.ObservedAt)
 		total = addRows(total, r)
 	}
 	return total

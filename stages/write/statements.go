@@ -21,11 +21,9 @@ type pending struct {
 	odds  []transform.Odds
 }
 
-func newPending(snap transform.RaceSnapshot, pollID string, rows *Rows) *pending {
-	if pollID == "" {
-		pollID = PollID(snap)
-	}
-	return &pending{snap: snap, pollID: pollID, rows: rows, money: snap.MoneyFlow, odds: snap.Odds}
+func newPending(p Poll, rows *Rows) *pending {
+	s := p.Snapshot
+	return &pending{snap: s, pollID: p.id(), rows: rows, money: s.MoneyFlow, odds: s.Odds}
 }
 
 // stmt is one statement of the batch and where its counters go: each result

@@ -76,11 +76,21 @@ type Rows struct {
 	Durations map[string]time.Duration `json:"durations"`
 }
 
-// Options adjust one write.
-type Options struct {
-	// PollID is recorded in the race_polls ledger; empty derives
-	// race_id + "@" + observed_at (RFC 3339, nanoseconds, UTC).
+// Poll is one poll to write: its snapshot and the id the race_polls ledger
+// records for it.
+type Poll struct {
+	Snapshot transform.RaceSnapshot
+	// PollID is recorded in the race_polls ledger; empty derives it from
+	// the snapshot's race and observation instant (PollID).
 	PollID string
+}
+
+// id is the poll id the ledger records.
+func (p Poll) id() string {
+	if p.PollID != "" {
+		return p.PollID
+	}
+	return PollID(p.Snapshot.RaceID, p.Snapshot.ObservedAt)
 }
 
 // Beginner opens a transaction; *pgxpool.Pool, *pgx.Conn and pgx.Tx (for a
@@ -89,14 +99,18 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// PollID is the poll id Write records when none is given.
-func PollID(snap transform.RaceSnapshot) string {
-	return snap.RaceID + "@" + snap.ObservedAt.UTC().Format(time.RFC3339Nano)
+// PollID names the poll of raceID at instant t: the race id, "@", and the
+// instant in UTC with fixed-width nanoseconds, so ids sort as their
+// instants do. It is the one rule for poll ids: the flow names a requested
+// poll by its request instant, and Write names a poll given without an id by
+// its observation instant.
+func PollID(raceID string, t time.Time) string {
+	return raceID + "@" + t.UTC().Format("20060102T150405.000000000Z")
 }
 
 // Write persists one poll inside the caller's transaction, so the flow can
 // commit it together with its next message. On error the transaction is
-// unusable and the caller must roll it back; the error is a *WriteError and
+// unusable and the caller must roll it back; the error is a *DBError and
 // the returned Rows carry no counts.
 //
 // Semantics:
@@ -116,20 +130,18 @@ func PollID(snap transform.RaceSnapshot) string {
 //     resurrected when a later-arriving earlier poll would make it a change,
 //     e.g. 2.50@t1, 2.51@t2, 2.52@t3 stores t1 and t3 in order but only t1
 //     when they arrive t2, t3, t1.
-func Write(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot) (Rows, error) {
-	return WriteWith(ctx, tx, snap, Options{})
-}
-
-// WriteWith is Write with options.
-func WriteWith(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, opts Options) (Rows, error) {
+//
+// Several polls go into one transaction with WriteBatch, with the same
+// result.
+func Write(ctx context.Context, tx pgx.Tx, poll Poll) (Rows, error) {
 	rows := Rows{Durations: make(map[string]time.Duration, 10)}
-	if err := validate(snap); err != nil {
-		return rows, &WriteError{Table: "snapshot", Err: err}
+	if err := validate(poll.Snapshot); err != nil {
+		return rows, &DBError{Table: "snapshot", Err: err}
 	}
-	p := newPending(snap, opts.PollID, &rows)
+	p := newPending(poll, &rows)
 	stmts, err := roundStatements([]*pending{p})
 	if err != nil {
-		return rows, &WriteError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
+		return rows, &DBError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
 	}
 	start := time.Now()
 	if err := execute(ctx, tx, [][]stmt{stmts}, rows.Durations); err != nil {
@@ -139,18 +151,13 @@ func WriteWith(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, opts
 	return rows, nil
 }
 
-// WriteTx writes one poll in its own transaction and commits it. Any error
-// rolls the whole poll back.
-func WriteTx(ctx context.Context, db Beginner, snap transform.RaceSnapshot) (Rows, error) {
-	return WriteTxWith(ctx, db, snap, Options{})
-}
-
-// WriteTxWith is WriteTx with options.
-func WriteTxWith(ctx context.Context, db Beginner, snap transform.RaceSnapshot, opts Options) (Rows, error) {
+// WriteTx writes one poll with Write in its own transaction of db and
+// commits it. Any error rolls the whole poll back.
+func WriteTx(ctx context.Context, db Beginner, poll Poll) (Rows, error) {
 	var rows Rows
 	durations, err := inTx(ctx, db, func(tx pgx.Tx) error {
 		var err error
-		rows, err = WriteWith(ctx, tx, snap, opts)
+		rows, err = Write(ctx, tx, poll)
 		return err
 	})
 	if err != nil {
@@ -165,7 +172,7 @@ func WriteTxWith(ctx context.Context, db Beginner, snap transform.RaceSnapshot, 
 func inTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) (time.Duration, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		return 0, newWriteError("begin", err)
+		return 0, newDBError("begin", err)
 	}
 	if err := fn(tx); err != nil {
 		// The caller's context may be what failed; the rollback must still
@@ -177,7 +184,7 @@ func inTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) (time.Duratio
 	}
 	start := time.Now()
 	if err := tx.Commit(ctx); err != nil {
-		return 0, newWriteError("commit", err)
+		return 0, newDBError("commit", err)
 	}
 	return time.Since(start), nil
 }
@@ -227,7 +234,7 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 	br := tx.SendBatch(ctx, batch)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
-		return newWriteError("batch", err)
+		return newDBError("batch", err)
 	}
 	var (
 		keys    []string
@@ -240,9 +247,9 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 				_ = br.Close()
 				var pg *pgconn.PgError
 				if s.owner == nil && errors.As(err, &pg) && pg.Code == "23505" {
-					return &WriteError{Table: s.table, Retryable: true, Err: fmt.Errorf("%w: %w", ErrAppendRace, err)}
+					return &DBError{Table: s.table, Retryable: true, Err: fmt.Errorf("%w: %w", ErrAppendRace, err)}
 				}
-				return newWriteError(s.table, err)
+				return newDBError(s.table, err)
 			}
 			if s.owner == nil {
 				var n int64
@@ -251,7 +258,7 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 				}
 				if n != int64(s.expect) {
 					_ = br.Close()
-					return newWriteError(s.table, fmt.Errorf("inserted %d rows, expected %d", n, s.expect))
+					return newDBError(s.table, fmt.Errorf("inserted %d rows, expected %d", n, s.expect))
 				}
 				durations[s.table] += time.Duration(elapsed) * time.Microsecond
 				continue
@@ -260,7 +267,7 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 				rows := s.owner[k]
 				if rows == nil {
 					_ = br.Close()
-					return newWriteError(s.table, fmt.Errorf("statement counted key %q of no poll", k))
+					return newDBError(s.table, fmt.Errorf("statement counted key %q of no poll", k))
 				}
 				*s.a(rows) += int(a[i])
 				if s.b != nil {
@@ -273,10 +280,10 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 	}
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
-		return newWriteError("batch", err)
+		return newDBError("batch", err)
 	}
 	if err := br.Close(); err != nil {
-		return newWriteError("batch", err)
+		return newDBError("batch", err)
 	}
 	return nil
 }

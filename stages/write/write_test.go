@@ -23,7 +23,7 @@ var volatile = []string{"created_at", "updated_at", "written_at"}
 
 func writeTx(t *testing.T, pool *pgxpool.Pool, snap transform.RaceSnapshot) write.Rows {
 	t.Helper()
-	rows, err := write.WriteTx(context.Background(), pool, snap)
+	rows, err := write.WriteTx(context.Background(), pool, write.Poll{Snapshot: snap})
 	require.NoError(t, err)
 	return rows
 }
@@ -141,10 +141,10 @@ func TestFailureAtTheLastStatementLeavesNoRowOfThePoll(t *testing.T) {
 
 	bad := g.poll(3, ts[2]) // changes every table
 	bad.Results.ResultStatus = "bogus"
-	rows, err := write.WriteTx(context.Background(), db.Pool, bad)
+	rows, err := write.WriteTx(context.Background(), db.Pool, write.Poll{Snapshot: bad})
 	require.Equal(t, write.Rows{}, counts(rows), "a failed write reports no counts")
 
-	var we *write.WriteError
+	var we *write.DBError
 	require.ErrorAs(t, err, &we)
 	require.Equal(t, write.TableRaceResults, we.Table)
 	require.False(t, we.Retryable)
@@ -164,7 +164,7 @@ func TestWriteLeavesTheTransactionToTheCaller(t *testing.T) {
 
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
-	rows, err := write.Write(ctx, tx, newRaceGen("R1", ts[2].Add(time.Hour)).poll(1, ts[0]))
+	rows, err := write.Write(ctx, tx, write.Poll{Snapshot: newRaceGen("R1", ts[2].Add(time.Hour)).poll(1, ts[0])})
 	require.NoError(t, err)
 	require.Equal(t, 16, rows.MoneyFlow)
 	var n int
@@ -356,10 +356,10 @@ func TestRowForADayWithoutPartitionIsAPermanentPartitionMissingError(t *testing.
 	db := pgtest.New(t)
 	ctx := context.Background()
 	far := time.Now().AddDate(5, 0, 0)
-	_, err := write.WriteTx(ctx, db.Pool, newRaceGen("R-future", far.Add(time.Hour)).poll(1, far))
+	_, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: newRaceGen("R-future", far.Add(time.Hour)).poll(1, far)})
 
 	require.ErrorIs(t, err, write.ErrPartitionMissing)
-	var we *write.WriteError
+	var we *write.DBError
 	require.ErrorAs(t, err, &we)
 	require.False(t, we.Retryable)
 	require.Equal(t, write.TableMoneyFlow, we.Table)
@@ -391,9 +391,9 @@ func TestInvalidSnapshotIsRejectedBeforeTheDatabase(t *testing.T) {
 			snap := g.poll(3, ts[0])
 			tc.mutate(&snap)
 			// No transaction is needed: validation comes first.
-			_, err := write.Write(context.Background(), nil, snap)
+			_, err := write.Write(context.Background(), nil, write.Poll{Snapshot: snap})
 			require.ErrorIs(t, err, write.ErrInvalidSnapshot)
-			var we *write.WriteError
+			var we *write.DBError
 			require.ErrorAs(t, err, &we)
 			require.False(t, we.Retryable)
 			require.Equal(t, "snapshot", we.Table)
@@ -407,9 +407,9 @@ func TestCancelledContextIsNotRetryableButStillRecognisable(t *testing.T) {
 	ts := pollTimes()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := write.WriteTx(ctx, db.Pool, newRaceGen("R1", ts[2].Add(time.Hour)).poll(1, ts[0]))
+	_, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: newRaceGen("R1", ts[2].Add(time.Hour)).poll(1, ts[0])})
 	require.ErrorIs(t, err, context.Canceled)
-	var we *write.WriteError
+	var we *write.DBError
 	require.ErrorAs(t, err, &we)
 	require.False(t, we.Retryable)
 }
@@ -447,7 +447,7 @@ func TestUnchangedMeetingIsNotLockedByAPollOfAnotherRace(t *testing.T) {
 			tx, err := db.Pool.Begin(ctx)
 			require.NoError(t, err)
 			defer func() { _ = tx.Rollback(ctx) }()
-			rows, err := write.Write(ctx, tx, g2.poll(tc.poll, ts[tc.poll]))
+			rows, err := write.Write(ctx, tx, write.Poll{Snapshot: g2.poll(tc.poll, ts[tc.poll])})
 			require.NoError(t, err)
 			require.Equal(t, tc.wantLocked, rows.Meetings == 1)
 			require.Equal(t, tc.wantLocked, meetingLocked())
@@ -514,7 +514,7 @@ func TestWriteLeavesTheCallersPlannerSettingsAsTheyWere(t *testing.T) {
 	want := settings()
 	require.Equal(t, [2]string{"on", "force_custom_plan"}, want)
 
-	_, err = write.Write(ctx, tx, g.poll(1, ts[0]))
+	_, err = write.Write(ctx, tx, write.Poll{Snapshot: g.poll(1, ts[0])})
 	require.NoError(t, err)
 	require.Equal(t, want, settings(), "after Write")
 	_, err = write.WriteBatch(ctx, tx, []write.Poll{{Snapshot: g.poll(2, ts[1])}})
