@@ -53,22 +53,24 @@ func Validate(snap transform.RaceSnapshot) error { return validate(snap) }
 // result, row for row and count for count, of writing them one by one with
 // Write in the given order; polls of one race therefore apply in order.
 //
-// It is the bulk path (replay). History series that the batch only extends
-// at their end (the usual case when polls are replayed in order) are
-// appended: one lookup per series for the whole batch finds the stored end,
-// their increments and odds changes are derived from it, and their rows are
-// inserted without per-row neighbour lookups (BatchRows.Appended); this is
-// where nearly all the time of a poll's write went. The rest (late polls,
-// rows already stored) takes the general statements. The polls are split
-// into rounds of polls that share no race, meeting or runner, in which each
-// table gets one statement carrying the rows of every poll of the round; all
-// statements go to the server in one pipelined batch after the lookup: two
-// round trips and one commit for the lot. A poll goes into the round after
-// the last one holding a poll it shares something with, so a batch of polls
-// of different meetings is one round and one of a single race is one round
-// per poll. Appending assumes no other transaction writes the same series
-// meanwhile (a replay writes each race from one worker); if one does, the
-// insert fails on the unique key and the batch can be retried.
+// It is the bulk path (replay); Write is the batch of one. History series
+// that the batch only extends at their end (the usual case when polls are
+// replayed in order, and a live poll's) are appended: one lookup per series
+// for the whole batch finds the stored end, their increments and odds
+// changes are derived from it, and their rows are inserted without per-row
+// neighbour lookups (BatchRows.Appended); this is where nearly all the time
+// of a poll's write went. The rest (late polls, rows already stored) takes
+// the general statements. The polls are split into rounds of polls that
+// share no race, meeting or runner, in which each table gets one statement
+// carrying the rows of every poll of the round; all statements go to the
+// server in one pipelined batch after the lookup: two round trips and one
+// commit for the lot. A poll goes into the round after the last one holding
+// a poll it shares something with, so a batch of polls of different meetings
+// is one round and one of a single race is one round per poll. Appending
+// assumes no other transaction writes the same series meanwhile (a replay
+// writes each race from one worker, the flow one poll of a race at a time);
+// if one does, the insert fails on the unique key with a retryable error and
+// the batch can be retried.
 //
 // A batch holding an invalid snapshot is refused before the database, as a
 // *DBError for the table "snapshot" naming the poll. On a database error
@@ -88,29 +90,41 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 		return out, nil
 	}
 	start := time.Now()
-	appended, err := appendHistory(ctx, tx, ps)
+	rounds, appended, err := writePending(ctx, tx, ps, out.Durations)
 	if err != nil {
 		return BatchRows{Durations: out.Durations}, err
+	}
+	out.Rounds, out.Appended = rounds, appended
+	out.Durations[DurationTotal] = time.Since(start)
+	return out, nil
+}
+
+// writePending writes ps, valid and in order, as Write would one by one:
+// the appendable history series first looked up and derived (appendHistory),
+// then every statement in one pipelined batch. It returns the number of
+// rounds and of appended history rows.
+func writePending(ctx context.Context, tx pgx.Tx, ps []*pending, durations map[string]time.Duration) (int, int, error) {
+	appended, err := appendHistory(ctx, tx, ps)
+	if err != nil {
+		return 0, 0, err
 	}
 	plan := planRounds(ps)
 	rounds := make([][]stmt, len(plan), len(plan)+1)
 	for i, r := range plan {
 		stmts, err := roundStatements(r)
 		if err != nil {
-			return BatchRows{}, &DBError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
+			return 0, 0, &DBError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
 		}
 		rounds[i] = stmts
 	}
-	out.Rounds = len(rounds)
+	n := 0
 	for _, a := range appended {
-		out.Appended += a.expect
+		n += a.expect
 	}
-	rounds = append(rounds, appended)
-	if err := execute(ctx, tx, rounds, out.Durations); err != nil {
-		return BatchRows{Durations: out.Durations}, err
+	if err := execute(ctx, tx, append(rounds, appended), durations); err != nil {
+		return 0, 0, err
 	}
-	out.Durations[DurationTotal] = time.Since(start)
-	return out, nil
+	return len(plan), n, nil
 }
 
 // WriteBatchTx writes the polls with WriteBatch in their own transaction and

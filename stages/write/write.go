@@ -9,9 +9,11 @@
 // Write for the one documented exception in odds history). State rows record
 // the observation they were last written from, so writing the stored polls
 // again in their order rebuilds every row exactly, whichever tables were
-// emptied or left stale. All statements of a poll (or of a batch of polls,
-// WriteBatch) go to the server in one pipelined batch. The stage never runs
-// DDL: partitions must exist beforehand.
+// emptied or left stale. A poll (or a batch of polls, WriteBatch) takes two
+// round trips: one pipelined lookup of where its history series end, so
+// that series it only extends (a live poll's usual case) are appended
+// without per-row neighbour probes, then every statement in one pipelined
+// batch. The stage never runs DDL: partitions must exist beforehand.
 package write
 
 import (
@@ -131,20 +133,16 @@ func PollID(raceID string, t time.Time) string {
 //     e.g. 2.50@t1, 2.51@t2, 2.52@t3 stores t1 and t3 in order but only t1
 //     when they arrive t2, t3, t1.
 //
-// Several polls go into one transaction with WriteBatch, with the same
-// result.
+// A poll's history series that only extend the stored ones are appended as
+// WriteBatch does; the rest take the general statements. Several polls go
+// into one transaction with WriteBatch, with the same result.
 func Write(ctx context.Context, tx pgx.Tx, poll Poll) (Rows, error) {
 	rows := Rows{Durations: make(map[string]time.Duration, 10)}
 	if err := validate(poll.Snapshot); err != nil {
 		return rows, &DBError{Table: "snapshot", Err: err}
 	}
-	p := newPending(poll, &rows)
-	stmts, err := roundStatements([]*pending{p})
-	if err != nil {
-		return rows, &DBError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
-	}
 	start := time.Now()
-	if err := execute(ctx, tx, [][]stmt{stmts}, rows.Durations); err != nil {
+	if _, _, err := writePending(ctx, tx, []*pending{newPending(poll, &rows)}, rows.Durations); err != nil {
 		return failed(rows, err)
 	}
 	rows.Durations[DurationTotal] = time.Since(start)
