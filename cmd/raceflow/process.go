@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -171,7 +172,11 @@ func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {
 	for _, r := range results {
 		errText := ""
 		if r.Error != nil {
-			errText = fmt.Sprintf("%s/%s: %s", r.Error.Stage, r.Error.Kind, r.Error.Message)
+			// A stage's message already starts with the stage and kind.
+			errText = r.Error.Message
+			if !strings.HasPrefix(errText, r.Error.Stage) {
+				errText = fmt.Sprintf("%s/%s: %s", r.Error.Stage, r.Error.Kind, errText)
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%s\n", r.RaceID, r.Status, r.RaceStatus,
 			r.Timings.FetchMS, r.Timings.TransformMS, r.Timings.WriteMS, r.Timings.QueueMS, r.Timings.TotalMS,

@@ -512,6 +512,10 @@ func (c *Client) attempt(ctx context.Context, rawURL, raceID string) ([]byte, ti
 // transportError says plainly when the per-attempt timeout fired, because
 // the bare context.DeadlineExceeded would read like the caller's deadline.
 func (c *Client) transportError(actx context.Context, err error) error {
+	// The FetchError names the URL; the *url.Error would name it again.
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err
+	}
 	if errors.Is(actx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("attempt timed out after %s: %w", c.cfg.Timeout, err)
 	}

@@ -327,7 +327,7 @@ func TestFetchEventDoesNotRetryClientErrors(t *testing.T) {
 			require.False(t, fe.Temporary)
 			require.False(t, IsTemporary(err))
 			require.NotErrorIs(t, err, ErrRaceNotFound)
-			require.Contains(t, err.Error(), `{\"error\":\"nope\"}`)
+			require.Contains(t, err.Error(), `(body: {"error":"nope"})`)
 			require.Equal(t, int32(1), h.calls.Load())
 			require.Empty(t, rec.got())
 		})

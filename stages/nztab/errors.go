@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -189,12 +190,42 @@ type StatusError struct {
 	BodyExcerpt string
 }
 
-// Error implements error.
+// Error implements error. The body shows as one line of at most
+// shownBody characters: enough to tell an HTML error page from a JSON one.
 func (e *StatusError) Error() string {
-	if e.BodyExcerpt == "" {
+	body := oneLine(e.BodyExcerpt, shownBody)
+	if body == "" {
 		return fmt.Sprintf("HTTP %s", e.Status)
 	}
-	return fmt.Sprintf("HTTP %s: %q", e.Status, e.BodyExcerpt)
+	return fmt.Sprintf("HTTP %s (body: %s)", e.Status, body)
+}
+
+// shownBody bounds the body an error message shows.
+const shownBody = 60
+
+// oneLine collapses s's runs of white space and control characters into
+// single spaces and cuts it to n runes, marking the cut.
+func oneLine(s string, n int) string {
+	var b strings.Builder
+	space, runes := false, 0
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if runes == n {
+			b.WriteString("…")
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+			runes++
+		}
+		b.WriteRune(r)
+		runes++
+	}
+	return b.String()
 }
 
 // FetchError is the one error type the Client returns. Temporary tells the
@@ -224,10 +255,13 @@ type FetchError struct {
 func (e *FetchError) Error() string {
 	var b strings.Builder
 	b.WriteString("nztab: fetch")
-	if e.RaceID != "" {
+	if e.URL == "" {
 		fmt.Fprintf(&b, " race %s", e.RaceID)
+	} else {
+		// The query is the same on every request; the path names the race.
+		u, _, _ := strings.Cut(e.URL, "?")
+		fmt.Fprintf(&b, " GET %s", u)
 	}
-	fmt.Fprintf(&b, " GET %s", e.URL)
 	fmt.Fprintf(&b, " (%d attempt", e.Attempts)
 	if e.Attempts != 1 {
 		b.WriteString("s")
