@@ -198,12 +198,12 @@ func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) ([]stmt, error
 	}
 	for _, p := range ps {
 		if m := appendedMoney[p]; m != nil {
-			p.money = slices.DeleteFunc(slices.Clone(p.money), func(r transform.MoneyFlow) bool {
+			p.money = slices.DeleteFunc(p.money, func(r transform.MoneyFlow) bool {
 				return m[moneyKey{r.RaceID, r.EntrantID}]
 			})
 		}
 		if o := appendedOdds[p]; o != nil {
-			p.odds = slices.DeleteFunc(slices.Clone(p.odds), func(r transform.Odds) bool {
+			p.odds = slices.DeleteFunc(p.odds, func(r transform.Odds) bool {
 				return o[oddsKey{r.EntrantID, r.Type}]
 			})
 		}

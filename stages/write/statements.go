@@ -21,10 +21,27 @@ type pending struct {
 	odds  []transform.Odds
 }
 
+// newPending takes the history rows at the precision PostgreSQL stores
+// (microseconds, truncated as pgx sends them), so that deciding in Go
+// whether a row comes after a stored one (appendHistory) compares what the
+// database compares: a poll observed at .526289501 s is stored at .526289.
 func newPending(p Poll, rows *Rows) *pending {
 	s := p.Snapshot
-	return &pending{snap: s, pollID: p.id(), rows: rows, money: s.MoneyFlow, odds: s.Odds}
+	money := make([]transform.MoneyFlow, len(s.MoneyFlow))
+	for i, m := range s.MoneyFlow {
+		m.PollingTimestamp, m.EventTimestamp = stored(m.PollingTimestamp), stored(m.EventTimestamp)
+		money[i] = m
+	}
+	odds := make([]transform.Odds, len(s.Odds))
+	for i, o := range s.Odds {
+		o.EventTimestamp = stored(o.EventTimestamp)
+		odds[i] = o
+	}
+	return &pending{snap: s, pollID: p.id(), rows: rows, money: money, odds: odds}
 }
+
+// stored is t as a timestamptz column holds it.
+func stored(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 // stmt is one statement of the batch and where its counters go: each result
 // key (a race id, or a meeting id for meetings) belongs to one poll, whose
