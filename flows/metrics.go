@@ -98,35 +98,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// failureKind is a stage's failure kind and the status a poll ends with
-// when it happens, as the handlers name them (handlers/stages.go): the label
-// sets known before any poll runs.
-type failureKind struct {
-	stage, kind, status string
-	retried             bool // a transient error the Retry middleware retries
-}
-
-// knownFailures lists every failure the handlers report by name. Kinds not
-// listed (panic, internal) still get their series when they first happen.
-var knownFailures = []failureKind{
-	{handlers.StageFetch, "not_found", handlers.StatusSkipped, false},
-	{handlers.StageFetch, "unreachable", handlers.StatusSkipped, false},
-	{handlers.StageFetch, "invalid_response", handlers.StatusFailed, false},
-	{handlers.StageFetch, "validation", handlers.StatusFailed, false},
-	{handlers.StageFetch, "malformed_json", handlers.StatusFailed, false},
-	{handlers.StageFetch, "compress", handlers.StatusFailed, false},
-	{handlers.StageTransform, "metadata", handlers.StatusFailed, false},
-	{handlers.StageTransform, "decompress", handlers.StatusFailed, false},
-	{handlers.StageTransform, "decode", handlers.StatusFailed, false},
-	{handlers.StageTransform, "transform", handlers.StatusFailed, false},
-	{handlers.StageTransform, "encode", handlers.StatusFailed, false},
-	{handlers.StageWrite, "decode", handlers.StatusFailed, false},
-	{handlers.StageWrite, "begin", handlers.StatusFailed, true},
-	{handlers.StageWrite, "commit", handlers.StatusFailed, true},
-	{handlers.StageWrite, "database", handlers.StatusFailed, true},
-	{handlers.StageWrite, "partition_missing", handlers.StatusFailed, false},
-}
-
 // exportKnownSeries creates, at 0, the series of the counters alerts watch
 // (poisoned messages, poll failures, retries) for every label set known up
 // front, and each poll status: an alert on increase() needs a series to
@@ -135,13 +106,13 @@ func (m *Metrics) exportKnownSeries() {
 	for _, st := range []string{handlers.StatusSuccess, handlers.StatusSkipped, handlers.StatusFailed} {
 		m.polls.WithLabelValues(st)
 	}
-	for _, f := range knownFailures {
-		m.failures.WithLabelValues(f.stage, f.kind, f.status)
-		if f.status == handlers.StatusFailed {
-			m.poisoned.WithLabelValues(f.stage, f.kind)
+	for _, f := range handlers.Failures() {
+		m.failures.WithLabelValues(f.Stage, f.Kind, f.Status)
+		if f.Status == handlers.StatusFailed {
+			m.poisoned.WithLabelValues(f.Stage, f.Kind)
 		}
-		if f.retried {
-			m.retries.WithLabelValues(f.stage, f.kind)
+		if f.Retried {
+			m.retries.WithLabelValues(f.Stage, f.Kind)
 		}
 	}
 }

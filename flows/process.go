@@ -38,7 +38,7 @@ func (e *Engine) newPoll(raceID, reason string) handlers.PollRequest {
 func (e *Engine) publishPoll(ctx context.Context, req handlers.PollRequest) error {
 	if err := nztab.ValidateRaceID(req.RaceID); err != nil {
 		return &handlers.FetchError{StageError: handlers.StageError{Stage: handlers.StageFetch, RaceID: fmt.Sprintf("%q", req.RaceID),
-			PollID: req.PollID, Kind: "validation", Err: err}}
+			PollID: req.PollID, Kind: handlers.KindValidation, Err: err}}
 	}
 	msg, err := handlers.NewPollMessage(req, false)
 	if err != nil {

@@ -33,7 +33,7 @@ func Fetch(f Fetcher, h *Handover) message.HandlerFunc {
 		}
 		body, err := gzipBytes(got.Body)
 		if err != nil {
-			return nil, &FetchError{StageError{Stage: StageFetch, RaceID: raceID, PollID: pollID, Kind: "compress", Err: err}}
+			return nil, &FetchError{StageError{Stage: StageFetch, RaceID: raceID, PollID: pollID, Kind: KindCompress, Err: err}}
 		}
 		out := next(msg, body)
 		out.Metadata.Set(KeyObservedAt, formatTime(got.ObservedAt))
@@ -51,19 +51,19 @@ func classifyFetch(raceID, pollID string, err error) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && !nztab.IsTemporary(err):
 		return err // shutdown or ack deadline: redeliver, never poison
 	case errors.Is(err, nztab.ErrRaceNotFound):
-		return &Skip{Stage: StageFetch, Kind: "not_found", Err: err}
+		return &Skip{Stage: StageFetch, Kind: KindNotFound, Err: err}
 	case nztab.IsTemporary(err):
 		// The client already retried with backoff; the next tick is the retry.
-		return &Skip{Stage: StageFetch, Kind: "unreachable", Retryable: true, Err: err}
+		return &Skip{Stage: StageFetch, Kind: KindUnreachable, Retryable: true, Err: err}
 	default:
-		kind := "invalid_response"
+		kind := KindInvalidResponse
 		var ve *nztab.ValidationError
 		var de *nztab.DecodeError
 		switch {
 		case errors.As(err, &ve):
-			kind = "validation"
+			kind = KindValidation
 		case errors.As(err, &de):
-			kind = "malformed_json"
+			kind = KindMalformedJSON
 		}
 		return &FetchError{StageError{Stage: StageFetch, RaceID: raceID, PollID: pollID, Kind: kind, Err: err}}
 	}
@@ -98,21 +98,21 @@ func SnapshotFromFetched(msg *message.Message) (transform.RaceSnapshot, error) {
 func snapshotFromFetched(msg *message.Message, h *Handover) (transform.RaceSnapshot, error) {
 	observed, ok := parseTime(msg.Metadata.Get(KeyObservedAt))
 	if !ok {
-		return transform.RaceSnapshot{}, transformErr(msg, "metadata", fmt.Errorf("missing or bad %s %q", KeyObservedAt, msg.Metadata.Get(KeyObservedAt)))
+		return transform.RaceSnapshot{}, transformErr(msg, KindMetadata, fmt.Errorf("missing or bad %s %q", KeyObservedAt, msg.Metadata.Get(KeyObservedAt)))
 	}
 	ev, ok := h.takeEvent(msg.Metadata)
 	if !ok {
 		body, err := Body(msg.Metadata, msg.Payload)
 		if err != nil {
-			return transform.RaceSnapshot{}, transformErr(msg, "decompress", err)
+			return transform.RaceSnapshot{}, transformErr(msg, KindDecompress, err)
 		}
 		if ev, err = nztab.DecodeEvent(body); err != nil {
-			return transform.RaceSnapshot{}, transformErr(msg, "decode", err)
+			return transform.RaceSnapshot{}, transformErr(msg, KindDecode, err)
 		}
 	}
 	snap, err := transform.Transform(ev, observed)
 	if err != nil {
-		return transform.RaceSnapshot{}, transformErr(msg, "transform", err)
+		return transform.RaceSnapshot{}, transformErr(msg, KindTransform, err)
 	}
 	return snap, nil
 }
@@ -135,14 +135,14 @@ func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 		if !ok {
 			var err error
 			if snap, err = SnapshotFromFetched(msg); err != nil {
-				return nil, writeErr(msg.Metadata.Get(KeyRaceID), msg.Metadata.Get(KeyPollID), "decode", false, err)
+				return nil, writeErr(msg.Metadata.Get(KeyRaceID), msg.Metadata.Get(KeyPollID), KindDecode, false, err)
 			}
 		}
 		ctx := msg.Context()
 		pollID := msg.Metadata.Get(KeyPollID)
 		tx, err := begin(msg)
 		if err != nil {
-			return nil, writeErr(snap.RaceID, pollID, "begin", !errors.Is(err, context.Canceled), err)
+			return nil, writeErr(snap.RaceID, pollID, KindBegin, !errors.Is(err, context.Canceled), err)
 		}
 		rows, err := WritePoll(ctx, tx, snap, pollID)
 		if err != nil {
@@ -150,7 +150,7 @@ func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 			return nil, err
 		}
 		if err := tx.Commit(ctx); err != nil {
-			return nil, writeErr(snap.RaceID, pollID, "commit", !errors.Is(err, context.Canceled), err)
+			return nil, writeErr(snap.RaceID, pollID, KindCommit, !errors.Is(err, context.Canceled), err)
 		}
 		out, err := NewResultMessage(msg, StatusSuccess, snap.Race.Status, RowCountsOf(rows), nil)
 		if err != nil {
@@ -191,9 +191,9 @@ func WritePolls(ctx context.Context, tx pgx.Tx, polls []write.Poll) (write.Batch
 func WriteFailure(raceID, pollID string, err error) error {
 	var de *write.DBError
 	retry := errors.As(err, &de) && de.Retryable
-	kind := "database"
+	kind := KindDatabase
 	if errors.Is(err, write.ErrPartitionMissing) {
-		kind = "partition_missing"
+		kind = KindPartitionMissing
 	}
 	return writeErr(raceID, pollID, kind, retry, err)
 }

@@ -344,7 +344,7 @@ func (s *Scheduler) applyResults(now time.Time) {
 			s.finish(res.RaceID, StopFinal, now)
 		case res.RaceStatus == string(nztab.StatusAbandoned):
 			s.finish(res.RaceID, StopAbandoned, now)
-		case res.Error != nil && res.Error.Kind == "not_found":
+		case res.Error != nil && res.Error.Kind == handlers.KindNotFound:
 			s.finish(res.RaceID, StopNotFound, now)
 		case st != nil && st.gone && !st.inFlight:
 			delete(s.tracked, res.RaceID)
