@@ -2,8 +2,8 @@ package flows_test
 
 import (
 	"context"
-	"io"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
