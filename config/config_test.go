@@ -151,7 +151,7 @@ func TestBindFlagsBindsOnlyTheSelectedGroups(t *testing.T) {
 		want  []string
 	}{
 		{"database only", config.FlagDatabase, []string{"database-url"}},
-		{"backend and namespace", config.FlagBackend | config.FlagNamespace, []string{"namespace", "nats-url", "pubsub"}},
+		{"backend and namespace", config.FlagBackend | config.FlagNamespace, []string{"backend", "namespace", "nats-url"}},
 		{"api and log", config.FlagAPI | config.FlagLog, []string{"api-url", "log-format", "log-level"}},
 	}
 	for _, tc := range tests {
@@ -196,7 +196,7 @@ func TestCheckFlagsNamesTheFlagThatSetABadValue(t *testing.T) {
 	}{
 		{"flag", nil, []string{"--shards", "0"}, "--shards=\"0\": must be between 1 and 256", true},
 		{"environment", map[string]string{"RACEFLOW_SHARDS": "0"}, nil, "RACEFLOW_SHARDS=\"0\"", false},
-		{"flag over a good environment", map[string]string{"RACEFLOW_PUBSUB": "nats"}, []string{"--pubsub", "kafka"}, "--pubsub=\"kafka\"", true},
+		{"flag over a good environment", map[string]string{"RACEFLOW_PUBSUB": "nats"}, []string{"--backend", "kafka"}, "--backend=\"kafka\"", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,7 +18,7 @@ const (
 	FlagDatabase Flags = 1 << iota
 	// FlagAPI is --api-url.
 	FlagAPI
-	// FlagBackend is --pubsub and --nats-url.
+	// FlagBackend is --backend and --nats-url.
 	FlagBackend
 	// FlagNamespace is --namespace.
 	FlagNamespace
@@ -43,25 +43,27 @@ type flagSpec struct {
 }
 
 // flagSpecs is the one table of configuration flags.
-var flagSpecs = []flagSpec{
-	{group: FlagDatabase, name: "database-url", env: "DATABASE_URL", secret: true,
-		usage: "PostgreSQL URL or key=value DSN", str: func(c *Config) *string { return &c.DatabaseURL }},
-	{group: FlagAPI, name: "api-url", env: "NZTAB_API_URL",
-		usage: "NZ TAB API base URL, including /affiliates/v1", str: func(c *Config) *string { return &c.APIURL }},
-	{group: FlagBackend, name: "pubsub", env: "RACEFLOW_PUBSUB",
-		usage: "message backend: " + strings.Join(Backends(), " | "), str: func(c *Config) *string { return &c.Backend }},
-	{group: FlagBackend, name: "nats-url", env: "NATS_URL", secret: true,
-		usage: "NATS server for --pubsub nats", str: func(c *Config) *string { return &c.NATSURL }},
-	{group: FlagNamespace, name: "namespace", env: "RACEFLOW_NAMESPACE",
-		usage: "the flow's topic namespace: run, process, replay and poison share it", str: func(c *Config) *string { return &c.Namespace }},
-	{group: FlagShards, name: "shards", env: "RACEFLOW_SHARDS",
-		usage: "topic shards per stage", num: func(c *Config) *int { return &c.Shards }},
-	{group: FlagHTTP, name: "http-addr", env: "RACEFLOW_HTTP_ADDR",
-		usage: "metrics and health listen address", str: func(c *Config) *string { return &c.HTTPAddr }},
-	{group: FlagLog, name: "log-level", env: "LOG_LEVEL",
-		usage: "trace | debug | info | warn | error", str: func(c *Config) *string { return &c.LogLevel }},
-	{group: FlagLog, name: "log-format", env: "LOG_FORMAT",
-		usage: "auto | text | json", str: func(c *Config) *string { return &c.LogFormat }},
+func flagSpecs() []flagSpec {
+	return []flagSpec{
+		{group: FlagDatabase, name: "database-url", env: "DATABASE_URL", secret: true,
+			usage: "PostgreSQL URL or key=value DSN", str: func(c *Config) *string { return &c.DatabaseURL }},
+		{group: FlagAPI, name: "api-url", env: "NZTAB_API_URL",
+			usage: "NZ TAB API base URL, including /affiliates/v1", str: func(c *Config) *string { return &c.APIURL }},
+		{group: FlagBackend, name: "backend", env: "RACEFLOW_PUBSUB",
+			usage: "message backend: " + strings.Join(Backends(), " | "), str: func(c *Config) *string { return &c.Backend }},
+		{group: FlagBackend, name: "nats-url", env: "NATS_URL", secret: true,
+			usage: "NATS server for --backend nats", str: func(c *Config) *string { return &c.NATSURL }},
+		{group: FlagNamespace, name: "namespace", env: "RACEFLOW_NAMESPACE",
+			usage: "the flow's topic namespace: run, process, replay and poison share it", str: func(c *Config) *string { return &c.Namespace }},
+		{group: FlagShards, name: "shards", env: "RACEFLOW_SHARDS",
+			usage: "topic shards per stage", num: func(c *Config) *int { return &c.Shards }},
+		{group: FlagHTTP, name: "http-addr", env: "RACEFLOW_HTTP_ADDR",
+			usage: "metrics and health listen address", str: func(c *Config) *string { return &c.HTTPAddr }},
+		{group: FlagLog, name: "log-level", env: "LOG_LEVEL",
+			usage: "trace | debug | info | warn | error", str: func(c *Config) *string { return &c.LogLevel }},
+		{group: FlagLog, name: "log-format", env: "LOG_FORMAT",
+			usage: "auto | text | json", str: func(c *Config) *string { return &c.LogFormat }},
+	}
 }
 
 // BindFlags binds the selected configuration flags to c on fs. Call it on a
@@ -69,7 +71,7 @@ var flagSpecs = []flagSpec{
 // a flag given on the command line overrides its variable. Defaults that may
 // hold a password are shown redacted.
 func (c *Config) BindFlags(fs *pflag.FlagSet, which Flags) {
-	for _, f := range flagSpecs {
+	for _, f := range flagSpecs() {
 		if which&f.group == 0 {
 			continue
 		}
@@ -95,8 +97,8 @@ func (c Config) CheckFlags(fs *pflag.FlagSet) error {
 	if err == nil {
 		return nil
 	}
-	byVar := make(map[string]string, len(flagSpecs))
-	for _, f := range flagSpecs {
+	byVar := make(map[string]string)
+	for _, f := range flagSpecs() {
 		if fl := fs.Lookup(f.name); fl != nil && fl.Changed {
 			byVar[f.env] = "--" + f.name
 		}

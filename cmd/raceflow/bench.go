@@ -30,7 +30,7 @@ var errBenchFailed = errors.New("benchmark failed")
 // benchFlags are the settings of `raceflow bench`.
 type benchFlags struct {
 	races, iterations, concurrency, warmup int
-	backend, out, formats                  string
+	out, formats                           string
 	apiLatency, singleTarget, batchTarget  time.Duration
 	timeout, pollInterval                  time.Duration
 	seed                                   int64
@@ -56,7 +56,6 @@ Exit code 1 when a poll fails or a target is missed.`,
 	fs.IntVar(&f.iterations, "iterations", 10, "measured iterations (batches)")
 	fs.IntVar(&f.concurrency, "concurrency", 1, "polls in flight at once")
 	fs.IntVar(&f.warmup, "warmup", 1, "unrecorded warm-up iterations before the measured ones")
-	fs.StringVar(&f.backend, "backend", "", "flow backend: postgres | memory | nats (default: RACEFLOW_PUBSUB, else postgres)")
 	fs.DurationVar(&f.apiLatency, "api-latency", 0, "delay the in-process simulator adds to every response")
 	fs.StringVar(&f.out, "out", "bench-results", "directory for the report files")
 	fs.StringVar(&f.formats, "formats", "json,csv", "report files to write: json, csv (comma-separated; empty for none)")
@@ -64,9 +63,9 @@ Exit code 1 when a poll fails or a target is missed.`,
 	fs.DurationVar(&f.batchTarget, "batch-target", 0, "fail when any iteration's batch wall time exceeds this (0: no check)")
 	fs.Int64Var(&f.seed, "seed", 1, "first simulator seed (further seeds add races as needed)")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up on an iteration's unanswered polls after this long")
-	fs.DurationVar(&f.pollInterval, "poll-interval", flows.DefaultConfig().Postgres.FallbackPoll, "postgres backend: how often an idle subscription looks for work it was not woken for")
+	fs.DurationVar(&f.pollInterval, "fallback-poll", flows.DefaultConfig().Postgres.FallbackPoll, "postgres backend: how often an idle subscription looks for work it was not woken for")
 	fs.BoolVar(&f.freshDB, "fresh-db", true, "with DATABASE_URL: run in a fresh database on that server, dropped afterwards")
-	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagShards|config.FlagLog)
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagBackend|config.FlagShards|config.FlagLog)
 	cmd.RunE = func(cmd *cobra.Command, ids []string) error {
 		cfg, err := set.resolve(cmd)
 		if err != nil {
@@ -79,9 +78,6 @@ Exit code 1 when a poll fails or a target is missed.`,
 }
 
 func (a *app) bench(ctx context.Context, cfg config.Config, f benchFlags, apiSet bool, ids []string) error {
-	if f.backend == "" {
-		f.backend = cfg.Backend
-	}
 	outFormats, err := bench.ParseFormats(f.formats)
 	if err != nil {
 		return usagef("%v", err)
@@ -89,7 +85,7 @@ func (a *app) bench(ctx context.Context, cfg config.Config, f benchFlags, apiSet
 	bcfg := bench.DefaultConfig()
 	bcfg.Races, bcfg.Iterations, bcfg.Concurrency, bcfg.Warmup = f.races, f.iterations, f.concurrency, f.warmup
 	bcfg.IterationTimeout, bcfg.SingleTarget, bcfg.BatchTarget = f.timeout, f.singleTarget, f.batchTarget
-	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.Postgres.FallbackPoll = f.backend, cfg.Shards, f.pollInterval
+	bcfg.Flow.Backend, bcfg.Flow.Shards, bcfg.Flow.Postgres.FallbackPoll = cfg.Backend, cfg.Shards, f.pollInterval
 	// A namespace of its own, whose topics are dropped afterwards: never
 	// competes with a `raceflow run` on a shared database or broker.
 	bcfg.Flow.Namespace = "bench-" + strings.ToLower(watermill.NewShortUUID())
@@ -192,7 +188,7 @@ func (a *app) bench(ctx context.Context, cfg config.Config, f benchFlags, apiSet
 	}
 
 	say("benchmarking %s × %s (+%d warm-up), concurrency %d, %s backend ...",
-		bench.Plural(f.races, "race"), bench.Plural(f.iterations, "iteration"), f.warmup, f.concurrency, f.backend)
+		bench.Plural(f.races, "race"), bench.Plural(f.iterations, "iteration"), f.warmup, f.concurrency, cfg.Backend)
 	disp := progress.New(a.stdout, isTerminal(a.stdout), nil)
 	deps.Progress = func(p bench.Progress) { disp.Show(bench.ProgressLine(p, 30), p.Final()) }
 	rep, err := bench.Run(ctx, bcfg, deps)

@@ -89,11 +89,11 @@ func TestEachCommandsHelpListsOnlyTheFlagsItUses(t *testing.T) {
 		cmd        []string
 		want, none []string
 	}{
-		{[]string{"migrate", "up"}, []string{"--database-url"}, []string{"--api-url", "--namespace", "--pubsub", "--http-addr", "--shards"}},
-		{[]string{"process"}, []string{"--json", "--concurrency", "--namespace", "--database-url", "--api-url", "--pubsub"}, []string{"--http-addr", "--drain-timeout"}},
+		{[]string{"migrate", "up"}, []string{"--database-url"}, []string{"--api-url", "--namespace", "--backend", "--http-addr", "--shards"}},
+		{[]string{"process"}, []string{"--json", "--concurrency", "--namespace", "--database-url", "--api-url", "--backend"}, []string{"--http-addr", "--drain-timeout"}},
 		{[]string{"run"}, []string{"--drain-timeout", "--http-addr", "--namespace", "--api-url"}, []string{"--json", "--concurrency"}},
 		{[]string{"replay"}, []string{"--from", "--namespace", "--database-url"}, []string{"--api-url", "--http-addr"}},
-		{[]string{"poison", "list"}, []string{"--since", "--namespace", "--pubsub"}, []string{"--api-url", "--http-addr", "--shards"}},
+		{[]string{"poison", "list"}, []string{"--since", "--namespace", "--backend"}, []string{"--api-url", "--http-addr", "--shards"}},
 		{[]string{"races"}, []string{"--date", "--json", "--api-url"}, []string{"--database-url", "--namespace"}},
 		{[]string{"simulate"}, []string{"--addr", "--seed"}, []string{"--database-url", "--api-url", "--namespace"}},
 		{[]string{"transform"}, []string{"--at"}, []string{"--database-url", "--api-url"}},
