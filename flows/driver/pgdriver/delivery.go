@@ -108,32 +108,40 @@ func (d *delivery) lost() bool {
 	return d.conn != nil && d.conn.Conn().IsClosed()
 }
 
-// commit inserts the outputs, runs ack (which must find the delivered row
-// still leased to this delivery, or it fails and everything rolls back),
-// and commits; it returns the topics published to. Without a transaction
-// begun, it all goes to the server in one round trip.
-func (d *delivery) commit(ctx context.Context, ack string, ackArgs ...any) ([]string, error) {
+// commit inserts the outputs, acknowledges the delivered message c (which
+// must find it still leased to sub, or it fails and everything rolls back),
+// claims what comes after it for sub (nextSQL) and commits; it returns the
+// message claimed, if any. Without a transaction begun, it all goes to
+// the server in one round trip.
+func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*claimed, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done {
 		return nil, errDeliveryOver
 	}
 	d.done = true
-	var topics []string
 	batch := &pgx.Batch{}
 	if d.tx == nil {
 		batch.Queue(`BEGIN`)
 		batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
 	}
-	for _, p := range d.pending {
-		q, args := insertSQL(p.topic, p.rows)
-		batch.Queue(q, args...)
-		topics = append(topics, p.topic)
+	out := sub.s.d.queueOutputs(batch, d.pending)
+	batch.Queue(sub.ack, c.offset, sub.owner)
+	next := sub.queueNext(batch, c)
+	if err := d.send(ctx, batch); err != nil {
+		out.failed()
+		return nil, err
 	}
-	batch.Queue(ack, ackArgs...)
+	out.committed()
+	return next.result(), nil
+}
+
+// send runs batch in the delivery's transaction, or in one of its own, and
+// commits.
+func (d *delivery) send(ctx context.Context, batch *pgx.Batch) error {
 	if d.tx == nil {
 		batch.Queue(`COMMIT`)
-		return topics, sendOwnTx(ctx, d.pool, batch)
+		return sendOwnTx(ctx, d.pool, batch)
 	}
 	defer d.release()
 	if !d.wrote {
@@ -141,12 +149,9 @@ func (d *delivery) commit(ctx context.Context, ack string, ackArgs ...any) ([]st
 	}
 	if err := d.tx.SendBatch(ctx, batch).Close(); err != nil {
 		_ = d.tx.Rollback(context.WithoutCancel(ctx))
-		return nil, err
+		return err
 	}
-	if err := d.tx.Commit(ctx); err != nil {
-		return nil, err
-	}
-	return topics, nil
+	return d.tx.Commit(ctx)
 }
 
 // sendOwnTx sends a batch that begins and commits its own transaction on a

@@ -76,8 +76,8 @@ func (w *waker) remove(topic string, s *signal) {
 	delete(w.subs[topic], s)
 }
 
-// wake wakes topic's subscriptions and reports whether there were any.
-func (w *waker) wake(topic string) bool {
+// wake wakes topic's subscriptions.
+func (w *waker) wake(topic string) {
 	w.mu.Lock()
 	subs := make([]*signal, 0, len(w.subs[topic]))
 	for s := range w.subs[topic] {
@@ -87,7 +87,13 @@ func (w *waker) wake(topic string) bool {
 	for _, s := range subs {
 		s.wake()
 	}
-	return len(subs) > 0
+}
+
+// has reports whether this process subscribes to topic.
+func (w *waker) has(topic string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.subs[topic]) > 0
 }
 
 // wakeKind wakes every subscription of namespace's topics of kind.
@@ -140,13 +146,26 @@ func notifyKind(kind driver.Kind) bool { return kind == driver.Poll || kind == d
 // published wakes this process's subscriptions of the topics committed to
 // and notifies the other processes that need it.
 func (d *Driver) published(topics ...string) {
+	d.wake(topics...)
+	d.notify(topics...)
+}
+
+// wake wakes this process's subscriptions of the topics.
+func (d *Driver) wake(topics ...string) {
 	for _, topic := range topics {
-		local := d.waker.wake(topic)
+		d.waker.wake(topic)
+	}
+}
+
+// notify tells the other processes of commits to the topics, where they
+// need to hear of them (notifyKind).
+func (d *Driver) notify(topics ...string) {
+	for _, topic := range topics {
 		t, err := driver.ParseTopic(topic)
 		if err != nil {
 			continue // not a flow's topic (tests): nobody else listens for it
 		}
-		if !local || notifyKind(t.Kind) {
+		if !d.waker.has(topic) || notifyKind(t.Kind) {
 			d.notifier.notify(channel(t.Namespace, t.Kind))
 		}
 	}

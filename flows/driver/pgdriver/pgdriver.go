@@ -105,6 +105,7 @@ type Driver struct {
 
 	ensured  sync.Map // topic → struct{}: its table exists
 	waker    waker
+	claimers claimers
 	notifier notifier
 	listener listener
 	up       prometheus.GaugeFunc

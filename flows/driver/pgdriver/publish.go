@@ -39,13 +39,13 @@ func (p publisher) Publish(topic string, msgs ...*message.Message) error {
 	batch := &pgx.Batch{}
 	batch.Queue(`BEGIN`)
 	batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
-	q, args := insertSQL(topic, rows)
-	batch.Queue(q, args...)
+	out := p.d.queueOutputs(batch, []published{{topic: topic, rows: rows}})
 	batch.Queue(`COMMIT`)
 	if err := sendOwnTx(ctx, p.d.pool, batch); err != nil {
+		out.failed()
 		return errors.Join(errPublish, err)
 	}
-	p.d.published(topic)
+	out.committed()
 	return nil
 }
 

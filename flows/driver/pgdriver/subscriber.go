@@ -41,10 +41,22 @@ type subscription struct {
 	topic  string
 	owner  string // this subscription's leases
 	claim  string // the claim statement of its topic
+	next   string // the claim a delivery's commit makes (nextSQL)
+	keyed  bool
 	ack    string
 	signal *signal
+	ctx    context.Context
 	cancel context.CancelFunc
 	out    chan *message.Message
+
+	// slots holds a token per message being handled (at most parallel).
+	slots chan struct{}
+	// mu guards stopped; a slot is taken for a claim made elsewhere
+	// (reserve) only while the subscription runs, so that deliveries is
+	// never added to once run waits for it.
+	mu         sync.Mutex
+	stopped    bool
+	deliveries sync.WaitGroup
 }
 
 // Subscribe hands out topic's messages until ctx ends or Close.
@@ -59,16 +71,20 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{s: s, topic: topic, owner: watermill.NewShortUUID(), claim: claimSQL(topic, s.parallel > 1),
-		ack: ackSQL(topic, s.keep), signal: newSignal(), cancel: cancel, out: make(chan *message.Message)}
+		next: nextSQL(topic, s.parallel > 1), keyed: s.parallel > 1,
+		ack: ackSQL(topic, s.keep), signal: newSignal(), ctx: sctx, cancel: cancel, out: make(chan *message.Message),
+		slots: make(chan struct{}, s.parallel)}
 	s.subs = append(s.subs, sub)
 	s.d.waker.add(topic, sub.signal)
+	s.d.claimers.add(sub)
 	s.d.listener.start()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(sub.out)
 		defer s.d.waker.remove(topic, sub.signal)
-		sub.run(sctx, s.parallel)
+		defer s.d.claimers.remove(sub)
+		sub.run(sctx)
 	}()
 	return sub.out, nil
 }
@@ -95,41 +111,96 @@ func (s *subscriber) Close() error {
 // run claims and hands out messages until ctx ends, at most parallel at a
 // time: it claims at once while a slot is free and there is work, else when
 // woken, or at the poll interval. One claimer per subscription keeps idle
-// slots from asking the database in vain.
-func (sub *subscription) run(ctx context.Context, parallel int) {
+// slots from asking the database in vain. Most messages never need it: a
+// settling delivery claims its topic's next message, and a commit that
+// publishes claims for this subscription when it has a free slot
+// (claims.go); run claims what those did not.
+func (sub *subscription) run(ctx context.Context) {
 	d := sub.s.d
-	slots := make(chan struct{}, parallel)
-	var deliveries sync.WaitGroup
-	defer deliveries.Wait()
+	defer sub.stop()
+	var wait <-chan struct{}
+	due := true
 	for {
+		if !due {
+			timer := time.NewTimer(d.pollInterval())
+			select {
+			case <-ctx.Done():
+			case <-wait:
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
 		select {
-		case slots <- struct{}{}:
+		case sub.slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		wait := sub.signal.wait() // taken before the claim: a wake during it is not lost
+		wait = sub.signal.wait() // taken before the claim: a wake during it is not lost
 		c, err := sub.claimOne(ctx)
 		if c != nil {
-			deliveries.Add(1)
-			go func() {
-				defer deliveries.Done()
-				defer func() { <-slots }()
-				sub.deliver(ctx, c)
-			}()
+			sub.deliveries.Add(1)
+			go sub.serve(c)
+			// More may wait: claim again as soon as a slot is free. On a
+			// strictly ordered topic the next message is claimed by this
+			// one's settling, so a slot freed later is no reason to claim;
+			// on a keyed one that claims only this race's next, and other
+			// races may be waiting.
+			due = sub.keyed || len(sub.slots) < cap(sub.slots)
 			continue
 		}
-		<-slots
+		<-sub.slots
 		if err != nil && ctx.Err() == nil {
 			d.logger.Error("pgdriver: claim a message", err, watermill.LogFields{"topic": sub.topic})
 		}
-		timer := time.NewTimer(d.pollInterval())
-		select {
-		case <-ctx.Done():
-		case <-wait:
-		case <-timer.C:
-		}
-		timer.Stop()
+		due = false
 	}
+}
+
+// serve delivers c, then each message its settling claimed next, on the
+// slot it was given, which it frees when there is no next.
+func (sub *subscription) serve(c *claimed) {
+	defer sub.deliveries.Done()
+	defer func() { <-sub.slots }()
+	for c != nil {
+		c = sub.deliver(sub.ctx, c)
+	}
+}
+
+// stop ends reservations and waits for every delivery.
+func (sub *subscription) stop() {
+	sub.mu.Lock()
+	sub.stopped = true
+	sub.mu.Unlock()
+	sub.deliveries.Wait()
+}
+
+// reserve takes a free slot for a message to be claimed elsewhere; false
+// when none is free or the subscription is ending. The slot goes on to
+// handOver.
+func (sub *subscription) reserve() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.stopped || sub.ctx.Err() != nil {
+		return false
+	}
+	select {
+	case sub.slots <- struct{}{}:
+		sub.deliveries.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+// handOver delivers c, claimed elsewhere on a slot reserve took; nil gives
+// the slot back.
+func (sub *subscription) handOver(c *claimed) {
+	if c == nil {
+		<-sub.slots
+		sub.deliveries.Done()
+		return
+	}
+	go sub.serve(c)
 }
 
 // claimed is a leased message.
@@ -138,15 +209,22 @@ type claimed struct {
 	msg        *message.Message
 	deliveries int
 	lastError  string
+	raceID     string
 }
 
 // claimSQL leases the next message of topic to $1 for $2 seconds and
 // counts the delivery; without a message to lease it returns no row. It
-// runs in a transaction of its own that does not wait for the disk: a
-// lease lost in a server crash is simply not there.
+// runs in a transaction of its own that does not wait for the disk (a lease
+// lost in a server crash is simply not there), or inside the commit of a
+// delivery (claims.go). It never waits for a lock: a message locked by
+// another transaction is being claimed or settled there, and whoever
+// settles it claims the next. So a claim riding in a commit cannot
+// deadlock with another.
 func claimSQL(topic string, keyed bool) string {
 	t := tableOf(topic)
-	next := `SELECT "offset" FROM ` + t + ` WHERE NOT acked ORDER BY "offset" LIMIT 1`
+	// Strictly ordered: the oldest unhandled message, only that one.
+	next := `SELECT "offset" FROM ` + t + ` WHERE "offset" = (SELECT "offset" FROM ` + t + ` WHERE NOT acked ORDER BY "offset" LIMIT 1)
+			AND (lease_until IS NULL OR lease_until <= now()) FOR UPDATE SKIP LOCKED`
 	if keyed {
 		// The oldest free head of a race: the races with unhandled messages
 		// are found by skipping through the (race_id, offset) index, one
@@ -164,51 +242,99 @@ func claimSQL(topic string, keyed bool) string {
 				AND NOT acked AND (lease_until IS NULL OR lease_until <= now())
 			ORDER BY "offset" LIMIT 1 FOR UPDATE SKIP LOCKED`
 	}
-	// Strictly ordered: the oldest unhandled message, and only when no one
-	// holds it. The conditions on the row itself are repeated here because
-	// a claimer that waited for the row's lock re-checks only these, on the
-	// row as its holder left it: leased to another, or handled.
-	return `UPDATE ` + t + ` SET deliveries = deliveries + 1, lease_owner = $1,
+	return leaseSQL(t, next)
+}
+
+// nextSQL is the claim a delivery's commit makes for the slot it frees: on
+// a strictly ordered topic the topic's next message (claimSQL); on a keyed
+// one only the next message of the race just handled ($3), found with one
+// index probe: that one waited for this delivery, while the heads of other
+// races are the run loop's to claim.
+func nextSQL(topic string, keyed bool) string {
+	if !keyed {
+		return claimSQL(topic, false)
+	}
+	t := tableOf(topic)
+	return leaseSQL(t, `SELECT "offset" FROM `+t+` WHERE "offset" = (SELECT "offset" FROM `+t+` WHERE NOT acked AND race_id = $3 ORDER BY "offset" LIMIT 1)
+			AND (lease_until IS NULL OR lease_until <= now()) FOR UPDATE SKIP LOCKED`)
+}
+
+// leaseSQL leases the row next selects (and locks). The conditions on the
+// row itself are checked again on the row locked.
+func leaseSQL(table, next string) string {
+	return `UPDATE ` + table + ` SET deliveries = deliveries + 1, lease_owner = $1,
 			lease_until = now() + make_interval(secs => $2)
 		WHERE "offset" = (` + next + `) AND NOT acked AND (lease_until IS NULL OR lease_until <= now())
-		RETURNING "offset", uuid, payload, metadata, deliveries, coalesce(last_error, '')`
+		RETURNING "offset", uuid, payload, metadata, deliveries, coalesce(last_error, ''), race_id`
 }
 
 func (sub *subscription) claimOne(ctx context.Context) (*claimed, error) {
-	d := sub.s.d
 	batch := &pgx.Batch{}
 	batch.Queue(`BEGIN`)
 	batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
-	var c *claimed
-	var decodeErr error
-	batch.Queue(sub.claim, sub.owner, d.cfg.Lease.Seconds()).QueryRow(func(r pgx.Row) error {
+	cl := sub.queueClaim(batch)
+	batch.Queue(`COMMIT`)
+	if err := sendOwnTx(ctx, sub.s.d.pool, batch); err != nil {
+		return nil, err
+	}
+	return cl.result(), nil
+}
+
+// claim is a claim queued in a batch; got is what it leased, once the
+// batch has run.
+type claim struct {
+	sub       *subscription
+	got       *claimed
+	decodeErr error
+}
+
+// queueClaim adds a claim for sub to batch.
+func (sub *subscription) queueClaim(batch *pgx.Batch) *claim {
+	return sub.queue(batch, sub.claim, sub.owner, sub.s.d.cfg.Lease.Seconds())
+}
+
+// queueNext adds to batch the claim of what comes after c (nextSQL).
+func (sub *subscription) queueNext(batch *pgx.Batch, c *claimed) *claim {
+	if sub.keyed {
+		return sub.queue(batch, sub.next, sub.owner, sub.s.d.cfg.Lease.Seconds(), c.raceID)
+	}
+	return sub.queue(batch, sub.next, sub.owner, sub.s.d.cfg.Lease.Seconds())
+}
+
+// queue adds the claim statement q to batch.
+func (sub *subscription) queue(batch *pgx.Batch, q string, args ...any) *claim {
+	cl := &claim{sub: sub}
+	batch.Queue(q, args...).QueryRow(func(r pgx.Row) error {
 		var (
 			uuid        string
 			payload, md []byte
 			got         claimed
 		)
-		err := r.Scan(&got.offset, &uuid, &payload, &md, &got.deliveries, &got.lastError)
+		err := r.Scan(&got.offset, &uuid, &payload, &md, &got.deliveries, &got.lastError, &got.raceID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		got.msg, decodeErr = decode(uuid, payload, md)
-		c = &got
+		if got.msg, cl.decodeErr = decode(uuid, payload, md); cl.decodeErr != nil {
+			// Unreadable metadata: hand the message out without it, so the
+			// flow poisons it rather than the topic stalling on it.
+			got.msg = message.NewMessage(uuid, payload)
+		}
+		cl.got = &got
 		return nil
 	})
-	batch.Queue(`COMMIT`)
-	if err := sendOwnTx(ctx, d.pool, batch); err != nil {
-		return nil, err
+	return cl
+}
+
+// result is the claimed message, once its transaction committed.
+func (cl *claim) result() *claimed {
+	if cl.decodeErr != nil {
+		cl.sub.s.d.logger.Error("pgdriver: message metadata unreadable", cl.decodeErr, watermill.LogFields{"topic": cl.sub.topic})
+		cl.decodeErr = nil
 	}
-	if decodeErr != nil {
-		// Unreadable metadata: hand the message out without it, so the flow
-		// poisons it rather than the topic stalling on it.
-		c.msg = message.NewMessage(c.msg.UUID, c.msg.Payload)
-		d.logger.Error("pgdriver: message metadata unreadable", decodeErr, watermill.LogFields{"topic": sub.topic})
-	}
-	return c, nil
+	return cl.got
 }
 
 // deliveryInfo is what the driver tells of a delivery (Driver.Delivery).
@@ -222,8 +348,9 @@ type infoKey struct{}
 // deliver hands c to the subscription's reader and settles it: commit on
 // ack, roll back and release the lease on nack; a message whose handler
 // ran past the ack deadline, or is still running when the subscription
-// closes, is abandoned to its lease.
-func (sub *subscription) deliver(ctx context.Context, c *claimed) {
+// closes, is abandoned to its lease. The commit of an ack also claims the
+// topic's next message for this slot, which deliver returns (nil: none).
+func (sub *subscription) deliver(ctx context.Context, c *claimed) *claimed {
 	d := sub.s.d
 	dl := &delivery{pool: d.pool}
 	mctx, cancel := context.WithTimeout(withDelivery(ctx, dl), d.cfg.AckDeadline)
@@ -236,24 +363,22 @@ func (sub *subscription) deliver(ctx context.Context, c *claimed) {
 	case sub.out <- msg:
 	case <-ctx.Done():
 		sub.release(c, 0, "", false) // never handed out: not a delivery
-		return
+		return nil
 	}
 	renew := sub.keepLeased(mctx, c)
 	defer renew()
 	select {
 	case <-msg.Acked():
 		renew()
-		topics, err := dl.commit(mctx, sub.ack, c.offset, sub.owner)
+		next, err := dl.commit(mctx, sub, c)
 		if err == nil {
-			d.published(topics...)
-			sub.signal.wake() // the next message may go now (keyed: of this race)
-			return
+			return next
 		}
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // the ack found no lease of ours
 			d.logger.Info("pgdriver: acknowledgement dropped", watermill.LogFields{"topic": sub.topic,
 				"offset": c.offset, "reason": leaseLost(err).Error()})
-			return
+			return nil
 		}
 		// The handling is lost with its transaction; it is redone.
 		sub.release(c, c.deliveries, "commit: "+err.Error(), true)
@@ -268,6 +393,7 @@ func (sub *subscription) deliver(ctx context.Context, c *claimed) {
 		dl.abandon()
 		sub.release(c, 0, "", true)
 	}
+	return nil
 }
 
 // keepLeased renews c's lease while it is handled, until the ack deadline;
