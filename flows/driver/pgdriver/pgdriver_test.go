@@ -103,3 +103,30 @@ func TestConfigValidateNamesWhatIsWrong(t *testing.T) {
 		})
 	}
 }
+
+func TestMessageWithUnreadableMetadataIsHandedOutWithoutIt(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	d, err := pgdriver.Open(pgdriver.DefaultConfig(), db.Pool, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	const topic = "unreadable"
+	sub := d.NewSubscriber(false, 1)
+	t.Cleanup(func() { require.NoError(t, sub.Close()) })
+	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	// Valid JSON (the column's type insists) that is no metadata map.
+	_, err = db.Pool.Exec(t.Context(), `INSERT INTO "watermill_`+topic+`" (uuid, payload, metadata) VALUES ('u1', 'body', '[1, 2]')`)
+	require.NoError(t, err)
+
+	msgs, err := sub.Subscribe(t.Context(), topic)
+	require.NoError(t, err)
+	select {
+	case msg := <-msgs:
+		require.Equal(t, "u1", msg.UUID)
+		require.Equal(t, "body", string(msg.Payload))
+		require.Empty(t, msg.Metadata)
+		msg.Ack()
+	case <-time.After(time.Minute):
+		t.Fatal("the message was never handed out")
+	}
+}
