@@ -95,12 +95,18 @@ type entry[T any] struct {
 
 // bySeries groups a batch's rows by series key, each series in the order
 // writing the polls one by one would process them: batch order, and within
-// a poll by time (as layers does).
-func bySeries[T any, K comparable](ps []*pending, rows func(*pending) []T, key func(T) K, byTime func(a, b T) int) ([]K, map[K][]entry[T]) {
+// a poll by time (as layers does). Each row's instants are taken as
+// PostgreSQL stores them (stored), so every comparison with a stored row,
+// and between rows, is the one the database would make.
+func bySeries[T any, K comparable](ps []*pending, rows func(*pending) []T, key func(T) K, byTime func(a, b T) int,
+	stored func(T) T) ([]K, map[K][]entry[T]) {
 	var order []K
 	out := make(map[K][]entry[T])
 	for _, p := range ps {
 		mine := slices.Clone(rows(p))
+		for i := range mine {
+			mine[i] = stored(mine[i])
+		}
 		slices.SortStableFunc(mine, byTime)
 		for _, r := range mine {
 			k := key(r)
@@ -125,10 +131,18 @@ func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) ([]stmt, error
 		return cmp.Or(a.PollingTimestamp.Compare(b.PollingTimestamp), a.EventTimestamp.Compare(b.EventTimestamp))
 	}
 	mKeys, mSeries := bySeries(ps, func(p *pending) []transform.MoneyFlow { return p.money },
-		func(m transform.MoneyFlow) moneyKey { return moneyKey{m.RaceID, m.EntrantID} }, mTime)
+		func(m transform.MoneyFlow) moneyKey { return moneyKey{m.RaceID, m.EntrantID} }, mTime,
+		func(m transform.MoneyFlow) transform.MoneyFlow {
+			m.PollingTimestamp, m.EventTimestamp = asStored(m.PollingTimestamp), asStored(m.EventTimestamp)
+			return m
+		})
 	oTime := func(a, b transform.Odds) int { return a.EventTimestamp.Compare(b.EventTimestamp) }
 	oKeys, oSeries := bySeries(ps, func(p *pending) []transform.Odds { return p.odds },
-		func(o transform.Odds) oddsKey { return oddsKey{o.EntrantID, o.Type} }, oTime)
+		func(o transform.Odds) oddsKey { return oddsKey{o.EntrantID, o.Type} }, oTime,
+		func(o transform.Odds) transform.Odds {
+			o.EventTimestamp = asStored(o.EventTimestamp)
+			return o
+		})
 
 	// Only series whose batch rows strictly increase can be appended.
 	mKeys = slices.DeleteFunc(mKeys, func(k moneyKey) bool {
@@ -391,6 +405,10 @@ func appendOdds(s []entry[transform.Odds], last storedOdds, cents []int64) (kept
 	}
 	return kept, true
 }
+
+// asStored is an instant as a timestamptz keeps it: pgx sends whole
+// microseconds, dropping the rest.
+func asStored(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
 func abs(v int64) int64 {
 	if v < 0 {
