@@ -178,7 +178,7 @@ func (a *app) replay(ctx context.Context, cfg config.Config, rc replay.Config) e
 	case err != nil:
 		return err
 	}
-	if sum.Stored == 0 {
+	if sum.Stored == 0 && sum.Lists.Stored == 0 {
 		return skippedf("no stored poll of namespace %s matches; nothing to replay", fcfg.Namespace)
 	}
 	return nil

@@ -86,8 +86,11 @@ func processDay(tb testing.TB, pool *pgxpool.Pool, cfg flows.Config, day *simday
 	clock := dayClock{nztabsim.NewManualClock(steps[0].At)}
 	srv := httptest.NewServer(day.API(clock.Now))
 	defer srv.Close()
+	// Observation instants carry nanoseconds beyond what PostgreSQL keeps,
+	// as the wall clock's do.
+	observed := func() time.Time { return clock.Now().Add(789 * time.Nanosecond) }
 	client, err := nztab.NewClient(nztab.ClientConfig{BaseURL: srv.URL + "/affiliates/v1", FromEmail: "test@example.com",
-		PartnerName: "test", PartnerID: "test", Now: clock.Now, MaxRetries: -1})
+		PartnerName: "test", PartnerID: "test", Now: observed, MaxRetries: -1})
 	require.NoError(tb, err)
 	log := quietLogger()
 	e, err := flows.New(cfg, flows.Deps{Pool: pool, Fetcher: client, Logger: log, Now: clock.Now})

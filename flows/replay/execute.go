@@ -325,11 +325,13 @@ func (r *Replayer) reportPoll(st *runState, it prepared, rows write.Rows, writeT
 	p := it.ev.poll
 	res := handlers.ProcessResult{RaceID: p.raceID, PollID: p.pollID, Replay: true, Status: handlers.StatusSuccess}
 	res.Timings.TransformMS = it.transformMS
-	entry := r.log.WithFields(logrus.Fields{"race_id": p.raceID, "poll_id": p.pollID, "topic": p.key.topic, "offset": p.key.offset})
+	entry := func() *logrus.Entry {
+		return r.log.WithFields(logrus.Fields{"race_id": p.raceID, "poll_id": p.pollID, "topic": p.key.topic, "offset": p.key.offset})
+	}
 	if it.fail != nil {
 		res.Status = handlers.StatusFailed
 		res.Error = &handlers.ErrorInfo{Stage: it.fail.Stage, Kind: it.fail.Kind, Message: it.fail.Reason}
-		entry.WithField("kind", it.fail.Kind).WithField("reason", it.fail.Reason).Warn("replay: stored poll skipped")
+		entry().WithField("kind", it.fail.Kind).WithField("reason", it.fail.Reason).Warn("replay: stored poll skipped")
 		st.report(res, write.Rows{}, it.fail)
 		return
 	}
@@ -337,11 +339,25 @@ func (r *Replayer) reportPoll(st *runState, it prepared, rows write.Rows, writeT
 	res.Rows = handlers.RowCountsOf(rows)
 	res.Timings.WriteMS = ms(writeTime)
 	res.Timings.TotalMS = res.Timings.TransformMS + res.Timings.WriteMS
-	entry.WithFields(logrus.Fields{
-		"transform_ms": res.Timings.TransformMS, "write_ms": res.Timings.WriteMS, "dry_run": r.cfg.DryRun,
-		"rows_money_flow": rows.MoneyFlow, "rows_odds": rows.Odds, "rows_entrants": rows.Entrants,
-	}).Debug("replay poll")
+	if debugEnabled(r.log) {
+		entry().WithFields(logrus.Fields{
+			"transform_ms": res.Timings.TransformMS, "write_ms": res.Timings.WriteMS, "dry_run": r.cfg.DryRun,
+			"rows_money_flow": rows.MoneyFlow, "rows_odds": rows.Odds, "rows_entrants": rows.Entrants,
+		}).Debug("replay poll")
+	}
 	st.report(res, rows, nil)
+}
+
+// debugEnabled says whether l logs debug entries, so a run does not build
+// the fields of a thousand per-poll entries a second that nobody logs.
+func debugEnabled(l logrus.FieldLogger) bool {
+	switch l := l.(type) {
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
 }
 
 // applyList applies a stored meetings list in its own transaction, as the

@@ -70,6 +70,9 @@ func (r *Replayer) pipeline(ctx context.Context, events []event, lists *listCach
 		defer close(ready)
 		for c := range loaded {
 			items := r.prepare(gctx, c.events, c.rows, lists)
+			if gctx.Err() != nil {
+				return nil // items may be half prepared
+			}
 			select {
 			case ready <- items:
 			case <-gctx.Done():
@@ -107,8 +110,11 @@ func (r *Replayer) loadEvents(ctx context.Context, chunk []event) (map[storeKey]
 	}
 	var rows map[storeKey]stored
 	err := r.withRetry(ctx, func(context.Context) error {
+		// A read, unlike a write, stops at an interruption.
+		rctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout)
+		defer cancel()
 		var err error
-		rows, err = r.load(ctx, polls)
+		rows, err = r.load(rctx, polls)
 		return err
 	})
 	if err != nil && ctx.Err() == nil {

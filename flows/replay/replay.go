@@ -76,6 +76,9 @@ type Config struct {
 	BatchSize int
 	// Writers is how many write transactions run at once, each holding the
 	// polls of other meetings than the others (a rebuild: see Concurrency).
+	// More writers use more database connections but also more statements
+	// per poll (a batch's statements serve the polls of its meetings), so
+	// they pay only where the database has cores to spare.
 	Writers int
 	// Meetings selects the meetings of the stored meetings lists as the
 	// live baseline did (its default, baseline.DefaultFilter, when zero).
@@ -92,9 +95,11 @@ type Config struct {
 	WriteTimeout time.Duration
 }
 
-// DefaultConfig replays everything retained, in batches of 128 polls.
+// DefaultConfig replays everything retained, in batches of 128 polls, one
+// write transaction at a time, two stored polls transformed at once (the
+// writer, not the transform, bounds a replay: docs/BENCHMARKS.md).
 func DefaultConfig() Config {
-	return Config{Concurrency: 4, BatchSize: 128, Writers: 2, WriteRetries: 3, WriteTimeout: time.Minute,
+	return Config{Concurrency: 2, BatchSize: 128, Writers: 1, WriteRetries: 3, WriteTimeout: time.Minute,
 		Meetings: baseline.DefaultFilter()}
 }
 
