@@ -27,7 +27,7 @@ func BenchmarkReplayDay(b *testing.B) {
 	processDay(b, db.Pool, cfg, day)
 	drv := openDriver(b, cfg, db.Pool)
 	ctx := context.Background()
-	for _, tc := range []struct{ batch, concurrency, writers int }{{128, 2, 1}} {
+	for _, tc := range []struct{ batch, concurrency, writers int }{{128, 2, 1}, {256, 2, 1}, {256, 2, 2}, {256, 4, 2}, {512, 2, 2}} {
 		b.Run(fmt.Sprintf("batch=%d/concurrency=%d/writers=%d", tc.batch, tc.concurrency, tc.writers), func(b *testing.B) {
 			polls := 0
 			var elapsed time.Duration

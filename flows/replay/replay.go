@@ -76,9 +76,9 @@ type Config struct {
 	BatchSize int
 	// Writers is how many write transactions run at once, each holding the
 	// polls of other meetings than the others (a rebuild: see Concurrency).
-	// More writers use more database connections but also more statements
-	// per poll (a batch's statements serve the polls of its meetings), so
-	// they pay only where the database has cores to spare.
+	// More writers use more database connections, and more statements per
+	// poll (a statement of a batch serves the polls of its meetings), so
+	// past the database's spare cores they cost more than they bring.
 	Writers int
 	// Meetings selects the meetings of the stored meetings lists as the
 	// live baseline did (its default, baseline.DefaultFilter, when zero).
@@ -95,11 +95,12 @@ type Config struct {
 	WriteTimeout time.Duration
 }
 
-// DefaultConfig replays everything retained, in batches of 128 polls, one
-// write transaction at a time, two stored polls transformed at once (the
-// writer, not the transform, bounds a replay: docs/BENCHMARKS.md).
+// DefaultConfig replays everything retained, in batches of 256 polls
+// written by two transactions at once, two stored polls transformed at
+// once: the fastest of the settings measured on two cores
+// (docs/BENCHMARKS.md), where the writes, not the transforms, bound a run.
 func DefaultConfig() Config {
-	return Config{Concurrency: 2, BatchSize: 128, Writers: 1, WriteRetries: 3, WriteTimeout: time.Minute,
+	return Config{Concurrency: 2, BatchSize: 256, Writers: 2, WriteRetries: 3, WriteTimeout: time.Minute,
 		Meetings: baseline.DefaultFilter()}
 }
 
