@@ -455,6 +455,7 @@ func TestInterruptedReplayResumesWithoutDoubleWork(t *testing.T) {
 	cfg := replay.DefaultConfig()
 	cfg.RunID = "resume-test"
 	cfg.Concurrency = 2
+	cfg.BatchSize = 4 // several transactions, so the run stops midway
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	first, err := h.replay(ctx, cfg, func(p replay.Progress) {

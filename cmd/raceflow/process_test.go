@@ -116,6 +116,11 @@ func TestProcessThenReplayAndPoisonSeeTheSameFlow(t *testing.T) {
 	r = raceflow(t, env, "replay")
 	require.Equal(t, 0, r.code, "replay with no flags replays what process fetched: %s", r)
 	require.Regexp(t, `polls replayed\s+1 of 1 races`, r.stdout)
+	r = raceflow(t, env, "replay", "--rebuild", "--race", race)
+	require.Equal(t, 0, r.code, "a rebuild of the race re-derives it: %s", r)
+	require.Regexp(t, `\(complete, rebuild\)`, r.stdout)
+	require.Regexp(t, `polls replayed\s+1 of 1 races`, r.stdout)
+	require.Regexp(t, `race_polls\s+1\n`, r.stdout, "its ledger row was emptied and written again")
 
 	broken, brokenAPI := apiSim(t, 10)
 	require.NoError(t, broken.SetFaults(nztabsim.Faults{MalformedRate: 1}))

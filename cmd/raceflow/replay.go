@@ -48,19 +48,26 @@ func parseReplayTime(s string, end bool) (time.Time, error) {
 type replayFlags struct {
 	from, to, meeting, runID, resume string
 	races                            []string
-	dryRun                           bool
+	dryRun, rebuild                  bool
 	concurrency                      int
 }
 
 func (a *app) replayCommand() *cobra.Command {
 	var f replayFlags
 	cmd := &cobra.Command{
-		Use:   "replay [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]",
+		Use:   "replay [--rebuild] [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]",
 		Short: "re-derive the tables from stored raw fetches, without calling the API",
-		Long: `Re-derives the tables from the stored raw API responses of the flow's stored
-topic (kept for RACEFLOW_RETENTION), per race in their original order, without
-calling the API. With no filter, everything retained is replayed. Interrupt it any
-time; run it again with --resume RUN_ID to continue without double work.
+		Long: `Re-derives the tables from the stored raw API responses (kept for
+RACEFLOW_RETENTION): the event fetches of the flow's stored topic and the daily
+meetings lists, in their observation order, without calling the API. With no
+filter, everything retained is replayed. Interrupt it any time; run it again
+with --resume RUN_ID to continue without double work.
+
+--rebuild empties the derived rows of every race the filter selects (its races,
+entrants, pools, results, history and race_polls rows; meetings rows are shared
+and written again instead) and re-derives them from all of the race's stored
+fetches and the stored meetings lists, one transaction per race. A race whose
+race_polls holds a poll that is no longer stored is left as it is.
 
 Times (--from, --to) are RFC 3339 instants, NZ local times (2025-07-17 12:30) or NZ
 racing days (2025-07-17; as --to, the end of that day).
@@ -76,9 +83,10 @@ names no run), 1 when a poll could not be replayed or the run was interrupted.`,
 	fs.StringSliceVar(&f.races, "race", nil, "replay only this race (repeatable, or comma-separated)")
 	fs.StringVar(&f.meeting, "meeting", "", "replay only the races of this meeting")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "transform everything and report what the snapshots carry; write nothing")
+	fs.BoolVar(&f.rebuild, "rebuild", false, "empty the selected races' derived rows and re-derive them, one transaction per race")
 	fs.StringVar(&f.runID, "run-id", "", "name of the run (default: generated); an existing run continues where it stopped")
 	fs.StringVar(&f.resume, "resume", "", "continue the run with this id, with the filter it was started with")
-	fs.IntVar(&f.concurrency, "concurrency", def.Concurrency, "races replayed at once (each race's polls stay in order)")
+	fs.IntVar(&f.concurrency, "concurrency", def.Concurrency, "stored fetches transformed at once (--rebuild: races rebuilt at once); writes stay in observation order")
 	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagLog)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := set.resolve(cmd)
@@ -97,7 +105,7 @@ names no run), 1 when a poll could not be replayed or the run was interrupted.`,
 // config is the replay configuration the flags ask for.
 func (f replayFlags) config(def replay.Config) (replay.Config, error) {
 	rc := def
-	rc.Concurrency, rc.DryRun, rc.RunID = f.concurrency, f.dryRun, f.runID
+	rc.Concurrency, rc.DryRun, rc.RunID, rc.Rebuild = f.concurrency, f.dryRun, f.runID, f.rebuild
 	rc.Filter.MeetingID = f.meeting
 	for _, id := range f.races {
 		if id = strings.TrimSpace(id); id != "" {
@@ -159,7 +167,7 @@ func (a *app) replay(ctx context.Context, cfg config.Config, rc replay.Config) e
 	}
 	sum, err := r.Run(ctx)
 	disp.Finish()
-	if sum.Stored > 0 || sum.Polls > 0 || len(sum.Failures) > 0 {
+	if sum.Stored > 0 || sum.Polls > 0 || sum.Lists.Stored > 0 || len(sum.Failures) > 0 {
 		printReplaySummary(a.stdout, sum)
 	}
 	switch {
@@ -170,7 +178,7 @@ func (a *app) replay(ctx context.Context, cfg config.Config, rc replay.Config) e
 	case err != nil:
 		return err
 	}
-	if sum.Stored == 0 {
+	if sum.Stored == 0 && sum.Lists.Stored == 0 {
 		return skippedf("no stored poll of namespace %s matches; nothing to replay", fcfg.Namespace)
 	}
 	return nil
@@ -202,6 +210,9 @@ func printReplaySummary(w io.Writer, s replay.Summary) {
 	case !s.Complete:
 		state = "incomplete"
 	}
+	if s.Rebuild {
+		state += ", rebuild"
+	}
 	if s.Resumed {
 		state += ", resumed"
 	}
@@ -209,6 +220,8 @@ func printReplaySummary(w io.Writer, s replay.Summary) {
 	fmt.Fprintf(w, "  stored polls selected  %d in %d topics (%d done by earlier runs)\n", s.Stored, len(s.Topics), s.AlreadyDone)
 	fmt.Fprintf(w, "  polls replayed         %d of %d races in %s (%.1f polls/s)\n", s.Polls, s.Races,
 		s.Duration.Round(time.Millisecond), s.PollsPerSecond())
+	fmt.Fprintf(w, "  meetings lists         %d applied of %d stored (%d meetings, %d races changed)\n", s.Lists.Applied,
+		s.Lists.Stored, s.Lists.Meetings, s.Lists.Races)
 	title := "rows changed"
 	if s.DryRun {
 		title = "rows the snapshots carry (upper bound of a write)"

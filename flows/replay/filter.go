@@ -43,18 +43,27 @@ func (f Filter) inRange(t time.Time) bool {
 	return (f.From.IsZero() || !t.Before(f.From)) && (f.To.IsZero() || !t.After(f.To))
 }
 
-// storedFilter is how a filter is kept with its run (replay_runs.filter).
+// timeBound says whether the filter bounds the observation instant.
+func (f Filter) timeBound() bool { return !f.From.IsZero() || !f.To.IsZero() }
+
+// selectsRaces says whether the filter names races or a meeting, so a
+// meetings list is applied only for what it selects (see listRows).
+func (f Filter) selectsRaces() bool { return len(f.RaceIDs) > 0 || f.MeetingID != "" }
+
+// storedFilter is how a run's selection is kept with it (replay_runs.filter):
+// the filter, and whether the run rebuilds.
 type storedFilter struct {
 	From      *time.Time `json:"from,omitempty"`
 	To        *time.Time `json:"to,omitempty"`
 	RaceIDs   []string   `json:"race_ids,omitempty"`
 	MeetingID string     `json:"meeting_id,omitempty"`
+	Rebuild   bool       `json:"rebuild,omitempty"`
 }
 
-// canonical renders the filter the same way whatever the order of its race
-// ids or the zone of its instants, so a resumed run can be compared.
-func (f Filter) canonical() storedFilter {
-	s := storedFilter{MeetingID: f.MeetingID}
+// canonical renders the selection the same way whatever the order of its
+// race ids or the zone of its instants, so a resumed run can be compared.
+func (f Filter) canonical(rebuild bool) storedFilter {
+	s := storedFilter{MeetingID: f.MeetingID, Rebuild: rebuild}
 	if !f.From.IsZero() {
 		t := f.From.UTC()
 		s.From = &t

@@ -1,12 +1,21 @@
-// Package replay re-derives the domain tables from a flow's stored topic:
-// it reads the stored fetches (race.fetched, handled or not) through the
-// flow's driver, plans them race by race in their original order, and
-// applies each one through the same transform and write path the live flow
-// takes, without a router, the API or a result message, so the live
-// scheduler never sees a replayed poll. Each poll is written in its own
-// short transaction together with the run's progress row in the ledger
-// (replay_progress), which makes a run resumable without writing any poll
-// twice.
+// Package replay re-derives the domain tables from what the flow stored: the
+// raw event fetches of its stored topic (race.fetched, read through the
+// flow's driver) and the raw meetings lists the daily baseline stored
+// (stages/baseline). It applies them in their observation order through the
+// paths the live flow takes, the write stage's (handlers.WritePolls, the
+// batch form of handlers.WritePoll) and the baseline's (baseline.Upsert),
+// without a router, the API or a result message, so the live scheduler never
+// sees a replayed poll.
+//
+// A run is one sequence of stored polls and meetings lists in observation
+// order (filter, plan). Payloads are read and transformed ahead of the
+// writer, several at a time; the writer applies the sequence in order,
+// consecutive polls (of any races) in one transaction per batch, each list
+// in its own, and every transaction also records how far each race got in
+// the run's ledger (replay_progress), which makes a run resumable without
+// writing any poll twice (execute, ledger). A rebuild (Config.Rebuild)
+// instead empties the derived rows of each selected race and re-derives
+// them, one transaction per race (rebuild).
 package replay
 
 import (
@@ -20,6 +29,7 @@ import (
 
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/stages/baseline"
 	"github.com/raceflow/raceflow/stages/partitions"
 	"github.com/raceflow/raceflow/stages/write"
 )
@@ -51,35 +61,60 @@ type Config struct {
 	// Resume continues RunID with the filter stored with it (Filter must be
 	// zero or equal); the run must exist.
 	Resume bool
-	// Concurrency is how many races are replayed at once; each race's polls
-	// are always replayed one after another in their original order.
+	// Rebuild empties the derived rows of every race the filter selects
+	// and re-derives them from all of the race's stored polls (and the
+	// stored meetings lists), one transaction per race; see rebuild.go for
+	// what a race's derived rows are. The filter selects races: a race with
+	// at least one stored poll it selects is rebuilt whole.
+	Rebuild bool
+	// Concurrency is how many stored polls are decoded and transformed at
+	// once (a rebuild: how many races are rebuilt at once, one race per
+	// meeting at a time). Writes always follow the observation order.
 	Concurrency int
-	// BatchSize is how many stored payloads one read loads.
+	// BatchSize is how many stored polls one read loads and, at most, one
+	// write transaction holds.
 	BatchSize int
+	// Writers is how many write transactions run at once, each holding the
+	// polls of other meetings than the others (a rebuild: see Concurrency).
+	// More writers use more database connections, and more statements per
+	// poll (a statement of a batch serves the polls of its meetings), so
+	// past the database's spare cores they cost more than they bring.
+	Writers int
+	// Meetings selects the meetings of the stored meetings lists as the
+	// live baseline did (its default, baseline.DefaultFilter, when zero).
+	Meetings baseline.Filter
 	// DryRun transforms everything and counts the rows the snapshots carry,
 	// writing nothing (no progress either).
 	DryRun bool
-	// WriteRetries retries a poll's write on transient errors (deadlock,
-	// serialization, lost connection) before the race is stopped.
+	// WriteRetries retries a write transaction on transient errors
+	// (deadlock, serialization, lost connection) before its races are
+	// stopped.
 	WriteRetries int
-	// WriteTimeout bounds one poll's write. Interrupting a run lets the
-	// writes in flight finish, so their commit is never in doubt.
+	// WriteTimeout bounds one write transaction. Interrupting a run lets
+	// the write in flight finish, so its commit is never in doubt.
 	WriteTimeout time.Duration
 }
 
-// DefaultConfig replays everything retained, four races at a time.
+// DefaultConfig replays everything retained, in batches of 256 polls
+// written by two transactions at once, two stored polls transformed at
+// once: the fastest of the settings measured on two cores
+// (docs/BENCHMARKS.md), where the writes, not the transforms, bound a run.
 func DefaultConfig() Config {
-	return Config{Concurrency: 4, BatchSize: 64, WriteRetries: 3, WriteTimeout: time.Minute}
+	return Config{Concurrency: 2, BatchSize: 256, Writers: 2, WriteRetries: 3, WriteTimeout: time.Minute,
+		Meetings: baseline.DefaultFilter()}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Filter.Validate()}
+	errs := []error{c.Filter.Validate(), c.Meetings.Validate()}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("replay: concurrency %d must be within 1..256", c.Concurrency))
 	}
-	if c.BatchSize < 1 {
-		errs = append(errs, errors.New("replay: batch size must be at least 1"))
+	if c.BatchSize < 1 || c.BatchSize > 10000 {
+		errs = append(errs, fmt.Errorf("replay: batch size %d must be within 1..10000", c.BatchSize))
+	}
+	if c.Writers < 1 || c.Writers > 64 {
+		errs = append(errs, fmt.Errorf("replay: writers %d must be within 1..64", c.Writers))
 	}
 	if c.WriteRetries < 0 {
 		errs = append(errs, errors.New("replay: write retries must not be negative"))
@@ -101,8 +136,9 @@ type Deps struct {
 	// Driver is the flow's driver, whose stored topic is replayed.
 	Driver driver.Driver
 	Logger logrus.FieldLogger
-	// Progress, when set, is called after every poll, one call at a time;
-	// it must not block for long (it runs on a replay worker).
+	// Progress, when set, is called for every poll once its transaction
+	// has committed (or it was skipped), one call at a time; it must not
+	// block for long (it runs on the writer).
 	Progress func(Progress)
 }
 
@@ -128,7 +164,13 @@ type Failure struct {
 	Offset     int64
 	ObservedAt time.Time
 	// Stage is "transform" (a bad stored payload or metadata: skipped, the
-	// run goes on), "write" or "read" (the race stopped here).
+	// run goes on), "write" (a snapshot the write stage refuses before the
+	// database: skipped; a write that failed: the race stopped here),
+	// "read" (a rebuilt race's stored polls could not be read: stopped),
+	// "baseline" (a stored meetings list, RaceID empty, Topic
+	// "baseline_responses": unreadable or refused rows skipped, a failed
+	// write stops the lists) or "rebuild" (a race left as it was because
+	// its ledger holds polls that are no longer stored: stopped).
 	Stage  string
 	Kind   string
 	Reason string
@@ -144,7 +186,10 @@ type Summary struct {
 	// Resumed says the run existed and continued where it had stopped.
 	Resumed bool
 	Topics  []string
-	// Races is the number of races with polls left to replay.
+	// Rebuild says the run rebuilds races (Config.Rebuild).
+	Rebuild bool
+	// Races is the number of races with polls left to replay (a rebuild:
+	// races to rebuild).
 	Races int
 	// Stored is the number of stored polls the filter selects.
 	Stored int
@@ -156,12 +201,26 @@ type Summary struct {
 	// Rows sums write.Rows over the replayed polls: rows really inserted or
 	// changed. In a dry run it counts the rows the snapshots carry instead,
 	// an upper bound of what a write could change.
-	Rows     write.Rows
+	Rows write.Rows
+	// Lists is what the stored meetings lists did.
+	Lists    Lists
 	Failures []Failure
 	// Complete says every selected poll has been handled; the run is marked
 	// finished.
 	Complete bool
 	Duration time.Duration
+}
+
+// Lists counts the stored meetings lists a run applied and the rows they
+// changed (baseline.Counts; in a dry run, the rows they carry).
+type Lists struct {
+	// Stored is the number of stored lists the run selects.
+	Stored int
+	// Applied counts lists applied now (in a dry run, decoded); a rebuild
+	// applies a list once for every race it rebuilds that the list names.
+	Applied  int
+	Meetings int
+	Races    int
 }
 
 // PollsPerSecond is the replay throughput.
@@ -208,9 +267,10 @@ func New(cfg Config, deps Deps) (*Replayer, error) {
 // RunID is the id of the run, generated when the config had none.
 func (r *Replayer) RunID() string { return r.cfg.RunID }
 
-// Run replays the selected polls. Interrupted (ctx ended), it lets the
-// writes in flight finish and returns ctx's error with the summary so far;
-// running the same run id again continues after the last poll written.
+// Run replays the selected polls and meetings lists (or rebuilds the
+// selected races). Interrupted (ctx ended), it lets the write in flight
+// finish and returns ctx's error with the summary so far; running the same
+// run id again continues after the last poll written.
 func (r *Replayer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	sum := Summary{RunID: r.cfg.RunID, DryRun: r.cfg.DryRun}
@@ -225,11 +285,11 @@ func (r *Replayer) Run(ctx context.Context) (Summary, error) {
 		}
 		defer release()
 	}
-	filter, resumed, err := r.openRun(ctx)
+	filter, rebuild, resumed, err := r.openRun(ctx)
 	if err != nil {
 		return finish(err)
 	}
-	sum.Resumed = resumed
+	sum.Resumed, sum.Rebuild = resumed, rebuild
 	topics, err := r.stored.Topics(ctx)
 	if err != nil {
 		return finish(err)
@@ -240,26 +300,28 @@ func (r *Replayer) Run(ctx context.Context) (Summary, error) {
 	for _, t := range topics {
 		sum.Topics = append(sum.Topics, t.String())
 	}
-	work, err := r.plan(ctx, &sum, topics, filter)
+	pl, err := r.plan(ctx, &sum, topics, filter, rebuild)
 	if err != nil {
 		return finish(err)
 	}
 	if !r.cfg.DryRun {
-		if err := r.ensurePartitions(ctx, work); err != nil {
+		if err := r.ensurePartitions(ctx, pl.instants()); err != nil {
 			return finish(err)
 		}
 	}
-	total := 0
-	for _, w := range work {
-		total += len(w.polls)
-	}
+	total := pl.polls()
 	r.log.WithFields(logrus.Fields{
 		"topics": len(sum.Topics), "races": sum.Races, "stored": sum.Stored, "already_done": sum.AlreadyDone,
-		"polls": total, "dry_run": r.cfg.DryRun, "resumed": sum.Resumed,
+		"polls": total, "lists": sum.Lists.Stored, "dry_run": r.cfg.DryRun, "resumed": sum.Resumed, "rebuild": rebuild,
 	}).Info("replay start")
 
 	st := newRunState(r, &sum, start, total)
-	r.execute(ctx, st, work)
+	var runErr error
+	if rebuild {
+		r.rebuild(ctx, st, pl)
+	} else {
+		runErr = r.execute(ctx, st, pl.events)
+	}
 
 	stopped := 0
 	for _, f := range sum.Failures {
@@ -267,10 +329,10 @@ func (r *Replayer) Run(ctx context.Context) (Summary, error) {
 			stopped++
 		}
 	}
-	var runErr error
 	switch {
 	case ctx.Err() != nil:
 		runErr = ctx.Err()
+	case runErr != nil:
 	case stopped > 0:
 		runErr = fmt.Errorf("%w: %d races stopped at a failure; resume run %s to retry them", ErrIncomplete, stopped, r.cfg.RunID)
 	default:
@@ -281,11 +343,12 @@ func (r *Replayer) Run(ctx context.Context) (Summary, error) {
 	}
 	sum.Duration = time.Since(start)
 	r.log.WithFields(logrus.Fields{
-		"polls": sum.Polls, "failures": len(sum.Failures), "complete": sum.Complete,
+		"polls": sum.Polls, "lists": sum.Lists.Applied, "failures": len(sum.Failures), "complete": sum.Complete,
 		"duration_ms": sum.Duration.Milliseconds(), "polls_per_s": sum.PollsPerSecond(),
 		"rows_meetings": sum.Rows.Meetings, "rows_races": sum.Rows.Races, "rows_entrants": sum.Rows.Entrants,
 		"rows_race_pools": sum.Rows.RacePools, "rows_money_flow": sum.Rows.MoneyFlow, "rows_odds": sum.Rows.Odds,
 		"rows_results": sum.Rows.Results, "rows_polls": sum.Rows.Polls,
+		"list_meetings": sum.Lists.Meetings, "list_races": sum.Lists.Races,
 	}).Info("replay end")
 	return sum, runErr
 }

@@ -95,7 +95,9 @@ type entry[T any] struct {
 
 // bySeries groups a batch's rows by series key, each series in the order
 // writing the polls one by one would process them: batch order, and within
-// a poll by time (as layers does).
+// a poll by time (as layers does). The rows' instants are already as
+// PostgreSQL stores them (newPending), so every comparison with a stored
+// row, and between rows, is the one the database would make.
 func bySeries[T any, K comparable](ps []*pending, rows func(*pending) []T, key func(T) K, byTime func(a, b T) int) ([]K, map[K][]entry[T]) {
 	var order []K
 	out := make(map[K][]entry[T])

@@ -154,3 +154,41 @@ func TestBatchAppendingWhileAnotherTransactionWritesTheSeriesFailsRetryably(t *t
 	require.Zero(t, res.Appended)
 	require.Equal(t, write.Rows{}, counts(res.Polls[0]), "the other writer wrote the same poll")
 }
+
+// PostgreSQL keeps microseconds; the flow's observation instants carry
+// nanoseconds. A batch must compare instants as they are stored, or it
+// takes a poll already stored for one that extends its series.
+func TestBatchComparesInstantsAsTheyAreStored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ts := pollTimes()
+	g := newRaceGen("R-ns", ts[2].Add(time.Hour))
+	first, second := g.poll(1, ts[0].Add(789*time.Nanosecond)), g.poll(2, ts[1].Add(789*time.Nanosecond))
+	for _, tc := range []struct {
+		name   string
+		stored []write.Poll // written one by one first
+		batch  []write.Poll
+	}{
+		{"the stored poll again", []write.Poll{{Snapshot: first}}, []write.Poll{{Snapshot: first}}},
+		{"the stored polls again", []write.Poll{{Snapshot: first}, {Snapshot: second}}, []write.Poll{{Snapshot: first}, {Snapshot: second}}},
+		{"the next poll after the stored one", []write.Poll{{Snapshot: first}}, []write.Poll{{Snapshot: second}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			oneByOne, batched := pgtest.New(t), pgtest.New(t)
+			for _, db := range []*pgtest.DB{oneByOne, batched} {
+				for _, p := range tc.stored {
+					_, err := write.WriteTx(ctx, db.Pool, p)
+					require.NoError(t, err)
+				}
+			}
+			var want []write.Rows
+			for _, p := range tc.batch {
+				want = append(want, counts(writeTx(t, oneByOne.Pool, p.Snapshot)))
+			}
+			res, err := write.WriteBatchTx(ctx, batched.Pool, tc.batch)
+			require.NoError(t, err)
+			require.Equal(t, want, res.Polls)
+			requireSameState(t, capture(t, oneByOne.Pool), capture(t, batched.Pool))
+		})
+	}
+}
