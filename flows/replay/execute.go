@@ -378,7 +378,7 @@ func (r *Replayer) applyList(ctx context.Context, st *runState, it prepared) err
 				if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 					return ctx.Err()
 				}
-				st.stop(listsRaceID, r.failure(it, stageBaseline, "database", err))
+				st.stop(listsRaceID, r.failure(it, stageBaseline, handlers.KindDatabase, err))
 				return nil
 			}
 		}
@@ -408,7 +408,7 @@ func (r *Replayer) applyList(ctx context.Context, st *runState, it prepared) err
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		st.stop(listsRaceID, r.failure(it, stageBaseline, "database", err))
+		st.stop(listsRaceID, r.failure(it, stageBaseline, handlers.KindDatabase, err))
 		r.log.WithError(err).Error("replay: meetings list failed; lists stopped")
 		return nil
 	}
@@ -453,7 +453,7 @@ func kindOf(err error) string {
 	if se := (*handlers.StageError)(nil); errors.As(err, &se) {
 		return se.Kind
 	}
-	return "database"
+	return handlers.KindDatabase
 }
 
 // retryable says whether a failed transaction may succeed if tried again:

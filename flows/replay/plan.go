@@ -127,7 +127,7 @@ func (r *Replayer) plan(ctx context.Context, sum *Summary, topics []driver.Topic
 			p := storedPoll{key: pollKey{topic: name, offset: sp.Offset}, topic: topic, raceID: sp.RaceID, pollID: sp.PollID}
 			if sp.RaceID == "" {
 				sum.Failures = append(sum.Failures, Failure{Topic: name, Offset: sp.Offset, PollID: sp.PollID,
-					Stage: handlers.StageTransform, Kind: "metadata", Reason: "stored poll has no race_id"})
+					Stage: handlers.StageTransform, Kind: handlers.KindMetadata, Reason: "stored poll has no race_id"})
 				return
 			}
 			at, err := time.Parse(time.RFC3339Nano, sp.ObservedAt)

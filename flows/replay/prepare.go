@@ -175,21 +175,21 @@ func (r *Replayer) preparePoll(e event, rows map[storeKey]stored) prepared {
 // snapshot turns a stored poll into a snapshot; on failure it names the kind.
 func (r *Replayer) snapshot(p storedPoll, rows map[storeKey]stored) (transform.RaceSnapshot, string, error) {
 	if p.bad != "" {
-		return transform.RaceSnapshot{}, "metadata", errors.New(p.bad)
+		return transform.RaceSnapshot{}, handlers.KindMetadata, errors.New(p.bad)
 	}
 	row, ok := rows[p.key.store()]
 	if !ok {
 		return transform.RaceSnapshot{}, "missing", errors.New("stored poll no longer exists (pruned?)")
 	}
 	if row.err != nil {
-		return transform.RaceSnapshot{}, "metadata", row.err
+		return transform.RaceSnapshot{}, handlers.KindMetadata, row.err
 	}
 	snap, err := handlers.SnapshotFromFetched(row.msg)
 	if err != nil {
 		return transform.RaceSnapshot{}, handlers.ErrorKind(err), err
 	}
 	if snap.RaceID != p.raceID {
-		return transform.RaceSnapshot{}, "metadata", fmt.Errorf("stored poll of race %q holds race %q", p.raceID, snap.RaceID)
+		return transform.RaceSnapshot{}, handlers.KindMetadata, fmt.Errorf("stored poll of race %q holds race %q", p.raceID, snap.RaceID)
 	}
 	return snap, "", nil
 }

@@ -147,7 +147,7 @@ func (r *Replayer) raceItems(ctx context.Context, st *runState, lists *listCache
 		rows, err := r.loadEvents(ctx, events)
 		if err != nil {
 			if ctx.Err() == nil {
-				st.stop(w.raceID, Failure{RaceID: w.raceID, Stage: "read", Kind: "database", Reason: err.Error()})
+				st.stop(w.raceID, Failure{RaceID: w.raceID, Stage: "read", Kind: handlers.KindDatabase, Reason: err.Error()})
 			}
 			return nil, false
 		}
