@@ -68,8 +68,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp("", "raceflow-pg-")
+	stopOrphans(ctx, bin)
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
+		return nil, fmt.Errorf("pgembed: data folder: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("pgembed: data folder: %w", err)
 	}
 	s := &Server{dir: dir, binDir: bin, port: port}
@@ -137,6 +142,49 @@ func (s *Server) Stop() error {
 		s.stopErr = err
 	})
 	return s.stopErr
+}
+
+// A server's folder is dirPrefix* in the temporary directory, and names in
+// ownerFile the process that started it. pg_ctl detaches the server, so a
+// process killed before Stop leaves it running; the next Start stops every
+// server whose owner is gone.
+const (
+	dirPrefix = "raceflow-pg-"
+	ownerFile = "owner.pid"
+)
+
+// stopOrphans stops and removes the private servers whose owner process is
+// gone. A folder without an owner is left alone: it may be starting.
+func stopOrphans(ctx context.Context, bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || alive(pid) {
+			continue
+		}
+		orphan := &Server{dir: dir, binDir: bin}
+		if fi, err := os.Stat(dir); err == nil && os.Geteuid() == 0 {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				orphan.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_ = orphan.run(sctx, "pg_ctl", "-D", filepath.Join(dir, "data"), "-m", "immediate", "-w", "stop")
+			cancel()
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// alive reports whether process pid exists.
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (s *Server) run(ctx context.Context, tool string, args ...string) error {
