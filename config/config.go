@@ -43,7 +43,7 @@ const (
 	// for work it was not woken for.
 	DefaultFallbackPoll = time.Second
 	// DefaultFetchConcurrency is how many fetches run at once.
-	DefaultFetchConcurrency = 32
+	DefaultFetchConcurrency = 64
 )
 
 // ValidNamespace is the rule for a flow's namespace: it becomes part of

@@ -38,9 +38,10 @@ type Config struct {
 	Shards int
 	// Namespace prefixes every topic, so separate flows can share a database.
 	Namespace string
-	// FetchConcurrency is how many fetches run at once across the poll
+	// FetchConcurrency is how many fetches run at once, shared by the poll
 	// shards (never two of one race), whatever the shard count: a slow API
-	// must not leave the flow waiting on Shards fetches. A driver that
+	// must not leave the flow waiting on Shards fetches, and a shard that
+	// holds more of the races may use what the others leave. A driver that
 	// cannot keep a race's order with several messages of a topic out
 	// (nats) fetches one at a time per shard.
 	FetchConcurrency int
@@ -243,7 +244,8 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 	for _, kind := range driver.StageKinds() {
 		parallel := 1
 		if kind == driver.Poll {
-			parallel = (cfg.FetchConcurrency + cfg.Shards - 1) / cfg.Shards
+			// Any shard may hold every fetch; fetchLimit bounds them all.
+			parallel = cfg.FetchConcurrency
 		}
 		sub, err := drv.Subscriber(kind, parallel)
 		if err != nil {
@@ -253,9 +255,10 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 	}
 	// Stages of one poll in this process hand their decoded values on.
 	handover := handlers.NewHandover(4*cfg.FetchConcurrency + 64)
+	fetcher := newFetchLimit(deps.Fetcher, cfg.FetchConcurrency)
 	for shard := 0; shard < cfg.Shards; shard++ {
 		router.AddHandler(handlerName(handlers.StageFetch, shard), e.topic(driver.Poll, shard), subs[driver.Poll],
-			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(deps.Fetcher, handover))
+			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(fetcher, handover))
 		router.AddHandler(handlerName(handlers.StageTransform, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
 			e.topic(driver.Transformed, shard), drv.HandlerPublisher(), handlers.Transform(handover))
 		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Transformed, shard), subs[driver.Transformed],
