@@ -92,7 +92,7 @@ func TestFetchesAtOnceAreOneBudgetSharedByTheShards(t *testing.T) {
 			}
 		}
 		close(g.release) // every fetch, held or still to come, goes through now
-		go func() { // the later fetches' entries, which the test does not wait for
+		go func() {      // the later fetches' entries, which the test does not wait for
 			for {
 				select {
 				case <-g.entered:
