@@ -92,7 +92,11 @@ func TestFetchesAtOnceAreOneBudgetSharedByTheShards(t *testing.T) {
 			}
 		}
 		close(g.release) // every fetch, held or still to come, goes through now
-		go func() {      // the later fetches' entries, which the test does not wait for
+		// Take the later fetches' entries, which the test does not wait for,
+		// until the batch is done.
+		drained := make(chan struct{})
+		go func() {
+			defer close(drained)
 			for {
 				select {
 				case <-g.entered:
@@ -101,7 +105,10 @@ func TestFetchesAtOnceAreOneBudgetSharedByTheShards(t *testing.T) {
 				}
 			}
 		}()
-		require.NoError(t, <-done)
+		err := <-done
+		cancel()
+		<-drained
+		require.NoError(t, err)
 		require.Len(t, results, len(ids))
 		for _, r := range results {
 			require.Equal(t, handlers.StatusSuccess, r.Status, "race %s: %+v", r.RaceID, r.Error)
