@@ -47,6 +47,8 @@ type Sim struct {
 	requests atomic.Int64
 	raceReqs map[string]*atomic.Int64
 
+	plunges []PlungeInfo
+
 	faultMu    sync.Mutex
 	faults     Faults
 	faultRand  *rand.Rand
@@ -113,6 +115,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	s.faultRand = s.rand(purposeFaults)
 	s.build(cfg)
+	if err := s.stagePlunges(cfg.Plunges); err != nil {
+		return nil, err
+	}
 	for _, rc := range s.races {
 		s.raceReqs[rc.id] = new(atomic.Int64)
 	}
