@@ -18,7 +18,7 @@
 //     bucket, and by at least SurgeMinCents.
 //
 // An alert is keyed by race, runner, kind and timing bucket, and fires at
-// the first poll whose data meet its rule: a price move when it first
+// the first poll, taken while the race takes bets, whose data meet its rule: a price move when it first
 // crosses its threshold, money within a bucket at the first poll of the
 // bucket that shows it. The result depends only on the polls up to the one
 // judged, so the same stored polls always give the same alerts.
@@ -92,7 +92,12 @@ type Poll struct {
 	// time_interval.
 	MinutesToStart int
 	Bucket         int
-	// Runners are the poll's money-flow rows, one per runner.
+	// Open: the race took bets at the poll (status open). Only such a poll
+	// fires: an alert after betting has closed tells nobody anything they
+	// can act on, and the money no longer moves.
+	Open bool
+	// Runners are the race's runners at the poll: money where the poll has
+	// a money-flow row, prices as of the poll.
 	Runners []Runner
 }
 

@@ -8,7 +8,7 @@ import (
 // a poll is judged with: enough to hold the poll before the window (polls
 // come every few minutes there) for every poll up to LookbackMinutes into
 // the window. Detect's history must cover Span before the poll.
-const LookbackMinutes = 30
+const LookbackMinutes = 5
 
 // Span is how far back from a poll the history Detect judges it with must
 // reach: the widest window plus LookbackMinutes. A rule with no poll before
@@ -18,13 +18,20 @@ func Span(c Config) time.Duration {
 	return time.Duration(max(c.PriceMinutes, c.LateMinutes, c.SurgeMinutes)+LookbackMinutes) * time.Minute
 }
 
+// Judged reports whether a poll can fire at all: it was taken while the
+// race took bets and within one of the rules' windows. Detect fires nothing
+// for any other poll, so a caller may skip reading its history.
+func Judged(c Config, p Poll) bool {
+	return p.Open && p.MinutesToStart < max(c.PriceMinutes, c.LateMinutes, c.SurgeMinutes)
+}
+
 // Detect returns the alerts that the last poll of h fires, judged with the
 // polls of h (oldest first; those before the last poll's Span are ignored).
 // Each rule fires at most once per runner and timing bucket: at the first
 // poll whose data meet it.
 func Detect(c Config, h History) []Alert {
 	n := len(h.Polls)
-	if n == 0 {
+	if n == 0 || !Judged(c, h.Polls[n-1]) {
 		return nil
 	}
 	from := n - 1

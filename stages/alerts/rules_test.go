@@ -24,7 +24,7 @@ type runner struct {
 // as given), bucketed as the transform buckets it.
 func poll(minutes, seconds int, rs ...runner) alerts.Poll {
 	at := start.Add(-time.Duration(minutes)*time.Minute - time.Duration(seconds)*time.Second)
-	p := alerts.Poll{At: at, MinutesToStart: minutes, Bucket: bucket(minutes)}
+	p := alerts.Poll{At: at, MinutesToStart: minutes, Bucket: bucket(minutes), Open: true}
 	for _, r := range rs {
 		p.Runners = append(p.Runners, alerts.Runner{EntrantID: r.id, HoldPct: r.hold, WinCents: r.cents,
 			FixedWin: r.fixed, PoolWin: r.pool})
@@ -89,7 +89,7 @@ func TestPriceMovesFireAtThePollThatFirstCrossesTheThreshold(t *testing.T) {
 	}{{
 		// 10.00 → 2.50 is 10 % → 40 %: +30 points at the 3-minute poll.
 		name: "steamer by points",
-		h: history(poll(12, 0, priced("a", 10, 11)), poll(9, 0, priced("a", 10, 11)), poll(3, 0, priced("a", 2.5, 11))),
+		h:    history(poll(12, 0, priced("a", 10, 11)), poll(9, 0, priced("a", 10, 11)), poll(3, 0, priced("a", 2.5, 11))),
 		want: []alerts.Alert{{RaceID: "r1", EntrantID: "a", Kind: alerts.KindSteamer, Bucket: 3,
 			FiredAt: start.Add(-3 * time.Minute), MinutesToStart: 3, ReferenceAt: start.Add(-12 * time.Minute),
 			Source: alerts.SourceFixedWin, BeforeOdds: f(10), AfterOdds: f(2.5), BeforePct: f(10), AfterPct: f(40),
@@ -289,13 +289,13 @@ func TestPoolSurgeIsTheWinPoolsGrowthWithinABucket(t *testing.T) {
 func TestDetectIgnoresHistoryBeyondItsSpan(t *testing.T) {
 	t.Parallel()
 	cfg := alerts.DefaultConfig()
-	// The reference poll is 41 minutes before the judged one: beyond the
-	// 40-minute span (10-minute window + 30), so there is no reference.
-	far := poll(40, 0, priced("a", 10, 0))
+	// The reference poll is 16 minutes before the judged one: beyond the
+	// 15-minute span (10-minute window + 5), so there is no reference.
+	far := poll(15, 0, priced("a", 10, 0))
 	h := history(far, poll(5, 0, priced("a", 10, 0)), poll(-1, 0, priced("a", 2.5, 0)))
-	require.Equal(t, 40*time.Minute, alerts.Span(cfg))
+	require.Equal(t, 15*time.Minute, alerts.Span(cfg))
 	require.Empty(t, alerts.Detect(cfg, h))
-	h.Polls[0] = poll(39, 0, priced("a", 10, 0))
+	h.Polls[0] = poll(14, 0, priced("a", 10, 0))
 	require.Len(t, alerts.Detect(cfg, h), 1)
 }
 
@@ -314,4 +314,14 @@ func TestAnAlertsIDIsItsNaturalKey(t *testing.T) {
 	} {
 		require.NotEqual(t, a.ID(), other.ID(), "%+v", other.Key())
 	}
+}
+
+func TestOnlyAPollWhileTheRaceTakesBetsFires(t *testing.T) {
+	t.Parallel()
+	h := history(poll(12, 0, priced("a", 10, 0)), poll(3, 0, priced("a", 2.5, 0)))
+	require.Len(t, alerts.Detect(alerts.DefaultConfig(), h), 1)
+	h.Polls[1].Open = false
+	require.Empty(t, alerts.Detect(alerts.DefaultConfig(), h), "a closed race's poll")
+	require.False(t, alerts.Judged(alerts.DefaultConfig(), h.Polls[1]))
+	require.False(t, alerts.Judged(alerts.DefaultConfig(), h.Polls[0]), "a poll outside every window")
 }

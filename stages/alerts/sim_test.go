@@ -1,8 +1,8 @@
 package alerts_test
 
 import (
+	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -11,75 +11,27 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/internal/nztabsim"
+	"github.com/raceflow/raceflow/internal/simday"
 	"github.com/raceflow/raceflow/stages/alerts"
-	"github.com/raceflow/raceflow/stages/nztab"
-	"github.com/raceflow/raceflow/stages/transform"
 )
 
 // These tests judge whole simulated race days in memory, as the flow would
-// store them: the scheduler's default cadence (every minute, every 30 s
-// within 15 minutes, every 15 s within 5), each poll transformed, prices
-// kept only when they move by more than 0.01 (odds_history). The flow
-// test (flows) does the same through the database on one day.
+// store them (internal/simday: the scheduler's default cadence, prices kept
+// as odds_history keeps them). On a fixed date, so that what they judge does
+// not change from day to day. The flow's tests (flows) do the same through
+// the database.
 
 const simDate = "2025-07-17"
 
-// cadence is when the scheduler polls a race, by default.
-func cadence(r nztabsim.RaceInfo) []time.Time {
-	end := r.FinalAt
-	if !r.AbandonedAt.IsZero() && r.AbandonedAt.Before(end) {
-		end = r.AbandonedAt
-	}
-	var out []time.Time
-	t := r.StartTime.Add(-time.Hour)
-	for ; t.Before(r.StartTime.Add(-15 * time.Minute)); t = t.Add(time.Minute) {
-		out = append(out, t)
-	}
-	for ; t.Before(r.StartTime.Add(-5 * time.Minute)); t = t.Add(30 * time.Second) {
-		out = append(out, t)
-	}
-	for ; !t.After(end); t = t.Add(15 * time.Second) {
-		out = append(out, t)
-	}
-	return out
-}
-
-// simHistory polls race r of sim on the default cadence.
-func simHistory(t *testing.T, sim *nztabsim.Sim, r nztabsim.RaceInfo) alerts.History {
+// histories records a simulated day on the flow's cadence.
+func histories(t *testing.T, seed int64, meetings int, plunges ...nztabsim.Plunge) map[string]alerts.History {
 	t.Helper()
-	h := alerts.History{RaceID: r.ID}
-	stored := map[string]float64{}
-	for _, at := range cadence(r) {
-		body, err := sim.EventJSON(r.ID, at)
-		require.NoError(t, err)
-		ev, err := nztab.DecodeEvent(body)
-		require.NoError(t, err)
-		snap, err := transform.Transform(ev, at)
-		require.NoError(t, err)
-		for _, o := range snap.Odds {
-			k, v := o.EntrantID+"/"+o.Type, math.Round(o.Odds*100)/100
-			if prev, ok := stored[k]; !ok || math.Abs(prev-v) > 0.01+1e-9 {
-				stored[k] = v
-			}
-		}
-		if len(snap.MoneyFlow) == 0 {
-			continue
-		}
-		// Every runner, with its money where it has a row and its prices.
-		money := map[string]transform.MoneyFlow{}
-		for _, m := range snap.MoneyFlow {
-			money[m.EntrantID] = m
-		}
-		p := alerts.Poll{At: at, MinutesToStart: snap.MoneyFlow[0].TimeToStart, Bucket: snap.MoneyFlow[0].TimeInterval}
-		for _, e := range snap.Entrants {
-			m := money[e.EntrantID]
-			p.Runners = append(p.Runners, alerts.Runner{EntrantID: e.EntrantID, HoldPct: m.HoldPercentage,
-				WinCents: m.WinPoolAmount, FixedWin: stored[e.EntrantID+"/fixed_win"], PoolWin: stored[e.EntrantID+"/pool_win"],
-				Scratched: e.ScratchTime != nil && !e.ScratchTime.After(at)})
-		}
-		h.Polls = append(h.Polls, p)
-	}
-	return h
+	day, err := simday.Build(context.Background(), simday.Config{Seed: seed, Date: simDate, Meetings: meetings,
+		Plan: simday.ScheduledTimes, Plunges: plunges})
+	require.NoError(t, err)
+	hs, err := day.Histories()
+	require.NoError(t, err)
+	return hs
 }
 
 func describe(as []alerts.Alert) string {
@@ -113,10 +65,7 @@ func TestTheSimulatorsNormalMarketFiresNoAlert(t *testing.T) {
 	races, polls := 0, 0
 	var fired []alerts.Alert
 	for _, seed := range []int64{1, 2} {
-		sim, err := nztabsim.New(nztabsim.Config{Seed: seed, Date: simDate, Meetings: 6, ExtraMeetings: -1})
-		require.NoError(t, err)
-		for _, r := range sim.Races() {
-			h := simHistory(t, sim, r)
+		for _, h := range histories(t, seed, 6) {
 			races, polls = races+1, polls+len(h.Polls)
 			fired = append(fired, alerts.Scan(alerts.DefaultConfig(), h)...)
 		}
@@ -127,27 +76,31 @@ func TestTheSimulatorsNormalMarketFiresNoAlert(t *testing.T) {
 
 func TestAStagedPlungeFiresEveryRuleAtTheFirstPollThatSeesIt(t *testing.T) {
 	t.Parallel()
-	plain, err := nztabsim.New(nztabsim.Config{Seed: 3, Date: simDate, Meetings: 2, ExtraMeetings: -1})
+	// A plunge on every race of the day, 3 minutes before its start, on the
+	// runner with the least chance.
+	plain, err := simday.Build(context.Background(), simday.Config{Seed: 3, Date: simDate, Meetings: 2, Plan: func(nztabsim.RaceInfo) []time.Time { return nil }})
 	require.NoError(t, err)
-	for _, r := range plain.Races() {
-		if !r.AbandonedAt.IsZero() {
-			continue
+	var plunges []nztabsim.Plunge
+	for _, r := range plain.Races {
+		if r.AbandonedAt.IsZero() {
+			plunges = append(plunges, nztabsim.Plunge{RaceID: r.ID, Before: 3 * time.Minute})
 		}
-		t.Run(r.ID, func(t *testing.T) {
+	}
+	hs := histories(t, 3, 2, plunges...)
+	day, err := nztabsim.New(nztabsim.Config{Seed: 3, Date: simDate, Meetings: 2, Plunges: plunges})
+	require.NoError(t, err)
+	for _, staged := range day.Plunges() {
+		t.Run(staged.RaceID, func(t *testing.T) {
 			t.Parallel()
-			sim, err := nztabsim.New(nztabsim.Config{Seed: 3, Date: simDate, Meetings: 2, ExtraMeetings: -1,
-				Plunges: []nztabsim.Plunge{{RaceID: r.ID, Before: 3 * time.Minute}}})
-			require.NoError(t, err)
-			pl := sim.Plunges()[0]
-			h := simHistory(t, sim, r)
-			first := slices.IndexFunc(h.Polls, func(p alerts.Poll) bool { return !p.At.Before(pl.At) })
+			h := hs[staged.RaceID]
+			first := slices.IndexFunc(h.Polls, func(p alerts.Poll) bool { return !p.At.Before(staged.At) })
 			require.Positive(t, first)
 			seen := h.Polls[first]
 
 			got := map[alerts.Kind]alerts.Alert{}
 			for _, a := range alerts.Scan(alerts.DefaultConfig(), h) {
 				require.False(t, a.FiredAt.Before(seen.At), "an alert before the plunge:%s", describe([]alerts.Alert{a}))
-				if a.EntrantID == pl.EntrantID || a.Kind == alerts.KindPoolSurge {
+				if a.EntrantID == staged.EntrantID || a.Kind == alerts.KindPoolSurge {
 					require.Equal(t, seen.At, a.FiredAt, "fired by the first poll that sees the plunge")
 					got[a.Kind] = a
 				}
@@ -157,11 +110,11 @@ func TestAStagedPlungeFiresEveryRuleAtTheFirstPollThatSeesIt(t *testing.T) {
 			ref := slices.IndexFunc(h.Polls, func(p alerts.Poll) bool { return p.At.Equal(late.ReferenceAt) })
 			require.NotEqual(t, seen.Bucket, h.Polls[ref].Bucket, "the reference is the poll before the bucket")
 			require.Equal(t, seen.Bucket, h.Polls[ref+1].Bucket, "the reference is the poll before the bucket")
-			before, after := runnerAt(h.Polls[ref], pl.EntrantID), runnerAt(seen, pl.EntrantID)
+			before, after := runnerAt(h.Polls[ref], staged.EntrantID), runnerAt(seen, staged.EntrantID)
 			require.Equal(t, before.WinCents, *late.BeforeCents)
 			require.Equal(t, after.WinCents, *late.AfterCents)
 			surge := got[alerts.KindPoolSurge]
-			require.GreaterOrEqual(t, *surge.WindowCents, int64(pl.Bet*100)-int64(len(seen.Runners)), "the bet is in the pool's growth")
+			require.GreaterOrEqual(t, *surge.WindowCents, int64(staged.Bet*100)-int64(len(seen.Runners)), "the bet is in the pool's growth")
 			require.Greater(t, *got[alerts.KindSteamer].ChangePct, 30.0)
 		})
 	}
