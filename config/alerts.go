@@ -127,9 +127,9 @@ func (c *Config) loadAlerts(str func(string, *string), num func(string, *int), f
 	str("RACEFLOW_ALERT_WEBHOOK_URL", &c.AlertWebhookURL)
 }
 
-// checkWebhookURL is the rule for RACEFLOW_ALERT_WEBHOOK_URL: empty (no
+// CheckWebhookURL is the rule for RACEFLOW_ALERT_WEBHOOK_URL: empty (no
 // webhook) or an absolute http(s) URL.
-func checkWebhookURL(s string) error {
+func CheckWebhookURL(s string) error {
 	if s == "" {
 		return nil
 	}

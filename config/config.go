@@ -285,7 +285,7 @@ func (c Config) Validate() error {
 	if err := c.Alerts.Validate(); err != nil {
 		errs = append(errs, unjoin(err)...)
 	}
-	if err := checkWebhookURL(c.AlertWebhookURL); err != nil {
+	if err := CheckWebhookURL(c.AlertWebhookURL); err != nil {
 		bad("RACEFLOW_ALERT_WEBHOOK_URL", RedactURL(c.AlertWebhookURL), err.Error())
 	}
 	return errors.Join(errs...)

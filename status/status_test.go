@@ -163,7 +163,12 @@ func TestPagesOfAFullDay(t *testing.T) {
 	pipe, err := m.Pipeline(ctx)
 	require.NoError(t, err)
 	require.True(t, pipe.Database.Up)
-	require.Len(t, pipe.Hops, 4)
+	var hops []string
+	for _, h := range pipe.Hops {
+		hops = append(hops, h.Stage+"←"+h.Topic)
+	}
+	require.Equal(t, []string{"fetch←poll", "transform←fetched", "write←transformed", "detect←written", "result←processed",
+		"notify←alerts"}, hops)
 	require.False(t, pipe.QueuesMeasured, "no backend statistics wired")
 	require.Nil(t, pipe.Poison)
 }
