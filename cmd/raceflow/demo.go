@@ -38,7 +38,7 @@ Exit code 0 when polls succeeded and none failed (also after Ctrl-C), 1 otherwis
 	fs.Float64Var(&speed, "speed", def.Speed, "simulated seconds per real second")
 	fs.Int64Var(&seed, "seed", def.Seed, "simulator seed")
 	fs.IntVar(&meetings, "meetings", def.Meetings, "simulated NZ/AUS horse meetings")
-	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagShards|config.FlagHTTP|config.FlagLog)
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagShards|config.FlagHTTP|config.FlagLog|config.FlagAlerts)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := set.resolve(cmd)
 		if err != nil {

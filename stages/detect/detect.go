@@ -73,7 +73,9 @@ var ErrNoRace = errors.New("detect: race not stored")
 // Poll judges the poll of raceID observed at `at`, which must be written in
 // db already, and stores the alerts it fires.
 func Poll(ctx context.Context, db DB, cfg alerts.Config, raceID string, at time.Time) (Result, error) {
-	at = at.UTC()
+	// The poll is stored to the microsecond, as PostgreSQL keeps time
+	// (pgx truncates): judge that instant, or the poll is not found.
+	at = at.UTC().Truncate(time.Microsecond)
 	h, runners, err := read(ctx, db, cfg, raceID, at)
 	if err != nil {
 		return Result{}, err

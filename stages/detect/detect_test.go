@@ -201,6 +201,40 @@ func TestJudgingTheStoredPollsAgainRebuildsTheAlertsTable(t *testing.T) {
 	require.Equal(t, want, pgtest.Checksum(t, db.Pool, "alerts"), "the same alerts, field for field")
 }
 
+func TestAPollObservedToTheNanosecondIsJudged(t *testing.T) {
+	t.Parallel()
+	d, err := dayOnce()
+	require.NoError(t, err)
+	db := newDB(t)
+	// The plunged race's polls, each observed 789 ns after a millisecond,
+	// as a real clock observes them (the database keeps microseconds).
+	var fired []detect.Fired
+	for _, s := range d.snaps {
+		if s.RaceID != d.plunge.RaceID {
+			continue
+		}
+		s.MoneyFlow, s.Odds = slices.Clone(s.MoneyFlow), slices.Clone(s.Odds) // the day is shared
+		for i := range s.MoneyFlow {
+			s.MoneyFlow[i].PollingTimestamp = s.MoneyFlow[i].PollingTimestamp.Add(789)
+			s.MoneyFlow[i].EventTimestamp = s.MoneyFlow[i].EventTimestamp.Add(789)
+		}
+		for i := range s.Odds {
+			s.Odds[i].EventTimestamp = s.Odds[i].EventTimestamp.Add(789)
+		}
+		s.ObservedAt = s.ObservedAt.Add(789)
+		_, err := write.WriteTx(context.Background(), db.Pool, s)
+		require.NoError(t, err)
+		fired = append(fired, judge(t, db, s.RaceID, s.ObservedAt).Fired...)
+	}
+	kinds := map[alerts.Kind]bool{}
+	for _, f := range fired {
+		if f.EntrantID == d.plunge.EntrantID || f.Kind == alerts.KindPoolSurge {
+			kinds[f.Kind] = true
+		}
+	}
+	require.Len(t, kinds, 3, "steamer, late money and pool surge")
+}
+
 func TestAPollWithoutMoneyIsNotJudged(t *testing.T) {
 	t.Parallel()
 	db := newDB(t)
