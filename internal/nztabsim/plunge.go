@@ -62,6 +62,20 @@ func (p Plunge) String() string {
 	return fmt.Sprintf("%s:%d:%s", p.RaceID, p.Runner, strconv.FormatFloat(p.Before.Minutes(), 'f', -1, 64))
 }
 
+// Clean reports whether a plunge at lead before r's start would be seen
+// cleanly: no runner is scratched within the quarter hour before it (the
+// alert rules never measure across a scratching, so one right before the
+// plunge would hide it).
+func Clean(r RaceInfo, lead time.Duration) bool {
+	at := r.StartTime.Add(-lead)
+	for _, s := range r.ScratchedAt {
+		if !s.Before(at.Add(-15*time.Minute)) && !s.After(at) {
+			return false
+		}
+	}
+	return r.AbandonedAt.IsZero() || r.AbandonedAt.After(at)
+}
+
 // PlungeInfo is a staged plunge as the simulator resolved it.
 type PlungeInfo struct {
 	RaceID string

@@ -146,3 +146,26 @@ func runnerOf(ev event, id string) eventRunner {
 	}
 	return eventRunner{}
 }
+
+func TestAPlungeRightAfterAScratchingIsNotClean(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestSim(t, 4, "11:30")
+	var scratched, plain int
+	for _, r := range s.Races() {
+		if !r.AbandonedAt.IsZero() {
+			continue
+		}
+		if len(r.ScratchedAt) == 0 {
+			require.True(t, Clean(r, 3*time.Minute), "no scratching")
+			plain++
+			continue
+		}
+		last := r.ScratchedAt[len(r.ScratchedAt)-1]
+		lead := r.StartTime.Sub(last) - time.Minute // a minute after the scratching
+		require.False(t, Clean(r, lead), "race %s: a scratching a minute before", r.ID)
+		require.True(t, Clean(r, lead+16*time.Minute) || len(r.ScratchedAt) > 1, "race %s: a scratching after it", r.ID)
+		scratched++
+	}
+	require.Positive(t, scratched)
+	require.Positive(t, plain)
+}
