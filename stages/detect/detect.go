@@ -5,10 +5,12 @@
 // idempotently by their natural key. The flow's detect stage and replay
 // both call Poll, so the same stored polls always give the same table.
 //
-// Every read walks an index: the race's entrants (entrants_race_idx), each
-// runner's money-flow rows by (race, runner, time) and its prices by
-// (runner, type, time), within the few daily partitions of the span, all
-// sent in one round trip.
+// Every read walks an index: the race's entrants (entrants_race_idx), the
+// poll ledger by (race, time), each runner's money-flow rows by (race,
+// runner, time) and its prices by (runner, type, time), within the few
+// daily partitions of the span. A poll costs two round trips: whether the
+// rules judge it at all and where its history starts, then (only for a
+// judged poll) the history.
 package detect
 
 import (
@@ -97,55 +99,75 @@ type runnerInfo struct {
 	scratched *time.Time
 }
 
-// The reads of one poll, sent in one batch: $1 the race, $2 the poll, $3 the
-// widest window in minutes, $4 the span's start. Each is gated on the poll
-// being judged at all (alerts.Judged: taken while the race was open, within
-// a window), a one-time filter of two key probes, so the polls the rules
-// would skip read no history. History rows carry their poll's instant as
-// the partition key, so the time bounds prune to the partitions of the
-// span; a price as of the span's start is looked for at most historyWindow
-// before it (the write stage's bound on neighbours).
+// A poll is read in two round trips. The first (sqlPlan) asks whether the
+// rules judge it at all (alerts.Judged: taken while the race was open,
+// within a window; two key probes), so the polls they skip read nothing
+// more, and where its history starts: the last poll before the widest
+// window within the span, since every rule measures from that poll or a
+// later one (the price rule from the last poll before its window, the money
+// rules from the poll before the poll's bucket, within the window), so
+// judging with the polls from it gives what judging with the whole span
+// gives. The second reads the history from there. $1 is the race, $2 the
+// poll, $3 the widest window in minutes, $4 the span's start (then the
+// history's). History rows carry their poll's instant as the partition key,
+// so the time bounds prune to the partitions of the span; a price as of the
+// history's start is looked for at most historyWindow before it (the write
+// stage's bound on neighbours).
 const (
-	sqlJudged = `
-EXISTS (SELECT 1 FROM race_polls WHERE race_id = $1 AND observed_at = $2 AND status = 'open')
-AND EXISTS (SELECT 1 FROM money_flow_history g
-    WHERE g.race_id = $1 AND g.entrant_id = ANY (ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1))
-      AND g.polling_timestamp = $2 AND g.event_timestamp = $2 AND g.time_to_start < $3)`
+	sqlPlan = `
+SELECT EXISTS (SELECT 1 FROM race_polls WHERE race_id = $1 AND observed_at = $2 AND status = 'open')
+   AND EXISTS (SELECT 1 FROM money_flow_history g
+       WHERE g.race_id = $1 AND g.entrant_id = ANY (ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1))
+         AND g.polling_timestamp = $2 AND g.event_timestamp = $2 AND g.time_to_start < $3),
+       (SELECT max(b.polling_timestamp)
+        FROM unnest(ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1)) AS e(entrant_id)
+        CROSS JOIN LATERAL (
+            SELECT g.polling_timestamp FROM money_flow_history g
+            WHERE g.race_id = $1 AND g.entrant_id = e.entrant_id AND g.time_to_start >= $3
+              AND g.polling_timestamp >= $4 AND g.polling_timestamp < $2 AND g.event_timestamp >= $4 AND g.event_timestamp < $2
+            ORDER BY g.polling_timestamp DESC LIMIT 1) b)`
 
 	sqlEntrants = `
 SELECT entrant_id, runner_number, name, scratch_time
-FROM entrants WHERE race_id = $1 AND ` + sqlJudged + `
+FROM entrants WHERE race_id = $1
 ORDER BY runner_number, entrant_id`
 
 	sqlPolls = `
 SELECT observed_at, status = 'open'
-FROM race_polls WHERE race_id = $1 AND observed_at >= $4 AND observed_at <= $2 AND ` + sqlJudged
+FROM race_polls WHERE race_id = $1 AND observed_at >= $3 AND observed_at <= $2`
+
+	// The race's entrants, numbered as sqlEntrants orders them: the money
+	// and price rows name a runner by its number in this list.
+	sqlNumbered = `unnest(ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1 ORDER BY runner_number, entrant_id))
+    WITH ORDINALITY AS e(entrant_id, n)`
 
 	sqlMoney = `
-SELECT entrant_id, polling_timestamp, time_to_start, time_interval, hold_percentage::float8, win_pool_amount
-FROM money_flow_history
-WHERE race_id = $1 AND entrant_id = ANY (ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1))
-  AND polling_timestamp >= $4 AND polling_timestamp <= $2 AND event_timestamp >= $4 AND event_timestamp <= $2
-  AND ` + sqlJudged + `
-ORDER BY polling_timestamp, entrant_id`
+SELECT e.n, h.polling_timestamp, h.time_to_start, h.time_interval, h.hold_percentage::float8, h.win_pool_amount
+FROM ` + sqlNumbered + `
+CROSS JOIN LATERAL (
+    SELECT h.polling_timestamp, h.time_to_start, h.time_interval, h.hold_percentage, h.win_pool_amount
+    FROM money_flow_history h
+    WHERE h.race_id = $1 AND h.entrant_id = e.entrant_id
+      AND h.polling_timestamp >= $3 AND h.polling_timestamp <= $2 AND h.event_timestamp >= $3 AND h.event_timestamp <= $2
+) h
+ORDER BY h.polling_timestamp, e.n`
 
 	sqlPrices = `
-SELECT o.entrant_id, o.type, o.event_timestamp, o.odds::float8
-FROM unnest(ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1)) AS e(entrant_id)
-CROSS JOIN (VALUES ('fixed_win'), ('pool_win')) AS k(type)
+SELECT e.n, k.t, o.event_timestamp, o.odds::float8
+FROM ` + sqlNumbered + `
+CROSS JOIN (VALUES (0, 'fixed_win'), (1, 'pool_win')) AS k(t, type)
 CROSS JOIN LATERAL (
-    (SELECT h.entrant_id, h.type, h.event_timestamp, h.odds
+    (SELECT h.event_timestamp, h.odds
      FROM odds_history h
      WHERE h.entrant_id = e.entrant_id AND h.type = k.type
-       AND h.event_timestamp < $4 AND h.event_timestamp >= $4::timestamptz - ` + historyWindow + `
+       AND h.event_timestamp < $3 AND h.event_timestamp >= $3::timestamptz - ` + historyWindow + `
      ORDER BY h.event_timestamp DESC LIMIT 1)
     UNION ALL
-    (SELECT h.entrant_id, h.type, h.event_timestamp, h.odds
+    (SELECT h.event_timestamp, h.odds
      FROM odds_history h
-     WHERE h.entrant_id = e.entrant_id AND h.type = k.type AND h.event_timestamp >= $4 AND h.event_timestamp <= $2
+     WHERE h.entrant_id = e.entrant_id AND h.type = k.type AND h.event_timestamp >= $3 AND h.event_timestamp <= $2
      ORDER BY h.event_timestamp)
-) o
-WHERE ` + sqlJudged
+) o`
 )
 
 // historyWindow is how far back the price before the span is looked for:
@@ -175,28 +197,38 @@ type price struct {
 func read(ctx context.Context, db DB, cfg alerts.Config, raceID string, at time.Time) (alerts.History, map[string]runnerInfo, error) {
 	from := at.Add(-alerts.Span(cfg))
 	window := max(cfg.PriceMinutes, cfg.LateMinutes, cfg.SurgeMinutes)
+	var judged bool
+	var since *time.Time
+	if err := db.SendBatch(ctx, planBatch(raceID, at, window, from, &judged, &since)).Close(); err != nil {
+		return alerts.History{}, nil, &Error{Op: "read", Err: err}
+	}
+	if !judged {
+		return alerts.History{RaceID: raceID}, nil, nil
+	}
+	if since != nil {
+		from = since.UTC()
+	}
 	var (
-		order   []string           // the race's entrants by runner number
-		index   = map[string]int{} // entrant → its place in order
+		order   []string // the race's entrants by runner number
 		runners = map[string]runnerInfo{}
 		open    = map[time.Time]bool{}
 		polls   []alerts.Poll
-		prices  = map[string][]price{} // entrant/type → oldest first
+		prices  [][2][]price // by entrant number − 1, then fixed, tote; oldest first
 	)
 	batch := &pgx.Batch{}
 	batch.Queue(sqlPlannerOn)
-	batch.Queue(sqlEntrants, raceID, at, window).Query(func(rows pgx.Rows) error {
+	batch.Queue(sqlEntrants, raceID).Query(func(rows pgx.Rows) error {
 		var id string
 		var ri runnerInfo
 		_, err := pgx.ForEachRow(rows, []any{&id, &ri.number, &ri.name, &ri.scratched}, func() error {
-			index[id] = len(order)
 			order = append(order, id)
 			runners[id] = ri
 			return nil
 		})
+		prices = make([][2][]price, len(order))
 		return err
 	})
-	batch.Queue(sqlPolls, raceID, at, window, from).Query(func(rows pgx.Rows) error {
+	batch.Queue(sqlPolls, raceID, at, from).Query(func(rows pgx.Rows) error {
 		var t time.Time
 		var isOpen bool
 		_, err := pgx.ForEachRow(rows, []any{&t, &isOpen}, func() error {
@@ -205,35 +237,38 @@ func read(ctx context.Context, db DB, cfg alerts.Config, raceID string, at time.
 		})
 		return err
 	})
-	batch.Queue(sqlMoney, raceID, at, window, from).Query(func(rows pgx.Rows) error {
+	// A runner's number beyond the entrants read (one added meanwhile) is
+	// left out: it has no history before this poll anyway.
+	batch.Queue(sqlMoney, raceID, at, from).Query(func(rows pgx.Rows) error {
 		var (
-			id       string
-			t        time.Time
-			mts, bkt int
-			hold     float64
-			cents    int64
+			n, mts, bkt int
+			t           time.Time
+			hold        float64
+			cents       int64
 		)
-		_, err := pgx.ForEachRow(rows, []any{&id, &t, &mts, &bkt, &hold, &cents}, func() error {
-			if n := len(polls); n == 0 || !polls[n-1].At.Equal(t) {
+		_, err := pgx.ForEachRow(rows, []any{&n, &t, &mts, &bkt, &hold, &cents}, func() error {
+			if k := len(polls); k == 0 || !polls[k-1].At.Equal(t) {
 				p := alerts.Poll{At: t.UTC(), MinutesToStart: mts, Bucket: bkt, Runners: make([]alerts.Runner, len(order))}
 				for i, e := range order {
 					p.Runners[i].EntrantID = e
 				}
 				polls = append(polls, p)
 			}
-			if i, ok := index[id]; ok { // the entrants were read first, in the same snapshot
-				r := &polls[len(polls)-1].Runners[i]
+			if n >= 1 && n <= len(order) {
+				r := &polls[len(polls)-1].Runners[n-1]
 				r.HoldPct, r.WinCents = hold, cents
 			}
 			return nil
 		})
 		return err
 	})
-	batch.Queue(sqlPrices, raceID, at, window, from).Query(func(rows pgx.Rows) error {
-		var id, typ string
+	batch.Queue(sqlPrices, raceID, at, from).Query(func(rows pgx.Rows) error {
+		var n, typ int
 		var p price
-		_, err := pgx.ForEachRow(rows, []any{&id, &typ, &p.at, &p.odds}, func() error {
-			prices[id+"/"+typ] = append(prices[id+"/"+typ], p)
+		_, err := pgx.ForEachRow(rows, []any{&n, &typ, &p.at, &p.odds}, func() error {
+			if n >= 1 && n <= len(prices) && (typ == 0 || typ == 1) {
+				prices[n-1][typ] = append(prices[n-1][typ], p)
+			}
 			return nil
 		})
 		return err
@@ -242,13 +277,15 @@ func read(ctx context.Context, db DB, cfg alerts.Config, raceID string, at time.
 	if err := db.SendBatch(ctx, batch).Close(); err != nil {
 		return alerts.History{}, nil, &Error{Op: "read", Err: err}
 	}
-	for _, ps := range prices { // each runner's price before the span, then the span's in order
-		if !slices.IsSortedFunc(ps, func(a, b price) int { return a.at.Compare(b.at) }) {
-			slices.SortFunc(ps, func(a, b price) int { return a.at.Compare(b.at) })
-		}
-	}
+	byTime := func(a, b price) int { return a.at.Compare(b.at) }
 	for i, id := range order {
-		fixed, pool := prices[id+"/fixed_win"], prices[id+"/pool_win"]
+		fixed, pool := prices[i][0], prices[i][1] // the price before the span, then the span's in order
+		if !slices.IsSortedFunc(fixed, byTime) {
+			slices.SortFunc(fixed, byTime)
+		}
+		if !slices.IsSortedFunc(pool, byTime) {
+			slices.SortFunc(pool, byTime)
+		}
 		var fixedWin, poolWin float64
 		scratched := runners[id].scratched
 		for k := range polls { // polls and prices both oldest first
@@ -264,6 +301,18 @@ func read(ctx context.Context, db DB, cfg alerts.Config, raceID string, at time.
 		polls[k].Open = open[polls[k].At]
 	}
 	return alerts.History{RaceID: raceID, Polls: polls}, runners, nil
+}
+
+// planBatch is the first round trip of read: whether the poll is judged,
+// and the last poll before the widest window (nil: none in the span).
+func planBatch(raceID string, at time.Time, window int, from time.Time, judged *bool, since **time.Time) *pgx.Batch {
+	batch := &pgx.Batch{}
+	batch.Queue(sqlPlannerOn)
+	batch.Queue(sqlPlan, raceID, at, window, from).QueryRow(func(row pgx.Row) error {
+		return row.Scan(judged, since)
+	})
+	batch.Queue(sqlPlannerRestore)
+	return batch
 }
 
 // asOf moves a runner's price to instant t: the latest of ps at or before
