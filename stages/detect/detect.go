@@ -101,12 +101,12 @@ type runnerInfo struct {
 
 // A poll is read in two round trips. The first (sqlPlan) asks whether the
 // rules judge it at all (alerts.Judged: taken while the race was open,
-// within a window; two key probes), so the polls they skip read nothing
-// more, and where its history starts: the last poll before the widest
-// window within the span, since every rule measures from that poll or a
-// later one (the price rule from the last poll before its window, the money
-// rules from the poll before the poll's bucket, within the window), so
-// judging with the polls from it gives what judging with the whole span
+// within a window; two key probes), so a poll they skip reads nothing more,
+// and, for one they judge, where its history starts: the last poll before
+// the widest window within the span. Every rule measures from that poll or
+// a later one (the price rule from the last poll before its window, the
+// money rules from the poll before the poll's bucket, within the window),
+// so judging with the polls from it gives what judging with the whole span
 // gives. The second reads the history from there. $1 is the race, $2 the
 // poll, $3 the widest window in minutes, $4 the span's start (then the
 // history's). History rows carry their poll's instant as the partition key,
@@ -115,17 +115,18 @@ type runnerInfo struct {
 // stage's bound on neighbours).
 const (
 	sqlPlan = `
-SELECT EXISTS (SELECT 1 FROM race_polls WHERE race_id = $1 AND observed_at = $2 AND status = 'open')
-   AND EXISTS (SELECT 1 FROM money_flow_history g
-       WHERE g.race_id = $1 AND g.entrant_id = ANY (ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1))
-         AND g.polling_timestamp = $2 AND g.event_timestamp = $2 AND g.time_to_start < $3),
-       (SELECT max(b.polling_timestamp)
-        FROM unnest(ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1)) AS e(entrant_id)
-        CROSS JOIN LATERAL (
-            SELECT g.polling_timestamp FROM money_flow_history g
-            WHERE g.race_id = $1 AND g.entrant_id = e.entrant_id AND g.time_to_start >= $3
-              AND g.polling_timestamp >= $4 AND g.polling_timestamp < $2 AND g.event_timestamp >= $4 AND g.event_timestamp < $2
-            ORDER BY g.polling_timestamp DESC LIMIT 1) b)`
+SELECT j.judged, CASE WHEN j.judged THEN (
+    SELECT max(b.polling_timestamp)
+    FROM unnest(ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1)) AS e(entrant_id)
+    CROSS JOIN LATERAL (
+        SELECT g.polling_timestamp FROM money_flow_history g
+        WHERE g.race_id = $1 AND g.entrant_id = e.entrant_id AND g.time_to_start >= $3
+          AND g.polling_timestamp >= $4 AND g.polling_timestamp < $2 AND g.event_timestamp >= $4 AND g.event_timestamp < $2
+        ORDER BY g.polling_timestamp DESC LIMIT 1) b) END
+FROM (SELECT EXISTS (SELECT 1 FROM race_polls WHERE race_id = $1 AND observed_at = $2 AND status = 'open')
+         AND EXISTS (SELECT 1 FROM money_flow_history g
+             WHERE g.race_id = $1 AND g.entrant_id = ANY (ARRAY(SELECT entrant_id FROM entrants WHERE race_id = $1))
+               AND g.polling_timestamp = $2 AND g.event_timestamp = $2 AND g.time_to_start < $3) AS judged) j`
 
 	sqlEntrants = `
 SELECT entrant_id, runner_number, name, scratch_time
