@@ -167,13 +167,15 @@ func (m *Model) Races(ctx context.Context) (RacesPage, error) {
 		}
 		if p, ok := last[row.ID]; ok {
 			total := p.TotalMS
-			row.LastPoll = &LastPoll{At: p.At, AgeS: seconds(now.Sub(p.At)), Outcome: p.Status, TotalMS: &total}
+			// A poll that lands while the page is read is newer than its
+			// "now": it is no age, not a negative one.
+			row.LastPoll = &LastPoll{At: p.At, AgeS: max(0, seconds(now.Sub(p.At))), Outcome: p.Status, TotalMS: &total}
 			if p.Error != nil {
 				row.LastPoll.Error = p.Error.Kind + ": " + p.Error.Message
 			}
 			row.Failing = row.Failing || p.Status != handlers.StatusSuccess
 		} else if r.lastStored != nil {
-			row.LastPoll = &LastPoll{At: *r.lastStored, AgeS: seconds(now.Sub(*r.lastStored)), Outcome: "stored"}
+			row.LastPoll = &LastPoll{At: *r.lastStored, AgeS: max(0, seconds(now.Sub(*r.lastStored))), Outcome: "stored"}
 		}
 		row.Poisoned = poisoned[row.ID]
 		if row.Failing {

@@ -160,7 +160,10 @@ func (n *Notifier) Start(ctx context.Context) (stop func() error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err = n.Run(ctx)
+		if err = n.Run(ctx); err != nil && ctx.Err() == nil {
+			// Said now, not only at stop: the flow runs on without it.
+			n.deps.Logger.WithError(err).Error("notify: alerts are not being delivered")
+		}
 	}()
 	return func() error {
 		cancel()

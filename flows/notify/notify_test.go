@@ -273,3 +273,88 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64
 	t.Fatalf("no series %s{%s}", name, label)
 	return 0
 }
+
+// ackWatcher is a subscriber that reports each message it hands out once
+// the notifier has acknowledged it.
+type ackWatcher struct {
+	message.Subscriber
+	acked chan string // alert ids
+	wg    sync.WaitGroup
+}
+
+func (w *ackWatcher) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	in, err := w.Subscriber.Subscribe(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer close(out)
+		for m := range in {
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				select {
+				case <-m.Acked():
+					w.acked <- m.Metadata.Get(handlers.KeyAlertID)
+				case <-m.Nacked():
+				}
+			}()
+			out <- m
+		}
+	}()
+	return out, nil
+}
+
+func (w *ackWatcher) Close() error {
+	err := w.Subscriber.Close()
+	w.wg.Wait()
+	return err
+}
+
+func TestWithoutAWebhookAlertsAreAcknowledgedAsTheyCome(t *testing.T) {
+	t.Parallel()
+	d, ns := backends()[0].open(t)
+	t.Cleanup(func() { _ = d.Close() })
+	ids := publishAlerts(t, d, ns, 3)
+	// An alert no notifier can read is dropped, not retried for ever.
+	bad := message.NewMessage(watermill.NewUUID(), []byte("{"))
+	require.NoError(t, d.Publisher().Publish(driver.AlertsTopic(ns).String(), bad))
+
+	sub, err := d.Subscriber(driver.Alerts, 1)
+	require.NoError(t, err)
+	w := &ackWatcher{Subscriber: sub, acked: make(chan string, 8)}
+	log, _ := test.NewNullLogger()
+	n, err := notify.New(notify.DefaultConfig(), notify.Deps{Subscriber: w, Topic: driver.AlertsTopic(ns).String(),
+		Middleware: d.Middleware(), Logger: log})
+	require.NoError(t, err)
+	stop := n.Start(context.Background())
+	seen := map[string]bool{}
+	for range len(ids) + 1 {
+		seen[<-w.acked] = true
+	}
+	require.NoError(t, stop())
+	for id := range ids {
+		require.True(t, seen[id], "alert %s acknowledged", id)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(n.Collectors()...)
+	require.Equal(t, float64(len(ids)), counter(t, reg, "raceflow_alert_deliveries_total", notify.OutcomeSkipped))
+	require.Equal(t, 1.0, counter(t, reg, "raceflow_alert_deliveries_total", notify.OutcomeBad))
+}
+
+func TestABadWebhookURLIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, url := range []string{"hooks.example.com/T0", "ftp://hooks.example.com/x"} {
+		c := notify.DefaultConfig()
+		c.URL = url
+		err := c.Validate()
+		require.Error(t, err, url)
+		require.NotContains(t, err.Error(), "/T0", "the path, often the secret, is not shown")
+	}
+	c := notify.DefaultConfig()
+	c.Budget = time.Millisecond
+	require.ErrorContains(t, c.Validate(), "Budget")
+}
