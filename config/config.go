@@ -84,6 +84,8 @@ type Config struct {
 	HistoryRetention time.Duration // RACEFLOW_HISTORY_RETENTION, how long history partitions are kept
 	LogLevel         string        // LOG_LEVEL: trace | debug | info | warn | error
 	LogFormat        string        // LOG_FORMAT: auto | text | json
+	Alerts           AlertRules    // RACEFLOW_ALERT_*: the late-money alert rules' thresholds
+	AlertWebhookURL  string        // RACEFLOW_ALERT_WEBHOOK_URL, where alerts are posted; empty: nowhere
 }
 
 // Default returns the configuration used when nothing is set.
@@ -107,6 +109,7 @@ func Default() Config {
 		HistoryRetention: DefaultHistoryRetention,
 		LogLevel:         "info",
 		LogFormat:        "auto",
+		Alerts:           DefaultAlertRules(),
 	}
 }
 
@@ -165,6 +168,18 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		*dst = n
 	}
+	flt := func(name string, dst *float64) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			errs = append(errs, &FieldError{Var: name, Value: v, Reason: "not a number"})
+			return
+		}
+		*dst = f
+	}
 	str("DATABASE_URL", &c.DatabaseURL)
 	str("NZTAB_API_URL", &c.APIURL)
 	str("NZTAB_FROM_EMAIL", &c.FromEmail)
@@ -185,6 +200,7 @@ func Load(getenv func(string) string) (Config, error) {
 	dur("RACEFLOW_HISTORY_RETENTION", &c.HistoryRetention)
 	str("LOG_LEVEL", &c.LogLevel)
 	str("LOG_FORMAT", &c.LogFormat)
+	c.loadAlerts(str, num, flt)
 	return c, errors.Join(errs...)
 }
 
@@ -266,6 +282,12 @@ func (c Config) Validate() error {
 	default:
 		bad("LOG_FORMAT", c.LogFormat, "must be auto, text or json")
 	}
+	if err := c.Alerts.Validate(); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	if err := CheckWebhookURL(c.AlertWebhookURL); err != nil {
+		bad("RACEFLOW_ALERT_WEBHOOK_URL", RedactURL(c.AlertWebhookURL), err.Error())
+	}
 	return errors.Join(errs...)
 }
 
@@ -292,9 +314,10 @@ func parseReason(err error) string {
 
 // String renders the configuration for logs with secrets redacted.
 func (c Config) String() string {
-	return fmt.Sprintf("database_url=%s listen_database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d fetch_concurrency=%d fallback_poll=%s db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s",
+	return fmt.Sprintf("database_url=%s listen_database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d fetch_concurrency=%d fallback_poll=%s db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s alert_webhook_url=%s",
 		RedactDSN(c.DatabaseURL), RedactDSN(c.ListenURL), c.APIURL, c.Backend, c.HTTPAddr, c.Shards, c.FetchConcurrency,
-		c.FallbackPoll, c.DBMaxConns, c.FetchTimeout, c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat)
+		c.FallbackPoll, c.DBMaxConns, c.FetchTimeout, c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat,
+		RedactURL(c.AlertWebhookURL))
 }
 
 var (

@@ -28,6 +28,9 @@ const (
 	FlagHTTP
 	// FlagLog is --log-level and --log-format.
 	FlagLog
+	// FlagAlerts is --alert-webhook-url and the alert rules' thresholds
+	// (--alert-*).
+	FlagAlerts
 )
 
 // flagSpec is one configuration flag: the variable it overrides and the
@@ -37,21 +40,22 @@ type flagSpec struct {
 	name   string
 	env    string
 	usage  string
-	secret bool // its default is shown redacted
+	redact func(string) string // shows its default without secrets; nil: as it is
 	str    func(*Config) *string
 	num    func(*Config) *int
+	flt    func(*Config) *float64
 }
 
 // flagSpecs is the one table of configuration flags.
 func flagSpecs() []flagSpec {
 	return []flagSpec{
-		{group: FlagDatabase, name: "database-url", env: "DATABASE_URL", secret: true,
+		{group: FlagDatabase, name: "database-url", env: "DATABASE_URL", redact: RedactDSN,
 			usage: "PostgreSQL URL or key=value DSN", str: func(c *Config) *string { return &c.DatabaseURL }},
 		{group: FlagAPI, name: "api-url", env: "NZTAB_API_URL",
 			usage: "NZ TAB API base URL, including /affiliates/v1", str: func(c *Config) *string { return &c.APIURL }},
 		{group: FlagBackend, name: "backend", env: "RACEFLOW_PUBSUB",
 			usage: "message backend: " + strings.Join(Backends(), " | "), str: func(c *Config) *string { return &c.Backend }},
-		{group: FlagBackend, name: "nats-url", env: "NATS_URL", secret: true,
+		{group: FlagBackend, name: "nats-url", env: "NATS_URL", redact: RedactDSN,
 			usage: "NATS server for --backend nats", str: func(c *Config) *string { return &c.NATSURL }},
 		{group: FlagNamespace, name: "namespace", env: "RACEFLOW_NAMESPACE",
 			usage: "the flow's topic namespace: run, process, replay and poison share it", str: func(c *Config) *string { return &c.Namespace }},
@@ -63,6 +67,28 @@ func flagSpecs() []flagSpec {
 			usage: "trace | debug | info | warn | error", str: func(c *Config) *string { return &c.LogLevel }},
 		{group: FlagLog, name: "log-format", env: "LOG_FORMAT",
 			usage: "auto | text | json", str: func(c *Config) *string { return &c.LogFormat }},
+		{group: FlagAlerts, name: "alert-webhook-url", env: "RACEFLOW_ALERT_WEBHOOK_URL", redact: RedactURL,
+			usage: "where alerts are posted as JSON (empty: nowhere)", str: func(c *Config) *string { return &c.AlertWebhookURL }},
+		{group: FlagAlerts, name: "alert-price-minutes", env: "RACEFLOW_ALERT_PRICE_MINUTES",
+			usage: "steamers and drifters: window before the start, minutes", num: func(c *Config) *int { return &c.Alerts.PriceMinutes }},
+		{group: FlagAlerts, name: "alert-price-points", env: "RACEFLOW_ALERT_PRICE_POINTS",
+			usage: "steamers and drifters: move of the implied win probability, percentage points", flt: func(c *Config) *float64 { return &c.Alerts.PricePoints }},
+		{group: FlagAlerts, name: "alert-price-relative", env: "RACEFLOW_ALERT_PRICE_RELATIVE",
+			usage: "steamers and drifters: or relative move, percent", flt: func(c *Config) *float64 { return &c.Alerts.PriceRelative }},
+		{group: FlagAlerts, name: "alert-price-relative-floor", env: "RACEFLOW_ALERT_PRICE_RELATIVE_FLOOR",
+			usage: "steamers and drifters: least probability for the relative move, percent", flt: func(c *Config) *float64 { return &c.Alerts.PriceRelativeFloor }},
+		{group: FlagAlerts, name: "alert-late-minutes", env: "RACEFLOW_ALERT_LATE_MINUTES",
+			usage: "late money: window before the start, minutes", num: func(c *Config) *int { return &c.Alerts.LateMinutes }},
+		{group: FlagAlerts, name: "alert-late-ratio", env: "RACEFLOW_ALERT_LATE_RATIO",
+			usage: "late money: share of a bucket's money over the share of the pool before", flt: func(c *Config) *float64 { return &c.Alerts.LateRatio }},
+		{group: FlagAlerts, name: "alert-late-min-cents", env: "RACEFLOW_ALERT_LATE_MIN_CENTS",
+			usage: "late money: least money taken in the bucket, cents", num: func(c *Config) *int { return &c.Alerts.LateMinCents }},
+		{group: FlagAlerts, name: "alert-surge-minutes", env: "RACEFLOW_ALERT_SURGE_MINUTES",
+			usage: "pool surge: window before the start, minutes", num: func(c *Config) *int { return &c.Alerts.SurgeMinutes }},
+		{group: FlagAlerts, name: "alert-surge-percent", env: "RACEFLOW_ALERT_SURGE_PERCENT",
+			usage: "pool surge: growth of the win pool within a bucket, percent", flt: func(c *Config) *float64 { return &c.Alerts.SurgePercent }},
+		{group: FlagAlerts, name: "alert-surge-min-cents", env: "RACEFLOW_ALERT_SURGE_MIN_CENTS",
+			usage: "pool surge: least growth, cents", num: func(c *Config) *int { return &c.Alerts.SurgeMinCents }},
 	}
 }
 
@@ -76,15 +102,19 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, which Flags) {
 			continue
 		}
 		usage := fmt.Sprintf("%s (env %s)", f.usage, f.env)
-		if f.num != nil {
+		switch {
+		case f.num != nil:
 			p := f.num(c)
 			fs.IntVar(p, f.name, *p, usage)
-			continue
-		}
-		p := f.str(c)
-		fs.StringVar(p, f.name, *p, usage)
-		if f.secret {
-			fs.Lookup(f.name).DefValue = RedactDSN(*p)
+		case f.flt != nil:
+			p := f.flt(c)
+			fs.Float64Var(p, f.name, *p, usage)
+		default:
+			p := f.str(c)
+			fs.StringVar(p, f.name, *p, usage)
+			if f.redact != nil {
+				fs.Lookup(f.name).DefValue = f.redact(*p)
+			}
 		}
 	}
 }

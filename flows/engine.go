@@ -26,7 +26,9 @@ import (
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/flows/driver/natsdriver"
 	"github.com/raceflow/raceflow/flows/driver/pgdriver"
+	"github.com/raceflow/raceflow/flows/notify"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/stages/alerts"
 )
 
 // Config shapes the flow. Start from DefaultConfig.
@@ -68,6 +70,12 @@ type Config struct {
 	// NATS configures the nats driver; its Namespace, AckDeadline,
 	// CloseTimeout and StoredRetention are the flow's.
 	NATS natsdriver.Config
+	// Alerts are the alert rules the detect stage judges each poll with
+	// (RACEFLOW_ALERT_*).
+	Alerts alerts.Config
+	// Notify delivers the alerts to the webhook (flows/notify); without a
+	// URL the alerts topic is drained and the alerts table keeps them.
+	Notify notify.Config
 }
 
 // RetryConfig is exponential backoff for transient handler errors.
@@ -93,6 +101,8 @@ func DefaultConfig() Config {
 		Retention:        config.DefaultRetention,
 		Postgres:         pgdriver.DefaultConfig(),
 		NATS:             natsdriver.DefaultConfig(),
+		Alerts:           alerts.DefaultConfig(),
+		Notify:           notify.DefaultConfig(),
 	}
 }
 
@@ -124,6 +134,7 @@ func (c Config) Validate() error {
 	if c.Retry.MaxRetries < 0 || c.Retry.Multiplier < 1 {
 		errs = append(errs, errors.New("flows: retry needs MaxRetries ≥ 0 and Multiplier ≥ 1"))
 	}
+	errs = append(errs, c.validateAlerts())
 	return errors.Join(errs...)
 }
 
@@ -159,6 +170,7 @@ type Engine struct {
 	ownObservers []func(handlers.ProcessResult)
 
 	outputPub message.Publisher // publishes stage outputs inside the tracked region
+	notifier  *notify.Notifier  // delivers the alerts (alerts.go)
 
 	flight   sync.Mutex // guards the fields below (see drain.go)
 	inFlight int
@@ -262,8 +274,14 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 		router.AddHandler(handlerName(handlers.StageTransform, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
 			e.topic(driver.Transformed, shard), drv.HandlerPublisher(), handlers.Transform(handover))
 		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Transformed, shard), subs[driver.Transformed],
-			e.topic(driver.Processed, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover))
+			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover))
+		router.AddHandler(handlerName(handlers.StageDetect, shard), e.topic(driver.Written, shard), subs[driver.Written],
+			e.topic(driver.Processed, shard), drv.HandlerPublisher(),
+			handlers.Detect(drv.BeginWrite, cfg.Alerts, driver.AlertsTopic(cfg.Namespace).String(), drv.HandlerPublisher()))
 		router.AddConsumerHandler(handlerName("results", shard), e.topic(driver.Processed, shard), subs[driver.Processed], e.deliver)
+	}
+	if err := e.newNotifier(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -308,11 +326,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	// handlers; close through Close instead (drain.go).
 	stop := context.AfterFunc(ctx, func() { _ = e.router.Close() })
 	defer stop()
+	stopNotifier := e.notifier.Start(context.WithoutCancel(ctx))
 	err := e.router.Run(context.WithoutCancel(ctx))
 	if err == nil {
 		err = ctx.Err()
 	}
-	return errors.Join(err, e.drv.Close())
+	return errors.Join(err, stopNotifier(), e.drv.Close())
 }
 
 // Running is closed once every handler runs.

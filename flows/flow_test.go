@@ -248,8 +248,10 @@ func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 			require.Positive(t, res.Timings.FetchMS)
 			require.Positive(t, res.Timings.TransformMS)
 			require.Positive(t, res.Timings.WriteMS)
-			require.GreaterOrEqual(t, res.Timings.TotalMS, res.Timings.FetchMS+res.Timings.TransformMS+res.Timings.WriteMS)
-			require.InDelta(t, res.Timings.TotalMS, res.Timings.FetchMS+res.Timings.TransformMS+res.Timings.WriteMS+res.Timings.QueueMS, 0.01)
+			require.Positive(t, res.Timings.DetectMS)
+			inStages := res.Timings.FetchMS + res.Timings.TransformMS + res.Timings.WriteMS + res.Timings.DetectMS
+			require.GreaterOrEqual(t, res.Timings.TotalMS, inStages)
+			require.InDelta(t, res.Timings.TotalMS, inStages+res.Timings.QueueMS, 0.01)
 			require.Equal(t, 1, res.Rows.Races)
 			require.Positive(t, res.Rows.Entrants)
 			require.Positive(t, res.Rows.MoneyFlow)
@@ -280,7 +282,8 @@ func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 					require.Equal(t, handlers.StatusSuccess, entry.Data["status"])
 				}
 			}
-			require.Equal(t, []string{handlers.StageFetch, handlers.StageTransform, handlers.StageWrite}, stages, "stages run in sequence")
+			require.Equal(t, []string{handlers.StageFetch, handlers.StageTransform, handlers.StageWrite, handlers.StageDetect}, stages,
+				"stages run in sequence")
 			require.True(t, ended)
 		})
 	}

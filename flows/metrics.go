@@ -52,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "raceflow", Name: "stage_duration_seconds",
-			Help:    "Duration of each stage of a poll (fetch, transform, write), the time queued between stages, and the total, by the poll's final status.",
+			Help:    "Duration of each stage of a poll (fetch, transform, write, detect), the time queued between stages, and the total, by the poll's final status.",
 			Buckets: latencyBuckets,
 		}, []string{"stage", "outcome"}),
 		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -130,6 +130,7 @@ func (m *Metrics) Observe(r handlers.ProcessResult) {
 	for table, n := range map[string]int{
 		"meetings": r.Rows.Meetings, "races": r.Rows.Races, "entrants": r.Rows.Entrants, "race_pools": r.Rows.RacePools,
 		"money_flow_history": r.Rows.MoneyFlow, "odds_history": r.Rows.Odds, "race_results": r.Rows.Results,
+		"alerts": r.Rows.Alerts,
 	} {
 		if n > 0 {
 			m.rows.WithLabelValues(table).Add(float64(n))
@@ -141,7 +142,8 @@ func (m *Metrics) Observe(r handlers.ProcessResult) {
 	for _, st := range []struct {
 		name string
 		ms   float64
-	}{{handlers.StageFetch, r.Timings.FetchMS}, {handlers.StageTransform, r.Timings.TransformMS}, {handlers.StageWrite, r.Timings.WriteMS}} {
+	}{{handlers.StageFetch, r.Timings.FetchMS}, {handlers.StageTransform, r.Timings.TransformMS}, {handlers.StageWrite, r.Timings.WriteMS},
+		{handlers.StageDetect, r.Timings.DetectMS}} {
 		stages[st.name] = st.ms
 		if r.Error != nil && r.Error.Stage == st.name {
 			break
@@ -302,7 +304,7 @@ type Summary struct {
 	Min, Avg, P50, P95, P99, Max float64
 }
 
-// Summaries returns latency summaries by stage (fetch, transform, write, queue, total).
+// Summaries returns latency summaries by stage (fetch, transform, write, detect, queue, total).
 func (m *Metrics) Summaries() map[string]Summary {
 	m.mu.Lock()
 	defer m.mu.Unlock()

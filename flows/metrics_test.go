@@ -321,7 +321,8 @@ func TestMetricsEndpointReportsExactlyWhatTheFlowDid(t *testing.T) {
 		for _, mf := range mfs {
 			f[mf.GetName()] = mf
 		}
-		return f.series("raceflow_queue_backlog_messages") == 16 && f.sum("raceflow_queue_backlog_messages", nil) == 0
+		// 4 shards of 5 stage topics, and the alerts topic.
+		return f.series("raceflow_queue_backlog_messages") == 21 && f.sum("raceflow_queue_backlog_messages", nil) == 0
 	}, time.Minute, 20*time.Millisecond)
 
 	f, body := scrape(t, srv.URL)
@@ -353,6 +354,7 @@ func TestMetricsEndpointReportsExactlyWhatTheFlowDid(t *testing.T) {
 		{"fetch latency per successful poll", "raceflow_stage_duration_seconds", lbl{"stage": "fetch", "outcome": "success"}, ok},
 		{"transform latency per successful poll", "raceflow_stage_duration_seconds", lbl{"stage": "transform", "outcome": "success"}, ok},
 		{"write latency per successful poll", "raceflow_stage_duration_seconds", lbl{"stage": "write", "outcome": "success"}, ok},
+		{"detect latency per successful poll", "raceflow_stage_duration_seconds", lbl{"stage": "detect", "outcome": "success"}, ok},
 		{"queue time per successful poll", "raceflow_stage_duration_seconds", lbl{"stage": "queue", "outcome": "success"}, ok},
 		{"total latency of the failed poll", "raceflow_stage_duration_seconds", lbl{"stage": "total", "outcome": "failed"}, 1},
 		{"fetch latency of the failed poll", "raceflow_stage_duration_seconds", lbl{"stage": "fetch", "outcome": "failed"}, 1},
@@ -379,6 +381,7 @@ func TestMetricsEndpointReportsExactlyWhatTheFlowDid(t *testing.T) {
 	require.Equal(t, n, handlerRuns(handlers.StageFetch), "watermill: fetch handler runs")
 	require.Equal(t, ok, handlerRuns(handlers.StageTransform), "watermill: transform handler runs")
 	require.Equal(t, ok, handlerRuns(handlers.StageWrite), "watermill: write handler runs")
+	require.Equal(t, ok, handlerRuns(handlers.StageDetect), "watermill: detect handler runs")
 	require.Equal(t, n, handlerRuns("results"), "watermill: results handler runs")
 	ours := func(stage string) float64 {
 		return f.sum("raceflow_handler_duration_seconds", lbl{"stage": stage, "outcome": "ack"})
@@ -386,6 +389,7 @@ func TestMetricsEndpointReportsExactlyWhatTheFlowDid(t *testing.T) {
 	require.Equal(t, n, ours(handlers.StageFetch), "middleware: fetch handler runs, the poisoned one acked too")
 	require.Equal(t, ok, ours(handlers.StageTransform), "middleware: transform handler runs")
 	require.Equal(t, ok, ours(handlers.StageWrite), "middleware: write handler runs")
+	require.Equal(t, ok, ours(handlers.StageDetect), "middleware: detect handler runs")
 	require.Equal(t, n, ours("results"), "middleware: results handler runs")
 	require.Zero(t, f.sum("raceflow_handler_duration_seconds", lbl{"outcome": "nack"}), "nothing nacked")
 	require.Positive(t, f.sum("raceflow_db_pool_acquires_total", nil))

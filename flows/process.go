@@ -63,8 +63,9 @@ func (e *Engine) deliver(msg *message.Message) error {
 	fields := logrus.Fields{
 		"race_id": res.RaceID, "poll_id": res.PollID, "status": res.Status,
 		"fetch_ms": res.Timings.FetchMS, "transform_ms": res.Timings.TransformMS, "write_ms": res.Timings.WriteMS,
-		"queue_ms": res.Timings.QueueMS, "duration_ms": res.Timings.TotalMS,
+		"detect_ms": res.Timings.DetectMS, "queue_ms": res.Timings.QueueMS, "duration_ms": res.Timings.TotalMS,
 		"rows_money_flow": res.Rows.MoneyFlow, "rows_odds": res.Rows.Odds, "rows_entrants": res.Rows.Entrants,
+		"alerts": res.Rows.Alerts,
 	}
 	own := e.ownResult(msg)
 	entry := e.log.WithFields(fields).WithField("produced_here", own)

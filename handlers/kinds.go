@@ -33,6 +33,14 @@ const (
 	KindDatabase = "database"
 	// KindPartitionMissing: a history row's day has no partition.
 	KindPartitionMissing = "partition_missing"
+	// KindRead: the detect stage could not read a race's stored polls.
+	KindRead = "read"
+	// KindStore: the detect stage could not store the alerts it fired.
+	KindStore = "store"
+	// KindPublish: an output could not be published.
+	KindPublish = "publish"
+	// KindEncode: an output could not be encoded.
+	KindEncode = "encode"
 )
 
 // Failure is a kind of failure a stage reports and the status its poll
@@ -62,5 +70,14 @@ func Failures() []Failure {
 		{StageWrite, KindCommit, StatusFailed, true},
 		{StageWrite, KindDatabase, StatusFailed, true},
 		{StageWrite, KindPartitionMissing, StatusFailed, false},
+		{StageDetect, KindDecode, StatusFailed, false},
+		{StageDetect, KindMetadata, StatusFailed, false},
+		{StageDetect, KindBegin, StatusFailed, true},
+		{StageDetect, KindRead, StatusFailed, true},
+		{StageDetect, KindStore, StatusFailed, true},
+		{StageDetect, KindDatabase, StatusFailed, true},
+		{StageDetect, KindCommit, StatusFailed, true},
+		{StageDetect, KindPublish, StatusFailed, true},
+		{StageDetect, KindEncode, StatusFailed, false},
 	}
 }

@@ -40,6 +40,7 @@ const (
 	StageFetch     = "fetch"
 	StageTransform = "transform"
 	StageWrite     = "write"
+	StageDetect    = "detect"
 )
 
 // Timing metadata: <stage>_ms is the handler's duration, <stage>_start and

@@ -35,6 +35,7 @@ type Timings struct {
 	FetchMS     float64 `json:"fetch_ms"`
 	TransformMS float64 `json:"transform_ms"`
 	WriteMS     float64 `json:"write_ms"`
+	DetectMS    float64 `json:"detect_ms"`
 	QueueMS     float64 `json:"queue_ms"`
 	TotalMS     float64 `json:"total_ms"`
 }
@@ -48,6 +49,8 @@ type RowCounts struct {
 	MoneyFlow int `json:"money_flow"`
 	Odds      int `json:"odds"`
 	Results   int `json:"results"`
+	// Alerts counts the alerts the poll stored (the detect stage).
+	Alerts int `json:"alerts"`
 }
 
 // ErrorInfo describes why a poll did not succeed.
@@ -110,6 +113,8 @@ func (r ProcessResult) Err() error {
 		return &FetchError{se}
 	case StageTransform:
 		return &TransformError{se}
+	case StageDetect:
+		return &DetectError{se}
 	default:
 		return &WriteError{se}
 	}
@@ -175,21 +180,23 @@ func timingsFrom(md message.Metadata, now time.Time) Timings {
 		FetchMS:     msOf(md, msKey(StageFetch)),
 		TransformMS: msOf(md, msKey(StageTransform)),
 		WriteMS:     msOf(md, msKey(StageWrite)),
+		DetectMS:    msOf(md, msKey(StageDetect)),
 	}
+	stages := t.FetchMS + t.TransformMS + t.WriteMS + t.DetectMS
 	req, ok := parseTime(md.Get(KeyRequestedAt))
 	if !ok {
-		t.TotalMS = t.FetchMS + t.TransformMS + t.WriteMS
+		t.TotalMS = stages
 		return t
 	}
 	end := now
-	for _, st := range []string{StageWrite, StageTransform, StageFetch} {
+	for _, st := range []string{StageDetect, StageWrite, StageTransform, StageFetch} {
 		if e, ok := parseTime(md.Get(endKey(st))); ok {
 			end = e
 			break
 		}
 	}
 	t.TotalMS = float64(end.Sub(req)) / float64(time.Millisecond)
-	t.QueueMS = t.TotalMS - t.FetchMS - t.TransformMS - t.WriteMS
+	t.QueueMS = t.TotalMS - stages
 	if t.QueueMS < 0 {
 		t.QueueMS = 0
 	}

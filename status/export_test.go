@@ -26,5 +26,7 @@ func QueriesFor(raceID string, start time.Time, entrants []string, first, last, 
 		{"poll range", sqlPollRange, []any{raceID, start.Add(-time.Hour), 40}},
 		{"hold", sqlHold, []any{raceID, entrants, start.Add(-time.Hour), last}},
 		{"increments", sqlIncrements, []any{raceID, entrants, first, last}},
+		{"race alerts", sqlRaceAlerts, []any{raceID}},
+		{"day alerts", sqlDayAlerts, []any{dayStart, dayEnd, 50}},
 	}
 }

@@ -91,6 +91,18 @@ func loadFullDay(t testing.TB, db *pgtest.DB) {
 		 JOIN races r ON r.race_id = p.race_id,
 		      LATERAL (SELECT round(extract(epoch FROM r.start_time - p.observed_at) / 60)::int AS tts) x
 		 WHERE r.start_time >= @first::timestamptz - interval '1 day'`,
+		// Alerts: each race's pool surge two minutes before its start, and a
+		// steamer on its runner 1 a minute before.
+		`INSERT INTO alerts (race_id, entrant_id, kind, time_interval, alert_id, fired_at, time_to_start, reference_at,
+		        before_cents, after_cents, window_cents, change_pct, ratio)
+		 SELECT race_id, '', 'pool_surge', 2, md5('surge-' || race_id)::uuid, start_time - interval '2 minutes', 2,
+		        start_time - interval '3 minutes', 1000000, 1600000, 600000, 60, 1.6
+		 FROM races`,
+		`INSERT INTO alerts (race_id, entrant_id, kind, time_interval, alert_id, fired_at, time_to_start, reference_at,
+		        source, before_odds, after_odds, before_pct, after_pct, change_pct, ratio)
+		 SELECT r.race_id, e.entrant_id, 'steamer', 1, md5('steamer-' || r.race_id)::uuid, r.start_time - interval '1 minute', 1,
+		        r.start_time - interval '11 minutes', 'fixed_win', 10, 2.5, 10, 40, 30, 4
+		 FROM races r JOIN entrants e ON e.race_id = r.race_id AND e.runner_number = 1`,
 		`ANALYZE`,
 	}
 	args := pgx.NamedArgs{"day": day0.String(), "days": fullDayDays, "races": fullDayRaces, "now": fullDayNow(),

@@ -50,7 +50,9 @@ const (
 	KindPoll        = "poll"        // waiting for fetch
 	KindFetched     = "fetched"     // waiting for transform
 	KindTransformed = "transformed" // waiting for write
+	KindWritten     = "written"     // waiting for detect
 	KindProcessed   = "processed"   // waiting for the result consumer
+	KindAlerts      = "alerts"      // waiting for the notifier
 )
 
 // QueueStat is the backlog of one topic shard.

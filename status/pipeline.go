@@ -14,7 +14,8 @@ type PipelinePage struct {
 	GeneratedAt time.Time `json:"generated_at"`
 	// SpanS is the real time the latency and throughput figures cover.
 	SpanS float64 `json:"span_s"`
-	// Hops are poll → fetch → transform → write → result, in order.
+	// Hops are poll → fetch → transform → write → detect → result, in
+	// order, then notify (the alerts' own consumer, beside the flow).
 	Hops []Hop `json:"hops"`
 	// Total and Queue are whole-poll figures: end to end, and time queued
 	// between stages.
@@ -34,7 +35,7 @@ type PipelinePage struct {
 
 // Hop is one stage and the queue in front of it.
 type Hop struct {
-	Stage string `json:"stage"` // fetch, transform, write, result
+	Stage string `json:"stage"` // fetch, transform, write, detect, result, notify
 	Topic string `json:"topic"` // the topic kind it consumes
 	// Backlog and OldestAgeS sum and maximise over the topic's shards; nil
 	// when the backend does not report them.
@@ -107,9 +108,13 @@ func (m *Model) Pipeline(ctx context.Context) (PipelinePage, error) {
 		{Stage: StageFetch, Topic: KindPoll, Figures: figures[StageFetch]},
 		{Stage: StageTransform, Topic: KindFetched, Figures: figures[StageTransform]},
 		{Stage: StageWrite, Topic: KindTransformed, Figures: figures[StageWrite]},
+		{Stage: StageDetect, Topic: KindWritten, Figures: figures[StageDetect]},
 		// The result consumer does no timed work; its throughput is the
 		// flow's.
 		{Stage: "result", Topic: KindProcessed, Figures: StageFigures{PerMinute: figures[StageTotal].PerMinute}},
+		// The notifier posts alerts beside the flow; its backlog is the
+		// alerts not delivered yet.
+		{Stage: "notify", Topic: KindAlerts},
 	}
 	if m.deps.Queues != nil {
 		stats, err := m.deps.Queues.QueueStats(ctx)

@@ -26,6 +26,8 @@ type RacePage struct {
 	// timing bucket, earliest bucket first.
 	Increments []BucketIncrement `json:"increments"`
 	Results    *Results          `json:"results,omitempty"`
+	// Alerts are the race's alerts, oldest first.
+	Alerts []Alert `json:"alerts"`
 	// Polls are this process's latest results for the race, newest first.
 	Polls []PollRecord `json:"polls"`
 	// Stored are the latest polls written to the database, newest first.
@@ -222,7 +224,7 @@ func (m *Model) Race(ctx context.Context, id string) (RacePage, error) {
 	defer cancel()
 	now := m.cfg.Now()
 	page := RacePage{GeneratedAt: now, Runners: []Runner{}, Hold: []HoldPoll{}, Increments: []BucketIncrement{},
-		Stored: []StoredPoll{}, Warnings: []string{}}
+		Alerts: []Alert{}, Stored: []StoredPoll{}, Warnings: []string{}}
 
 	ri := &page.Race
 	err := m.deps.DB.QueryRow(ctx, sqlRace, id).Scan(&ri.ID, &ri.Number, &ri.Name, &ri.Status, &ri.Start,
@@ -245,6 +247,9 @@ func (m *Model) Race(ctx context.Context, id string) (RacePage, error) {
 	}
 	if err := m.readCharts(ctx, &page); err != nil {
 		return RacePage{}, err
+	}
+	if page.Alerts, err = m.readAlerts(ctx, sqlRaceAlerts, id); err != nil {
+		return RacePage{}, unavailable("alerts", err)
 	}
 	rows, err := m.deps.DB.Query(ctx, sqlStoredPolls, id, m.cfg.StoredPolls)
 	if err == nil {

@@ -20,6 +20,9 @@ type RacesPage struct {
 	Scheduling  bool           `json:"scheduling"` // this process schedules (races show cadence and next poll)
 	Meetings    []MeetingGroup `json:"meetings"`
 	Totals      RaceTotals     `json:"totals"`
+	// Alerts are the day's latest alerts, newest first (at most
+	// Config.DayAlerts).
+	Alerts []Alert `json:"alerts"`
 	// Warnings name the flow state that could not be read; the races are
 	// still shown.
 	Warnings []string `json:"warnings"`
@@ -99,7 +102,7 @@ func (m *Model) Races(ctx context.Context) (RacesPage, error) {
 	defer cancel()
 	now := m.cfg.Now()
 	day := nzday.Of(now)
-	page := RacesPage{GeneratedAt: now, Day: day.String(), Meetings: []MeetingGroup{}, Warnings: []string{}}
+	page := RacesPage{GeneratedAt: now, Day: day.String(), Meetings: []MeetingGroup{}, Alerts: []Alert{}, Warnings: []string{}}
 
 	tracked := map[string]TrackedRace{}
 	if m.deps.Schedule != nil {
@@ -164,13 +167,15 @@ func (m *Model) Races(ctx context.Context) (RacesPage, error) {
 		}
 		if p, ok := last[row.ID]; ok {
 			total := p.TotalMS
-			row.LastPoll = &LastPoll{At: p.At, AgeS: seconds(now.Sub(p.At)), Outcome: p.Status, TotalMS: &total}
+			// A poll that lands while the page is read is newer than its
+			// "now": it is no age, not a negative one.
+			row.LastPoll = &LastPoll{At: p.At, AgeS: max(0, seconds(now.Sub(p.At))), Outcome: p.Status, TotalMS: &total}
 			if p.Error != nil {
 				row.LastPoll.Error = p.Error.Kind + ": " + p.Error.Message
 			}
 			row.Failing = row.Failing || p.Status != handlers.StatusSuccess
 		} else if r.lastStored != nil {
-			row.LastPoll = &LastPoll{At: *r.lastStored, AgeS: seconds(now.Sub(*r.lastStored)), Outcome: "stored"}
+			row.LastPoll = &LastPoll{At: *r.lastStored, AgeS: max(0, seconds(now.Sub(*r.lastStored))), Outcome: "stored"}
 		}
 		row.Poisoned = poisoned[row.ID]
 		if row.Failing {
@@ -198,6 +203,9 @@ func (m *Model) Races(ctx context.Context) (RacesPage, error) {
 	if len(tracked) > page.Totals.Tracked {
 		page.Warnings = append(page.Warnings, fmt.Sprintf("%d tracked races are not in the database yet",
 			len(tracked)-page.Totals.Tracked))
+	}
+	if page.Alerts, err = m.readAlerts(ctx, sqlDayAlerts, day.Start(), day.End(), m.cfg.DayAlerts); err != nil {
+		return page, unavailable("alerts", err)
 	}
 	return page, nil
 }

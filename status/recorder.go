@@ -81,6 +81,7 @@ type PollRecord struct {
 	FetchMS     float64    `json:"fetch_ms"`
 	TransformMS float64    `json:"transform_ms"`
 	WriteMS     float64    `json:"write_ms"`
+	DetectMS    float64    `json:"detect_ms"`
 	QueueMS     float64    `json:"queue_ms"`
 	TotalMS     float64    `json:"total_ms"`
 	Error       *PollError `json:"error,omitempty"`
@@ -110,7 +111,7 @@ func (r *Recorder) Observe(res handlers.ProcessResult) {
 	rec := PollRecord{
 		PollID: res.PollID, At: r.cfg.Now(), Status: res.Status, RaceStatus: res.RaceStatus,
 		FetchMS: res.Timings.FetchMS, TransformMS: res.Timings.TransformMS, WriteMS: res.Timings.WriteMS,
-		QueueMS: res.Timings.QueueMS, TotalMS: res.Timings.TotalMS,
+		DetectMS: res.Timings.DetectMS, QueueMS: res.Timings.QueueMS, TotalMS: res.Timings.TotalMS,
 	}
 	if res.Error != nil {
 		rec.Error = &PollError{Stage: res.Error.Stage, Kind: res.Error.Kind, Message: res.Error.Message}
@@ -193,12 +194,13 @@ type StageFigures struct {
 	PerMinute float64 `json:"per_minute"`
 }
 
-// Stage names of the figures: the three stages, the time queued between
+// Stage names of the figures: the four stages, the time queued between
 // them, and the whole poll.
 const (
 	StageFetch     = handlers.StageFetch
 	StageTransform = handlers.StageTransform
 	StageWrite     = handlers.StageWrite
+	StageDetect    = handlers.StageDetect
 	StageQueue     = "queue"
 	StageTotal     = "total"
 )
@@ -236,7 +238,7 @@ func (r *Recorder) Figures(span time.Duration) (map[string]StageFigures, map[str
 		for _, st := range []struct {
 			name string
 			ms   float64
-		}{{StageFetch, p.FetchMS}, {StageTransform, p.TransformMS}, {StageWrite, p.WriteMS}} {
+		}{{StageFetch, p.FetchMS}, {StageTransform, p.TransformMS}, {StageWrite, p.WriteMS}, {StageDetect, p.DetectMS}} {
 			if !reached {
 				break
 			}
@@ -255,7 +257,7 @@ func (r *Recorder) Figures(span time.Duration) (map[string]StageFigures, map[str
 	}
 	minutes := span.Minutes()
 	out := map[string]StageFigures{}
-	for _, st := range []string{StageFetch, StageTransform, StageWrite, StageQueue, StageTotal} {
+	for _, st := range []string{StageFetch, StageTransform, StageWrite, StageDetect, StageQueue, StageTotal} {
 		xs := samples[st]
 		sort.Float64s(xs)
 		out[st] = StageFigures{Samples: len(xs), P50MS: nearestRank(xs, .50), P95MS: nearestRank(xs, .95),

@@ -40,13 +40,16 @@ type Config struct {
 	ChartPolls int
 	// StoredPolls is how many of a race's stored polls its page lists.
 	StoredPolls int
+	// DayAlerts is how many of the day's latest alerts "/" lists.
+	DayAlerts int
 }
 
 // DefaultConfig: a 3 s deadline, the wall clock, 10 poison messages,
-// figures over 5 minutes, at least 40 polls charted, 10 stored polls listed.
+// figures over 5 minutes, at least 40 polls charted, 10 stored polls and
+// the day's latest 50 alerts listed.
 func DefaultConfig() Config {
 	return Config{QueryTimeout: 3 * time.Second, Now: time.Now, RecentPoison: 10, FigureSpan: 5 * time.Minute,
-		ChartPolls: 40, StoredPolls: 10}
+		ChartPolls: 40, StoredPolls: 10, DayAlerts: 50}
 }
 
 // Validate checks the configuration.
@@ -58,9 +61,9 @@ func (c Config) Validate() error {
 	if c.Now == nil {
 		errs = append(errs, errors.New("status: Now is required"))
 	}
-	if c.RecentPoison < 1 || c.ChartPolls < 1 || c.StoredPolls < 1 {
-		errs = append(errs, fmt.Errorf("status: RecentPoison %d, ChartPolls %d and StoredPolls %d must be at least 1",
-			c.RecentPoison, c.ChartPolls, c.StoredPolls))
+	if c.RecentPoison < 1 || c.ChartPolls < 1 || c.StoredPolls < 1 || c.DayAlerts < 1 {
+		errs = append(errs, fmt.Errorf("status: RecentPoison %d, ChartPolls %d, StoredPolls %d and DayAlerts %d must be at least 1",
+			c.RecentPoison, c.ChartPolls, c.StoredPolls, c.DayAlerts))
 	}
 	return errors.Join(errs...)
 }

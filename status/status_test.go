@@ -126,6 +126,15 @@ func TestPagesOfAFullDay(t *testing.T) {
 	require.NotNil(t, first.Races[0].LastPoll)
 	require.Equal(t, "stored", first.Races[0].LastPoll.Outcome, "no flow result: the stored poll")
 	require.False(t, races.Scheduling)
+	// The day's latest alerts, newest first: the fixture fires two per race.
+	require.Len(t, races.Alerts, 50)
+	for i := 1; i < len(races.Alerts); i++ {
+		require.False(t, races.Alerts[i].FiredAt.After(races.Alerts[i-1].FiredAt), "newest first")
+	}
+	latest := races.Alerts[0]
+	require.NotEmpty(t, latest.Meeting)
+	require.Positive(t, latest.RaceNumber)
+	require.Contains(t, latest.Label, latest.Meeting+" R")
 
 	raceID := fullDayRaceID(t, db, 100)
 	race, err := m.Race(ctx, raceID)
@@ -138,6 +147,16 @@ func TestPagesOfAFullDay(t *testing.T) {
 	require.Equal(t, 3, race.Results.Placings[0].RunnerNumber)
 	require.Equal(t, []int{3}, race.Results.Dividends[0].Positions)
 	require.Len(t, race.Stored, 10)
+	// Its alerts, oldest first, each placed on the chart by its poll.
+	require.Len(t, race.Alerts, 2)
+	surge, steamer := race.Alerts[0], race.Alerts[1]
+	require.Equal(t, "pool_surge", surge.Kind)
+	require.InDelta(t, 2, surge.MinutesToStart, 1e-9)
+	require.Equal(t, "pool surge: win pool $10,000 → $16,000 (+60.0%), 2 min before the start", surge.Label)
+	require.Equal(t, "steamer", steamer.Kind)
+	require.Equal(t, 1, steamer.RunnerNumber)
+	require.InDelta(t, 1, steamer.MinutesToStart, 1e-9)
+	require.Equal(t, "#1 Runner 1 steamer: fixed win 10.00 → 2.50 (10.0% → 40.0%, +30.0 pts), 1 min before the start", steamer.Label)
 
 	// The hold chart covers the last hour before the start: 60 polls a
 	// minute apart; runner n holds 5+n %.
@@ -163,7 +182,12 @@ func TestPagesOfAFullDay(t *testing.T) {
 	pipe, err := m.Pipeline(ctx)
 	require.NoError(t, err)
 	require.True(t, pipe.Database.Up)
-	require.Len(t, pipe.Hops, 4)
+	var hops []string
+	for _, h := range pipe.Hops {
+		hops = append(hops, h.Stage+"←"+h.Topic)
+	}
+	require.Equal(t, []string{"fetch←poll", "transform←fetched", "write←transformed", "detect←written", "result←processed",
+		"notify←alerts"}, hops)
 	require.False(t, pipe.QueuesMeasured, "no backend statistics wired")
 	require.Nil(t, pipe.Poison)
 }

@@ -133,8 +133,9 @@ func until(expr string) chromedp.Action[chromedp.Void] {
 
 // TestStatusPageInABrowser runs the service on the simulator, serves the
 // status page, and drives it in headless Chromium: the races, one race's
-// charts with a point per poll, the pipeline's hops, the live refresh and
-// its pause control, and a phone's width.
+// charts with a point per poll, a staged plunge's alerts on both pages and
+// on the charts, the pipeline's hops, the live refresh and its pause
+// control, and a phone's width.
 func TestStatusPageInABrowser(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
@@ -198,14 +199,41 @@ func TestStatusPageInABrowser(t *testing.T) {
 	require.Equal(t, polls, most, "a point for each poll")
 	screenshot(t, ctx, "status-race", true)
 
-	// The pipeline: the source and the four hops, with the poison queue
-	// holding the broken race's messages and a link to their details.
+	// The plunge staged on the day's first race: its alerts are listed on
+	// "/" with a link to the race, whose page lists them and marks them on
+	// both charts at the poll that fired them.
+	pl := f.Plunge
+	require.NotEqual(t, bad, pl.RaceID, "the plunged race is not the broken one")
+	steamer := fmt.Sprintf(`#day-alerts li[data-kind="steamer"] a[href="/races/%s"]`, pl.RaceID)
+	do(t, ctx,
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(css(`#day-alerts h2`)),
+		until(`document.querySelector('`+steamer+`') !== null`),
+	)
+	label := eval[string](t, ctx, `document.querySelector('`+steamer+`').textContent`)
+	require.Contains(t, label, fmt.Sprintf("#%d ", pl.Runner), "the plunged runner")
+	do(t, ctx,
+		chromedp.Click(css(steamer)),
+		chromedp.WaitVisible(css(`#alerts li[data-kind="steamer"]`)),
+		chromedp.WaitVisible(css(`#hold-chart svg line.marker`)),
+		chromedp.WaitVisible(css(`#increments-chart svg line.marker`)),
+	)
+	kinds := eval[[]string](t, ctx, `[...document.querySelectorAll("#alerts li")].map(li => li.dataset.kind)`)
+	require.Subset(t, kinds, []string{"steamer", "late_money", "pool_surge"}, "the plunge's alerts")
+	markers := eval[[]string](t, ctx, `[...document.querySelectorAll("#hold-chart svg text.marker-label")].map(t => t.textContent)`)
+	require.Contains(t, markers, fmt.Sprintf("#%d steamer", pl.Runner))
+	screenshot(t, ctx, "status-race-alerts", true)
+
+	// The pipeline: the source and the hops, with the poison queue holding
+	// the broken race's messages and a link to their details.
 	do(t, ctx,
 		chromedp.Navigate(srv.URL+"/pipeline"),
 		chromedp.WaitVisible(css(`#flow .hop[data-hop="write"]`)),
+		chromedp.WaitVisible(css(`#flow .hop[data-hop="detect"]`)),
 		chromedp.WaitVisible(css(`#poison a[href^="/poison/"]`)),
 	)
-	require.Equal(t, 5, eval[int](t, ctx, `document.querySelectorAll("#flow .hop").length`), "poll → fetch → transform → write → result")
+	require.Equal(t, 7, eval[int](t, ctx, `document.querySelectorAll("#flow .hop").length`),
+		"poll → fetch → transform → write → detect → result, and notify")
 	screenshot(t, ctx, "status-pipeline", true)
 	do(t, ctx,
 		chromedp.Click(css(`#poison a[href^="/poison/"]`)),

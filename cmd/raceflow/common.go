@@ -148,5 +148,7 @@ func flowConfig(cfg config.Config) flows.Config {
 	f.Postgres.ListenURL = cfg.ListenURL
 	f.NATS.URL = cfg.NATSURL
 	f.NATS.AckWait = cfg.NATSAckWait
+	f.Alerts = cfg.Alerts
+	f.Notify.URL = cfg.AlertWebhookURL
 	return f
 }

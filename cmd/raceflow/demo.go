@@ -20,15 +20,17 @@ func (a *app) demoCommand() *cobra.Command {
 		minutes, speed float64
 		seed           int64
 		meetings       int
+		plunge         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "run the whole pipeline on a simulated race day (no configuration needed)",
 		Long: `Runs the whole continuous pipeline on a simulated race day at accelerated time,
 with live progress, then prints a summary: polls, latencies against the target,
-rows written, and per finished race the runners with most of the money and the
-biggest late money move. With DATABASE_URL unset it starts a private PostgreSQL
-and removes it afterwards. Ctrl-C ends it early with the summary of what was done.
+rows written, per finished race the runners with most of the money and the
+biggest late money move, and the day's alerts (a plunge is staged on one race).
+With DATABASE_URL unset it starts a private PostgreSQL and removes it afterwards.
+Ctrl-C ends it early with the summary of what was done.
 
 Exit code 0 when polls succeeded and none failed (also after Ctrl-C), 1 otherwise.`,
 		Args: noArgs,
@@ -38,7 +40,8 @@ Exit code 0 when polls succeeded and none failed (also after Ctrl-C), 1 otherwis
 	fs.Float64Var(&speed, "speed", def.Speed, "simulated seconds per real second")
 	fs.Int64Var(&seed, "seed", def.Seed, "simulator seed")
 	fs.IntVar(&meetings, "meetings", def.Meetings, "simulated NZ/AUS horse meetings")
-	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagShards|config.FlagHTTP|config.FlagLog)
+	fs.BoolVar(&plunge, "plunge", def.Plunge, "stage a late plunge on one race, so the day has alerts (--plunge=false: none)")
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagShards|config.FlagHTTP|config.FlagLog|config.FlagAlerts)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := set.resolve(cmd)
 		if err != nil {
@@ -46,7 +49,7 @@ Exit code 0 when polls succeeded and none failed (also after Ctrl-C), 1 otherwis
 		}
 		dcfg := def
 		dcfg.Duration = time.Duration(minutes * float64(time.Minute))
-		dcfg.Speed, dcfg.Seed, dcfg.Meetings = speed, seed, meetings
+		dcfg.Speed, dcfg.Seed, dcfg.Meetings, dcfg.Plunge = speed, seed, meetings, plunge
 		switch {
 		case minutes <= 0:
 			return usagef("--minutes must be positive, got %g", minutes)

@@ -33,6 +33,11 @@ func TestDemoShowsWhereTheMoneyWentInEachFinishedRace(t *testing.T) {
 	// e.g. "Hastings R1  final  #4 Shining Harbour 29%, #2 Flying Charm 20%, #1 Northern Echo 18%  #1 Northern Echo +$344.42 at 1 min"
 	require.Regexp(t, `(?m)^.+ R\d+\s+(final|interim)\s+#\d+ [^,]+ \d+%, #\d+ [^,]+ \d+%, #\d+ .+ \d+%\s+(#\d+ .+ \+\$[\d,]+\.\d\d at \d+ min|-)$`, r.stdout)
 	require.Regexp(t, `latency target: total p95 \d+\.\d ms (≤|>) 500 ms: (met|MISSED)`, r.stdout)
+	// The plunge staged 3 minutes before the first race's start, and the
+	// alerts it fired, listed as they fired.
+	require.Regexp(t, `plunge staged: .+ R\d+, \$[\d]+ on runner \d+ at \d\d:\d\d:\d\d NZ, 3m0s before the start`, r.stdout)
+	require.Contains(t, r.stdout, "ALERTS of the day")
+	require.Regexp(t, `(?m)^\d\d:\d\d:\d\d  .+ R\d+ #\d+ .+ steamer: .+ 3 min before the start$`, r.stdout)
 }
 
 func TestDemoInterruptedPrintsWhatWasDoneAndExitsZero(t *testing.T) {

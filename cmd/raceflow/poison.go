@@ -107,7 +107,7 @@ func (a *app) poisonListCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&race, "race", "", "only this race")
-	fs.StringVar(&stage, "stage", "", "only this stage: fetch | transform | write")
+	fs.StringVar(&stage, "stage", "", "only this stage: fetch | transform | write | detect")
 	fs.Var(sinceFlag, "since", "only messages poisoned within this long (e.g. 2h, 1d)")
 	fs.IntVar(&limit, "limit", 50, "at most this many, newest first (0: all)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object per line")
@@ -121,9 +121,9 @@ func (a *app) poisonListCommand() *cobra.Command {
 			return usagef("--limit must be 0 (all) or more, got %d", limit)
 		}
 		switch stage {
-		case "", handlers.StageFetch, handlers.StageTransform, handlers.StageWrite:
+		case "", handlers.StageFetch, handlers.StageTransform, handlers.StageWrite, handlers.StageDetect:
 		default:
-			return usagef("--stage %q: want fetch, transform or write", stage)
+			return usagef("--stage %q: want fetch, transform, write or detect", stage)
 		}
 		f := driver.PoisonFilter{RaceID: race, Stage: stage, Limit: limit}
 		if sinceFlag.set {

@@ -50,7 +50,7 @@ not know, or an API that could not be reached).`,
 	fs.BoolVar(&asJSON, "json", false, "print one JSON result per line")
 	fs.IntVar(&concurrency, "concurrency", 5, "races processed at once")
 	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "give up waiting for results after this long")
-	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagLog)
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagLog|config.FlagAlerts)
 	cmd.RunE = func(cmd *cobra.Command, ids []string) error {
 		cfg, err := set.resolve(cmd)
 		if err != nil {
@@ -158,7 +158,7 @@ func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {
 		enc := json.NewEncoder(a.stdout)
 		for _, r := range results {
 			t := &r.Timings // to the µs: 49.125478000000044 is float noise
-			for _, ms := range []*float64{&t.FetchMS, &t.TransformMS, &t.WriteMS, &t.QueueMS, &t.TotalMS} {
+			for _, ms := range []*float64{&t.FetchMS, &t.TransformMS, &t.WriteMS, &t.DetectMS, &t.QueueMS, &t.TotalMS} {
 				*ms = math.Round(*ms*1000) / 1000
 			}
 			if err := enc.Encode(r); err != nil {
@@ -168,7 +168,7 @@ func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RACE\tSTATUS\tRACE STATUS\tFETCH ms\tTRANSFORM ms\tWRITE ms\tQUEUE ms\tTOTAL ms\tMONEY FLOW\tODDS\tERROR")
+	fmt.Fprintln(tw, "RACE\tSTATUS\tRACE STATUS\tFETCH ms\tTRANSFORM ms\tWRITE ms\tDETECT ms\tQUEUE ms\tTOTAL ms\tMONEY FLOW\tODDS\tALERTS\tERROR")
 	for _, r := range results {
 		errText := ""
 		if r.Error != nil {
@@ -178,9 +178,9 @@ func printResults(a *app, results []handlers.ProcessResult, asJSON bool) error {
 				errText = fmt.Sprintf("%s/%s: %s", r.Error.Stage, r.Error.Kind, errText)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%s\n", r.RaceID, r.Status, r.RaceStatus,
-			r.Timings.FetchMS, r.Timings.TransformMS, r.Timings.WriteMS, r.Timings.QueueMS, r.Timings.TotalMS,
-			r.Rows.MoneyFlow, r.Rows.Odds, errText)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%s\n", r.RaceID, r.Status, r.RaceStatus,
+			r.Timings.FetchMS, r.Timings.TransformMS, r.Timings.WriteMS, r.Timings.DetectMS, r.Timings.QueueMS, r.Timings.TotalMS,
+			r.Rows.MoneyFlow, r.Rows.Odds, r.Rows.Alerts, errText)
 	}
 	return tw.Flush()
 }

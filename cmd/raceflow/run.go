@@ -25,7 +25,7 @@ of every active race through the flow, and /healthz, /readyz and /metrics on
 		Args: noArgs,
 	}
 	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "on shutdown, how long to wait for in-flight polls")
-	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagHTTP|config.FlagLog)
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagAPI|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagHTTP|config.FlagLog|config.FlagAlerts)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := set.resolve(cmd)
 		if err != nil {

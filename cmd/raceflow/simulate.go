@@ -25,6 +25,7 @@ type simulateFlags struct {
 	speed                  float64
 	meetings, extra, races int
 	faults                 nztabsim.Faults
+	plunges                []string
 }
 
 func (a *app) simulateCommand() *cobra.Command {
@@ -34,7 +35,12 @@ func (a *app) simulateCommand() *cobra.Command {
 		Short: "serve a simulated NZ TAB race day with fault injection",
 		Long: `Serves a simulated NZ TAB race day on the Affiliates API paths, evolving with
 simulated time; point NZTAB_API_URL at the printed base URL. A request can force a
-fault with the header X-Sim-Fault: 500|timeout|malformed|truncate|429|404.`,
+fault with the header X-Sim-Fault: 500|timeout|malformed|truncate|429|404.
+
+--plunge RACE:RUNNER:MINUTES_BEFORE stages a late plunge: that many minutes before
+the race's start (2.5 is 2m30s), a bet as large as its win pool so far (at least
+$15,000) lands on the runner, and its money and prices move with it (raceflow races
+lists the day's race ids). Repeat it for several.`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
@@ -52,6 +58,7 @@ fault with the header X-Sim-Fault: 500|timeout|malformed|truncate|429|404.`,
 	fs.Float64Var(&f.faults.MalformedRate, "malformed-rate", 0, "share of requests answered with invalid JSON")
 	fs.Float64Var(&f.faults.TruncateRate, "truncate-rate", 0, "share of requests whose body is cut short")
 	fs.Float64Var(&f.faults.RateLimitRate, "rate-limit-rate", 0, "share of requests answered 429")
+	fs.StringArrayVar(&f.plunges, "plunge", nil, "stage a late plunge: RACE:RUNNER:MINUTES_BEFORE (repeatable)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return a.simulate(cmd.Context(), f) }
 	return cmd
 }
@@ -69,12 +76,23 @@ func (a *app) simulate(ctx context.Context, f simulateFlags) error {
 	if err := faults.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	var plunges []nztabsim.Plunge
+	for _, p := range f.plunges {
+		pl, err := nztabsim.ParsePlunge(p)
+		if err != nil {
+			return usagef("--plunge: %v", err)
+		}
+		plunges = append(plunges, pl)
+	}
 	clock := nztabsim.NewSpeedClock(begin, f.speed, time.Now)
 	sim, err := nztabsim.New(nztabsim.Config{
 		Seed: f.seed, Date: day.String(), Meetings: f.meetings, ExtraMeetings: f.extra,
-		RacesPerMeeting: f.races, Clock: clock,
+		RacesPerMeeting: f.races, Clock: clock, Plunges: plunges,
 	})
 	if err != nil {
+		if errors.Is(err, nztabsim.ErrBadPlunge) {
+			return usagef("--plunge: %v", err)
+		}
 		return usagef("%v", err)
 	}
 	if err := sim.SetFaults(faults); err != nil {
@@ -102,6 +120,10 @@ func (a *app) simulate(ctx context.Context, f simulateFlags) error {
 	fmt.Fprintf(a.stdout, "  simulated time starts at %s\n", begin.In(nzday.Location()).Format(time.RFC3339))
 	if faults != (nztabsim.Faults{}) {
 		fmt.Fprintf(a.stdout, "  faults: %+v\n", faults)
+	}
+	for _, p := range sim.Plunges() {
+		fmt.Fprintf(a.stdout, "  plunge: race %s runner %d, $%.0f at %s\n", p.RaceID, p.Runner, p.Bet,
+			p.At.In(nzday.Location()).Format(time.RFC3339))
 	}
 
 	served := make(chan error, 1)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/raceflow/raceflow/internal/nztabsim"
 )
 
 func TestSimulateServesUntilInterrupted(t *testing.T) {
@@ -64,6 +66,9 @@ func TestSimulateRejectsBadFlags(t *testing.T) {
 		{"rates above one", []string{"--error-rate", "0.7", "--malformed-rate", "0.7"}, "rate"},
 		{"stray argument", []string{"extra"}, `unexpected argument "extra"`},
 		{"unknown flag", []string{"--nope"}, "unknown flag: --nope"},
+		{"plunge without minutes", []string{"--plunge", "r1:3"}, "--plunge"},
+		{"plunge on no runner", []string{"--plunge", "r1:x:3"}, "--plunge"},
+		{"plunge on an unknown race", []string{"--date", "2025-07-17", "--plunge", "nope:3:3"}, "--plunge"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +80,29 @@ func TestSimulateRejectsBadFlags(t *testing.T) {
 			require.Contains(t, r.stderr, "(see 'raceflow simulate --help')")
 		})
 	}
+}
+
+func TestSimulateStagesAPlunge(t *testing.T) {
+	t.Parallel()
+	sim, err := nztabsim.New(nztabsim.Config{Seed: 1, Date: "2025-07-17"})
+	require.NoError(t, err)
+	// The first race whose runner 2 runs (a plunge on a scratched runner is
+	// refused).
+	var race string
+	for _, r := range sim.Races() {
+		pl := nztabsim.Plunge{RaceID: r.ID, Runner: 2, Before: 3 * time.Minute}
+		if _, err := nztabsim.New(nztabsim.Config{Seed: 1, Date: "2025-07-17", Plunges: []nztabsim.Plunge{pl}}); err == nil {
+			race = r.ID
+			break
+		}
+	}
+	require.NotEmpty(t, race)
+	p := start(t, nil, "simulate", "--addr", "127.0.0.1:0", "--date", "2025-07-17", "--plunge", race+":2:3")
+	line := p.waitFor(t, "  plunge: ")
+	require.Contains(t, line, "race "+race+" runner 2")
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	r := p.wait(t)
+	require.Equal(t, 0, r.code, r)
 }
 
 func TestSimulateDayDefaults(t *testing.T) {

@@ -20,30 +20,39 @@ const (
 	Fetched Kind = "fetched"
 	// Transformed carries snapshots between transform and write.
 	Transformed Kind = "transformed"
+	// Written carries the write stage's results to the detect stage.
+	Written Kind = "written"
 	// Processed carries poll results.
 	Processed Kind = "processed"
 	// Poison keeps messages that failed for good (one topic per flow).
 	Poison Kind = "poison"
+	// Alerts carries the alerts the detect stage fires to the notifier (one
+	// topic per flow).
+	Alerts Kind = "alerts"
 )
 
 // StageKinds are the sharded kinds, each consumed by one stage (Processed
 // by the engine's result delivery).
-func StageKinds() []Kind { return []Kind{Poll, Fetched, Transformed, Processed} }
+func StageKinds() []Kind { return []Kind{Poll, Fetched, Transformed, Written, Processed} }
 
 // Kept reports whether a kind's messages stay after they are handled:
 // the stored topic (replay) and the poison queue (inspection).
 func (k Kind) Kept() bool { return k == Fetched || k == Poison }
 
+// Sharded reports whether a kind has a topic per shard; poison and alerts
+// have one topic per flow.
+func (k Kind) Sharded() bool { return k != Poison && k != Alerts }
+
 func (k Kind) valid() bool {
 	switch k {
-	case Poll, Fetched, Transformed, Processed, Poison:
+	case Poll, Fetched, Transformed, Written, Processed, Poison, Alerts:
 		return true
 	}
 	return false
 }
 
 // Topic names one topic of a flow: "<namespace>.<kind>.<shard>", or
-// "<namespace>.poison" for the unsharded poison topic (Shard -1).
+// "<namespace>.<kind>" for the unsharded poison and alerts topics (Shard -1).
 type Topic struct {
 	Namespace string
 	Kind      Kind
@@ -57,6 +66,9 @@ func ShardTopic(namespace string, kind Kind, shard int) Topic {
 
 // PoisonTopic is the poison topic of namespace's flow.
 func PoisonTopic(namespace string) Topic { return Topic{Namespace: namespace, Kind: Poison, Shard: -1} }
+
+// AlertsTopic is the alerts topic of namespace's flow.
+func AlertsTopic(namespace string) Topic { return Topic{Namespace: namespace, Kind: Alerts, Shard: -1} }
 
 // String is the topic's name on every backend.
 func (t Topic) String() string {
@@ -76,9 +88,9 @@ func ParseTopic(s string) (Topic, error) {
 	}
 	t := Topic{Namespace: parts[0], Kind: Kind(parts[1]), Shard: -1}
 	switch {
-	case t.Kind == Poison && len(parts) == 2:
+	case !t.Kind.Sharded() && len(parts) == 2:
 		return t, nil
-	case t.Kind != Poison && len(parts) == 3:
+	case t.Kind.Sharded() && len(parts) == 3:
 		n, err := strconv.Atoi(parts[2])
 		if err != nil || n < 0 || strconv.Itoa(n) != parts[2] {
 			return Topic{}, bad
@@ -105,13 +117,14 @@ func Shard(raceID string, shards int) int {
 	return int(h.Sum32() % uint32(shards))
 }
 
-// Topics lists every topic of a flow: each stage kind's shards, then poison.
+// Topics lists every topic of a flow: each stage kind's shards, then poison
+// and alerts.
 func Topics(namespace string, shards int) []Topic {
-	out := make([]Topic, 0, 4*shards+1)
+	out := make([]Topic, 0, len(StageKinds())*shards+2)
 	for _, kind := range StageKinds() {
 		for s := 0; s < shards; s++ {
 			out = append(out, ShardTopic(namespace, kind, s))
 		}
 	}
-	return append(out, PoisonTopic(namespace))
+	return append(out, PoisonTopic(namespace), AlertsTopic(namespace))
 }

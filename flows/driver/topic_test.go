@@ -18,6 +18,9 @@ func TestTopicNamesRoundTripAndStrangersAreRejected(t *testing.T) {
 		{"race.poll.0", driver.ShardTopic("race", driver.Poll, 0), true},
 		{"demo.fetched.12", driver.ShardTopic("demo", driver.Fetched, 12), true},
 		{"race.poison", driver.PoisonTopic("race"), true},
+		{"race.written.3", driver.ShardTopic("race", driver.Written, 3), true},
+		{"race.alerts", driver.AlertsTopic("race"), true},
+		{"race.alerts.0", driver.Topic{}, false},
 		{"topic_x", driver.Topic{}, false},
 		{"race.poll", driver.Topic{}, false},
 		{"race.poison.1", driver.Topic{}, false},
@@ -39,14 +42,14 @@ func TestTopicNamesRoundTripAndStrangersAreRejected(t *testing.T) {
 	}
 }
 
-func TestTopicsListEveryShardOfEveryStageThenPoison(t *testing.T) {
+func TestTopicsListEveryShardOfEveryStageThenPoisonAndAlerts(t *testing.T) {
 	t.Parallel()
 	var names []string
 	for _, tp := range driver.Topics("ns", 2) {
 		names = append(names, tp.String())
 	}
 	require.Equal(t, []string{"ns.poll.0", "ns.poll.1", "ns.fetched.0", "ns.fetched.1", "ns.transformed.0",
-		"ns.transformed.1", "ns.processed.0", "ns.processed.1", "ns.poison"}, names)
+		"ns.transformed.1", "ns.written.0", "ns.written.1", "ns.processed.0", "ns.processed.1", "ns.poison", "ns.alerts"}, names)
 }
 
 func TestShardIsStableAndWithinRange(t *testing.T) {

@@ -3,6 +3,7 @@ package replay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"sync"
@@ -45,7 +46,7 @@ func quietLogger() *logrus.Logger {
 
 var (
 	daysMu sync.Mutex
-	days   = map[simday.Config]*simday.Day{}
+	days   = map[string]*simday.Day{} // by fmt of the simday.Config (which holds a func and a slice)
 )
 
 // recordedDay is the default simulated day (32 races, ~1,095 polls, 20
@@ -65,12 +66,13 @@ func dayOf(tb testing.TB, cfg simday.Config) *simday.Day {
 	tb.Helper()
 	daysMu.Lock()
 	defer daysMu.Unlock()
-	if d, ok := days[cfg]; ok {
+	key := fmt.Sprintf("%+v", cfg)
+	if d, ok := days[key]; ok {
 		return d
 	}
 	d, err := simday.Build(context.Background(), cfg)
 	require.NoError(tb, err)
-	days[cfg] = d
+	days[key] = d
 	return d
 }
 

@@ -291,7 +291,7 @@ func runsOf(iteration int, ids []string, results []handlers.ProcessResult, batch
 			Iteration: iteration, RaceID: id, PollID: r.PollID, Status: r.Status, RaceStatus: r.RaceStatus,
 			Success: r.Status == handlers.StatusSuccess,
 			TotalMS: r.Timings.TotalMS, FetchMS: r.Timings.FetchMS, TransformMS: r.Timings.TransformMS,
-			WriteMS: r.Timings.WriteMS, QueueMS: r.Timings.QueueMS,
+			WriteMS: r.Timings.WriteMS, DetectMS: r.Timings.DetectMS, QueueMS: r.Timings.QueueMS,
 		}
 		switch {
 		case r.Error != nil:

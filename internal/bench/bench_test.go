@@ -96,7 +96,8 @@ func TestRunShortModeReportsConsistentFiguresOnBothBackends(t *testing.T) {
 				require.Positive(t, r.FetchMS)
 				require.Positive(t, r.TransformMS)
 				require.Positive(t, r.WriteMS)
-				require.InDelta(t, r.TotalMS, r.FetchMS+r.TransformMS+r.WriteMS+r.QueueMS, 0.01)
+				require.Positive(t, r.DetectMS)
+				require.InDelta(t, r.TotalMS, r.FetchMS+r.TransformMS+r.WriteMS+r.DetectMS+r.QueueMS, 0.01)
 			}
 			s := rep.Summary
 			for name, st := range map[string]Stats{"fetch": s.Fetch, "transform": s.Transform, "write": s.Write, "queue": s.Queue, "total": s.Total} {

@@ -77,6 +77,7 @@ type Summary struct {
 	Fetch     Stats `json:"fetch"`
 	Transform Stats `json:"transform"`
 	Write     Stats `json:"write"`
+	Detect    Stats `json:"detect"`
 	Queue     Stats `json:"queue"`
 	Total     Stats `json:"total"`
 	BatchWall Stats `json:"batch_wall"`
@@ -167,6 +168,7 @@ type RaceRun struct {
 	FetchMS      float64 `json:"fetch_ms"`
 	TransformMS  float64 `json:"transform_ms"`
 	WriteMS      float64 `json:"write_ms"`
+	DetectMS     float64 `json:"detect_ms"`
 	QueueMS      float64 `json:"queue_ms"`
 	ErrorType    string  `json:"error_type,omitempty"`
 	ErrorMessage string  `json:"error_message,omitempty"`
@@ -210,7 +212,7 @@ func (r *Report) finish(cfg Config, cpu, apiCPU time.Duration) {
 // Summarize computes the stage summaries over the successful runs and the
 // batch wall time over the iterations.
 func Summarize(runs []RaceRun, iterations []Iteration) Summary {
-	var fetch, transform, write, queue, total, walls []float64
+	var fetch, transform, write, detect, queue, total, walls []float64
 	for _, r := range runs {
 		if !r.Success {
 			continue
@@ -218,6 +220,7 @@ func Summarize(runs []RaceRun, iterations []Iteration) Summary {
 		fetch = append(fetch, r.FetchMS)
 		transform = append(transform, r.TransformMS)
 		write = append(write, r.WriteMS)
+		detect = append(detect, r.DetectMS)
 		queue = append(queue, r.QueueMS)
 		total = append(total, r.TotalMS)
 	}
@@ -225,7 +228,7 @@ func Summarize(runs []RaceRun, iterations []Iteration) Summary {
 		walls = append(walls, it.WallMS)
 	}
 	return Summary{
-		Fetch: statsOf(fetch), Transform: statsOf(transform), Write: statsOf(write),
+		Fetch: statsOf(fetch), Transform: statsOf(transform), Write: statsOf(write), Detect: statsOf(detect),
 		Queue: statsOf(queue), Total: statsOf(total), BatchWall: statsOf(walls),
 	}
 }
@@ -321,7 +324,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 
 // CSVHeader is the CSV's first row: one row per poll follows.
 var CSVHeader = []string{"iteration", "race_id", "status", "success", "total_ms", "fetch_ms", "transform_ms",
-	"write_ms", "queue_ms", "error_type", "error_message"}
+	"write_ms", "detect_ms", "queue_ms", "error_type", "error_message"}
 
 // WriteCSV writes one row per poll.
 func WriteCSV(w io.Writer, r *Report) error {
@@ -333,7 +336,7 @@ func WriteCSV(w io.Writer, r *Report) error {
 	for _, run := range r.Runs {
 		if err := cw.Write([]string{
 			strconv.Itoa(run.Iteration), run.RaceID, run.Status, strconv.FormatBool(run.Success),
-			f(run.TotalMS), f(run.FetchMS), f(run.TransformMS), f(run.WriteMS), f(run.QueueMS),
+			f(run.TotalMS), f(run.FetchMS), f(run.TransformMS), f(run.WriteMS), f(run.DetectMS), f(run.QueueMS),
 			run.ErrorType, run.ErrorMessage,
 		}); err != nil {
 			return err
@@ -443,7 +446,7 @@ func WriteTable(w io.Writer, r *Report) error {
 		s    Stats
 	}{
 		{"fetch", r.Summary.Fetch}, {"transform", r.Summary.Transform}, {"write", r.Summary.Write},
-		{"queue", r.Summary.Queue}, {"total", r.Summary.Total}, {"batch_wall", r.Summary.BatchWall},
+		{"detect", r.Summary.Detect}, {"queue", r.Summary.Queue}, {"total", r.Summary.Total}, {"batch_wall", r.Summary.BatchWall},
 	} {
 		s := row.s
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", row.name, s.N, s.Min, s.Avg, s.P50, s.P95, s.P99, s.Max)

@@ -15,7 +15,7 @@ import (
 
 func okRun(iteration int, race string, total float64) RaceRun {
 	return RaceRun{Iteration: iteration, RaceID: race, Status: "success", Success: true,
-		TotalMS: total, FetchMS: total / 4, TransformMS: total / 8, WriteMS: total / 2, QueueMS: total / 8}
+		TotalMS: total, FetchMS: total / 4, TransformMS: total / 8, WriteMS: total / 2, DetectMS: total / 16, QueueMS: total / 16}
 }
 
 func TestSummarizeCountsOnlySuccessfulPollsWithNearestRankPercentiles(t *testing.T) {
@@ -146,8 +146,8 @@ func TestWriteCSVWritesOneRowPerPoll(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, [][]string{
 		CSVHeader,
-		{"1", "a", "success", "true", "12.346", "3.086", "1.543", "6.173", "1.543", "", ""},
-		{"1", "b", "failed", "false", "0.000", "0.000", "0.000", "0.000", "0.000", "fetch/not_found", `event "b", not found`},
+		{"1", "a", "success", "true", "12.346", "3.086", "1.543", "6.173", "0.772", "0.772", "", ""},
+		{"1", "b", "failed", "false", "0.000", "0.000", "0.000", "0.000", "0.000", "0.000", "fetch/not_found", `event "b", not found`},
 	}, rows)
 }
 
@@ -158,7 +158,7 @@ func TestWriteJSONHasTheSummaryInMilliseconds(t *testing.T) {
 	var doc map[string]any
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &doc))
 	summary := doc["summary"].(map[string]any)
-	for _, measure := range []string{"fetch", "transform", "write", "queue", "total", "batch_wall"} {
+	for _, measure := range []string{"fetch", "transform", "write", "detect", "queue", "total", "batch_wall"} {
 		m, ok := summary[measure].(map[string]any)
 		require.True(t, ok, measure)
 		for _, stat := range []string{"min", "avg", "p50", "p95", "p99", "max"} {

@@ -51,9 +51,17 @@ type Config struct {
 	// LatencyTarget is what a poll's total may take at p95; the summary
 	// says whether the demo met it.
 	LatencyTarget time.Duration
+	// Plunge stages a late plunge on one race (PlungeLead before the start
+	// of the first that starts at least 10 simulated minutes into the
+	// demo), so the demo shows alerts.
+	Plunge bool
 }
 
-// DefaultConfig is a two-minute demo of four meetings at 30x.
+// PlungeLead is how long before its race's start the demo's plunge lands.
+const PlungeLead = 3 * time.Minute
+
+// DefaultConfig is a two-minute demo of four meetings at 30x, with a
+// plunge.
 func DefaultConfig() Config {
 	scfg := flows.DefaultServiceConfig()
 	scfg.Flow.Namespace = "demo" // never competes with a `raceflow run` on a shared database
@@ -61,7 +69,7 @@ func DefaultConfig() Config {
 	scfg.Schedule.MaxInFlight = 12
 	scfg.DrainTimeout = 10 * time.Second
 	return Config{Duration: 2 * time.Minute, Speed: 30, Seed: 1, Meetings: 4, Service: scfg, HTTPAddr: ":9090",
-		LatencyTarget: 500 * time.Millisecond}
+		LatencyTarget: 500 * time.Millisecond, Plunge: true}
 }
 
 // Validate checks the configuration.
@@ -102,10 +110,17 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Summary, error) {
 
 	// The simulator, on simulated time from 15 minutes before the first race.
 	today := nzday.Of(time.Now())
-	clock := nztabsim.NewSpeedClock(today.Start().Add(12*time.Hour-15*time.Minute), cfg.Speed, time.Now)
-	sim, err := nztabsim.New(nztabsim.Config{Seed: cfg.Seed, Date: today.String(), Meetings: cfg.Meetings, Clock: clock})
+	begin := today.Start().Add(12*time.Hour - 15*time.Minute)
+	clock := nztabsim.NewSpeedClock(begin, cfg.Speed, time.Now)
+	simCfg := nztabsim.Config{Seed: cfg.Seed, Date: today.String(), Meetings: cfg.Meetings, Clock: clock}
+	sim, err := nztabsim.New(simCfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Plunge {
+		if sim, err = withPlunge(sim, simCfg, begin.Add(10*time.Minute)); err != nil {
+			return nil, err
+		}
 	}
 	simLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -122,6 +137,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Summary, error) {
 	}()
 	apiURL := "http://" + simLn.Addr().String() + "/affiliates/v1"
 	say("NZ TAB simulator: %s (seed %d, %gx time, %s)", apiURL, cfg.Seed, cfg.Speed, today)
+	for _, p := range sim.Plunges() {
+		r, _ := sim.Race(p.RaceID)
+		say("plunge staged: %s R%d, $%.0f on runner %d at %s NZ, %s before the start", r.MeetingName, r.RaceNumber, p.Bet,
+			p.Runner, p.At.In(nzday.Location()).Format("15:04:05"), PlungeLead)
+	}
 
 	reg := prometheus.NewRegistry()
 	metrics, err := flows.NewMetrics(reg)
@@ -185,6 +205,27 @@ loop:
 	}
 	sum.Interrupted = interrupted
 	return sum, nil
+}
+
+// withPlunge is the simulated day of sim with a plunge on the first horse
+// race the flow keeps that starts after from and shows one cleanly
+// (nztabsim.Clean); sim itself when there is none.
+func withPlunge(sim *nztabsim.Sim, cfg nztabsim.Config, from time.Time) (*nztabsim.Sim, error) {
+	for _, r := range sim.Races() {
+		if r.StartTime.Before(from) || r.Country != "NZ" && r.Country != "AUS" || r.Category != "T" && r.Category != "H" ||
+			!nztabsim.Clean(r, PlungeLead) {
+			continue
+		}
+		cfg.Plunges = []nztabsim.Plunge{{RaceID: r.ID, Before: PlungeLead}}
+		plunged, err := nztabsim.New(cfg)
+		switch {
+		case err == nil:
+			return plunged, nil
+		case !errors.Is(err, nztabsim.ErrBadPlunge):
+			return nil, err
+		}
+	}
+	return sim, nil
 }
 
 // serve serves until the server is closed.

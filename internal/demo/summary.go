@@ -15,6 +15,8 @@ import (
 
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/stages/detect"
+	"github.com/raceflow/raceflow/stages/nzday"
 )
 
 // Summary is what a demo did.
@@ -37,7 +39,21 @@ type Summary struct {
 	// start order, at most maxRacesShown; MoreRaces counts the rest.
 	Races     []FinishedRace
 	MoreRaces int
+	// Alerts are the day's alerts in the order they fired, each said in one
+	// line, at most maxAlertsShown; MoreAlerts counts the rest.
+	Alerts     []AlertLine
+	MoreAlerts int
 }
+
+// AlertLine is one alert of the day.
+type AlertLine struct {
+	// FiredAt is the observation instant of the poll that fired it.
+	FiredAt time.Time
+	Summary string
+}
+
+// maxAlertsShown bounds the alert lines of a summary.
+const maxAlertsShown = 20
 
 // FinishedRace is where the money went in one race that reached a result.
 type FinishedRace struct {
@@ -116,7 +132,7 @@ func summarize(ctx context.Context, svc *flows.Service, pool *pgxpool.Pool, elap
 	st := svc.Scheduler().Stats()
 	s := &Summary{Elapsed: elapsed, Polls: svc.Metrics().Counts(), Tracked: st.Tracked, Finished: st.Finished,
 		Stages: svc.Metrics().Summaries(), Target: cfg.LatencyTarget, Rows: map[string]int64{}}
-	for _, t := range []string{"meetings", "races", "entrants", "race_pools", "race_results", "race_polls", "money_flow_history", "odds_history"} {
+	for _, t := range []string{"meetings", "races", "entrants", "race_pools", "race_results", "race_polls", "money_flow_history", "odds_history", "alerts"} {
 		var n int64
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{t}.Sanitize()).Scan(&n); err != nil {
 			return nil, fmt.Errorf("demo: summary: count %s: %w", t, err)
@@ -126,7 +142,43 @@ func summarize(ctx context.Context, svc *flows.Service, pool *pgxpool.Pool, elap
 	if err := s.readRaces(ctx, pool); err != nil {
 		return nil, fmt.Errorf("demo: summary: finished races: %w", err)
 	}
+	if err := s.readAlerts(ctx, pool); err != nil {
+		return nil, fmt.Errorf("demo: summary: alerts: %w", err)
+	}
 	return s, nil
+}
+
+// readAlerts reads the alerts the demo's polls fired, first fired first.
+func (s *Summary) readAlerts(ctx context.Context, pool *pgxpool.Pool) error {
+	rows, err := pool.Query(ctx, `
+		SELECT a.race_id, a.entrant_id, a.kind, a.time_interval, a.fired_at, a.time_to_start, coalesce(a.source, ''),
+		       a.before_odds::float8, a.after_odds::float8, a.before_cents, a.after_cents, a.window_cents,
+		       a.before_pct::float8, a.after_pct::float8, a.change_pct::float8, a.ratio::float8,
+		       m.meeting_name, r.race_number, e.runner_number, e.name, count(*) OVER ()
+		FROM alerts a JOIN races r USING (race_id) JOIN meetings m USING (meeting_id)
+		LEFT JOIN entrants e ON e.entrant_id = a.entrant_id
+		ORDER BY a.fired_at, m.meeting_name, r.race_number, a.kind, e.runner_number
+		LIMIT $1`, maxAlertsShown)
+	if err != nil {
+		return err
+	}
+	var total int
+	for rows.Next() {
+		var f detect.Fired
+		var number *int
+		var name *string
+		if err := rows.Scan(&f.RaceID, &f.EntrantID, &f.Kind, &f.Bucket, &f.FiredAt, &f.MinutesToStart, &f.Source,
+			&f.BeforeOdds, &f.AfterOdds, &f.BeforeCents, &f.AfterCents, &f.WindowCents, &f.BeforePct, &f.AfterPct,
+			&f.ChangePct, &f.Ratio, &f.Meeting, &f.RaceNumber, &number, &name, &total); err != nil {
+			return err
+		}
+		if number != nil && name != nil {
+			f.RunnerNumber, f.RunnerName = *number, *name
+		}
+		s.Alerts = append(s.Alerts, AlertLine{FiredAt: f.FiredAt, Summary: detect.Summary(&f)})
+	}
+	s.MoreAlerts = total - len(s.Alerts)
+	return rows.Err()
 }
 
 // readRaces reads where the money went in each race that reached a result.
@@ -224,7 +276,7 @@ func (s *Summary) Write(w io.Writer) error {
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "STAGE (ms)\tMIN\tAVG\tP50\tP95\tP99\tMAX\t")
-	for _, stage := range []string{"fetch", "transform", "write", "queue", "total"} {
+	for _, stage := range []string{"fetch", "transform", "write", "detect", "queue", "total"} {
 		x := s.Stages[stage]
 		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", stage, x.Min, x.Avg, x.P50, x.P95, x.P99, x.Max)
 	}
@@ -236,6 +288,7 @@ func (s *Summary) Write(w io.Writer) error {
 	if err := s.writeRaces(w); err != nil {
 		return err
 	}
+	s.writeAlerts(w)
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -293,6 +346,22 @@ func (s *Summary) writeRaces(w io.Writer) error {
 		fmt.Fprintf(w, "... and %d more\n", s.MoreRaces)
 	}
 	return nil
+}
+
+// writeAlerts prints the day's alerts, one line each.
+func (s *Summary) writeAlerts(w io.Writer) {
+	fmt.Fprintln(w)
+	if len(s.Alerts) == 0 {
+		fmt.Fprintln(w, "ALERTS: none (no late money moved enough; raceflow simulate --plunge stages one)")
+		return
+	}
+	fmt.Fprintln(w, "ALERTS of the day, as they fired (NZ time of the poll that saw them)")
+	for _, a := range s.Alerts {
+		fmt.Fprintf(w, "%s  %s\n", a.FiredAt.In(nzday.Location()).Format("15:04:05"), a.Summary)
+	}
+	if s.MoreAlerts > 0 {
+		fmt.Fprintf(w, "... and %d more\n", s.MoreAlerts)
+	}
 }
 
 // dollars renders cents as $1,234.56.

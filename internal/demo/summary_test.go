@@ -71,3 +71,20 @@ func TestDollars(t *testing.T) {
 		require.Equal(t, want, dollars(cents))
 	}
 }
+
+func TestSummaryListsTheDaysAlerts(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 7, 17, 0, 57, 4, 0, time.UTC) // 12:57:04 NZST
+	s := &Summary{Target: time.Second, MoreAlerts: 3, Alerts: []AlertLine{
+		{FiredAt: at, Summary: "Awapuni R3 #7 Royal Rose steamer: fixed win 34.00 → 1.65 (2.9% → 60.6%, +57.7 pts), 3 min before the start"},
+	}}
+	var out bytes.Buffer
+	require.NoError(t, s.Write(&out))
+	require.Contains(t, out.String(), "12:57:04  Awapuni R3 #7 Royal Rose steamer: fixed win 34.00 → 1.65")
+	require.Contains(t, out.String(), "... and 3 more")
+
+	none := &Summary{Target: time.Second}
+	out.Reset()
+	require.NoError(t, none.Write(&out))
+	require.Contains(t, out.String(), "ALERTS: none")
+}

@@ -55,6 +55,8 @@ type Config struct {
 	RaceGap time.Duration
 	// Clock gives the simulated "now". Default: the wall clock.
 	Clock Clock
+	// Plunges are late plunges staged on the day (plunge.go).
+	Plunges []Plunge
 }
 
 // WithDefaults returns c with every zero field replaced by its default.

@@ -47,6 +47,8 @@ type Sim struct {
 	requests atomic.Int64
 	raceReqs map[string]*atomic.Int64
 
+	plunges []PlungeInfo
+
 	faultMu    sync.Mutex
 	faults     Faults
 	faultRand  *rand.Rand
@@ -78,8 +80,10 @@ type RaceInfo struct {
 	StartTime time.Time
 	// Runners is the number of entrants, scratched ones included (6–16).
 	Runners int
-	// Scratchings is how many runners are scratched during the day.
+	// Scratchings is how many runners are scratched during the day, and
+	// ScratchedAt when, in order.
 	Scratchings int
+	ScratchedAt []time.Time
 	// ActualStart is when the field jumps.
 	ActualStart time.Time
 	// InterimAt and FinalAt are when the status becomes Interim and Final.
@@ -113,6 +117,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	s.faultRand = s.rand(purposeFaults)
 	s.build(cfg)
+	if err := s.stagePlunges(cfg.Plunges); err != nil {
+		return nil, err
+	}
 	for _, rc := range s.races {
 		s.raceReqs[rc.id] = new(atomic.Int64)
 	}
@@ -179,16 +186,17 @@ func (s *Sim) Race(id string) (RaceInfo, error) {
 }
 
 func (rc *race) info() RaceInfo {
-	scr := 0
+	var scratched []time.Time
 	for _, rn := range rc.runners {
 		if !rn.scratchAt.IsZero() {
-			scr++
+			scratched = append(scratched, rn.scratchAt)
 		}
 	}
+	sort.Slice(scratched, func(i, j int) bool { return scratched[i].Before(scratched[j]) })
 	return RaceInfo{
 		ID: rc.id, MeetingID: rc.meeting.id, MeetingName: rc.meeting.name, RaceNumber: rc.number,
 		Country: rc.meeting.kind.country, Category: rc.meeting.kind.category,
-		StartTime: rc.adv, Runners: len(rc.runners), Scratchings: scr,
+		StartTime: rc.adv, Runners: len(rc.runners), Scratchings: len(scratched), ScratchedAt: scratched,
 		ActualStart: rc.actual, InterimAt: rc.interimAt, FinalAt: rc.finalAt, AbandonedAt: rc.abandonAt,
 	}
 }

@@ -143,7 +143,10 @@ func (s *Sim) market(rc *race, k int64, active []bool) (fixed, tote []float64) {
 		}
 		fs[i], us[i] = v, u
 	}
-	return softmax(fs, active), softmax(us, active)
+	fixed, tote = softmax(fs, active), softmax(us, active)
+	s.applyPlunges(rc, k, active, fixed)
+	s.applyPlunges(rc, k, active, tote)
+	return fixed, tote
 }
 
 // state computes the race at instant t.
@@ -214,18 +217,13 @@ func (s *Sim) state(rc *race, t time.Time) raceState {
 // Inside a step the growth is sampled at a keyed random offset so the
 // increments are uneven, yet totals never fall.
 func (s *Sim) pools(rc *race, t time.Time, k int64, closed bool) []poolState {
-	at := func(k int64) time.Time {
-		j := s.rand(purposeStep, uint64(rc.idx), uint64(k), 3).Float64()
-		return s.stepTime(k).Add(time.Duration(j * float64(Step)))
-	}
-	eff := at(k)
 	out := make([]poolState, 0, len(rc.pools)+1)
 	for _, p := range rc.pools {
-		out = append(out, poolState{
-			product: p.product,
-			total:   round2(p.final * fill(rc.adv.Sub(eff).Minutes(), p.tau)),
-			closed:  closed,
-		})
+		total := s.poolAt(rc, p, k)
+		if p.product == "Win" {
+			total = round2(total + rc.plungeBets(k))
+		}
+		out = append(out, poolState{product: p.product, total: total, closed: closed})
 	}
 	m := rc.meeting
 	for _, leg := range m.early {
@@ -243,6 +241,14 @@ func (s *Sim) pools(rc *race, t time.Time, k int64, closed bool) []poolState {
 		})
 	}
 	return out
+}
+
+// poolAt is the size of a pool at step k, sampled at a keyed random offset
+// inside the step.
+func (s *Sim) poolAt(rc *race, p poolPlan, k int64) float64 {
+	j := s.rand(purposeStep, uint64(rc.idx), uint64(k), 3).Float64()
+	eff := s.stepTime(k).Add(time.Duration(j * float64(Step)))
+	return round2(p.final * fill(rc.adv.Sub(eff).Minutes(), p.tau))
 }
 
 // moneyTracker builds the money-tracker rows at step k: each id's integer

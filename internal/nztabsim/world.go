@@ -75,6 +75,8 @@ type race struct {
 	winningTime float64
 
 	pools []poolPlan
+	// plunges are the staged plunges on the race (plunge.go).
+	plunges []plungePlan
 	// ghostID is a money-tracker id that is not a runner (an entrant withdrawn
 	// before the final field, as seen in real data); empty for most races.
 	ghostID    string

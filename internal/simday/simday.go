@@ -9,12 +9,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/raceflow/raceflow/internal/nztabsim"
+	"github.com/raceflow/raceflow/stages/alerts"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
 	"github.com/raceflow/raceflow/stages/transform"
@@ -45,6 +47,11 @@ type Config struct {
 	RacesPerMeeting int
 	// BaselineEvery is the meetings-list refresh period (default 30 min).
 	BaselineEvery time.Duration
+	// Plan is when each race is polled (default PollTimes; ScheduledTimes
+	// is the flow's own cadence).
+	Plan func(nztabsim.RaceInfo) []time.Time
+	// Plunges are staged on the simulated day (nztabsim.Plunge).
+	Plunges []nztabsim.Plunge
 }
 
 func (c Config) withDefaults() Config {
@@ -62,6 +69,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BaselineEvery == 0 {
 		c.BaselineEvery = DefaultBaselineEvery
+	}
+	if c.Plan == nil {
+		c.Plan = PollTimes
 	}
 	return c
 }
@@ -110,12 +120,13 @@ type Day struct {
 	Baselines []Baseline
 }
 
-// Build records the day. Every kept race is polled every 5 minutes from an
-// hour before its start, every minute from 10 minutes before, and every 30
-// seconds from the start until 30 seconds after it is final or abandoned;
-// the meetings list is fetched at 06:00 NZ and every BaselineEvery until the
-// last poll. Instants are whole milliseconds, each race a few milliseconds
-// apart from the others, as real polls never coincide.
+// Build records the day. Every kept race is polled on the Plan (by default
+// PollTimes: every 5 minutes from an hour before its start, every minute
+// from 10 minutes before, and every 30 seconds from the start until 30
+// seconds after it is final or abandoned); the meetings list is fetched at
+// 06:00 NZ and every BaselineEvery until the last poll. Instants are whole
+// milliseconds, each race a few milliseconds apart from the others, as real
+// polls never coincide.
 func Build(ctx context.Context, cfg Config) (*Day, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -124,7 +135,7 @@ func Build(ctx context.Context, cfg Config) (*Day, error) {
 	day, _ := nzday.Parse(cfg.Date)
 	clock := nztabsim.NewManualClock(day.Start())
 	sim, err := nztabsim.New(nztabsim.Config{Seed: cfg.Seed, Date: cfg.Date, Meetings: cfg.Meetings,
-		RacesPerMeeting: cfg.RacesPerMeeting, Clock: clock})
+		RacesPerMeeting: cfg.RacesPerMeeting, Clock: clock, Plunges: cfg.Plunges})
 	if err != nil {
 		return nil, fmt.Errorf("simday: %w", err)
 	}
@@ -137,7 +148,7 @@ func Build(ctx context.Context, cfg Config) (*Day, error) {
 	var last time.Time
 	for i, r := range d.Races {
 		skew := time.Duration(i+1) * 7 * time.Millisecond
-		for _, at := range PollTimes(r) {
+		for _, at := range cfg.Plan(r) {
 			at = at.Add(skew)
 			body, err := sim.EventJSON(r.ID, at)
 			if err != nil {
@@ -202,6 +213,30 @@ func PollTimes(r nztabsim.RaceInfo) []time.Time {
 	return out
 }
 
+// ScheduledTimes is the polling plan of the flow's scheduler at its default
+// cadence (flows/schedule.DefaultConfig): every minute from an hour before
+// the start, every 30 s within 15 minutes of it, every 15 s within 5 and
+// until 30 seconds after the race is final or abandoned.
+func ScheduledTimes(r nztabsim.RaceInfo) []time.Time {
+	end := r.FinalAt
+	if !r.AbandonedAt.IsZero() && r.AbandonedAt.Before(end) {
+		end = r.AbandonedAt
+	}
+	end = end.Add(30 * time.Second)
+	var out []time.Time
+	t := r.StartTime.Add(-time.Hour)
+	for ; t.Before(r.StartTime.Add(-15 * time.Minute)); t = t.Add(time.Minute) {
+		out = append(out, t)
+	}
+	for ; t.Before(r.StartTime.Add(-5 * time.Minute)); t = t.Add(30 * time.Second) {
+		out = append(out, t)
+	}
+	for ; !t.After(end); t = t.Add(15 * time.Second) {
+		out = append(out, t)
+	}
+	return out
+}
+
 // Snapshots decodes and transforms every fetch, in fetch order, as the
 // transform stage would.
 func (d *Day) Snapshots() ([]transform.RaceSnapshot, error) {
@@ -216,6 +251,48 @@ func (d *Day) Snapshots() ([]transform.RaceSnapshot, error) {
 			return nil, fmt.Errorf("simday: transform %s at %s: %w", f.RaceID, f.ObservedAt, err)
 		}
 		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Histories is each race of the day as the alert rules (stages/alerts) see
+// it once the flow has stored it: every poll with money, each runner's
+// money, its prices as odds_history keeps them (a price is stored when it
+// moves by more than 0.01 from the last one stored) and its scratching, and
+// whether the race was open.
+func (d *Day) Histories() (map[string]alerts.History, error) {
+	snaps, err := d.Snapshots()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]alerts.History{}
+	stored := map[string]float64{} // entrant/type → price
+	for _, s := range snaps {
+		for _, o := range s.Odds {
+			k, v := o.EntrantID+"/"+o.Type, math.Round(o.Odds*100)/100
+			if prev, ok := stored[k]; !ok || math.Abs(prev-v) > 0.01+1e-9 {
+				stored[k] = v
+			}
+		}
+		if len(s.MoneyFlow) == 0 {
+			continue
+		}
+		money := make(map[string]transform.MoneyFlow, len(s.MoneyFlow))
+		for _, m := range s.MoneyFlow {
+			money[m.EntrantID] = m
+		}
+		p := alerts.Poll{At: s.ObservedAt, MinutesToStart: s.MoneyFlow[0].TimeToStart, Bucket: s.MoneyFlow[0].TimeInterval,
+			Open: s.Race.Status == transform.StatusOpen}
+		for _, e := range s.Entrants {
+			m := money[e.EntrantID]
+			p.Runners = append(p.Runners, alerts.Runner{EntrantID: e.EntrantID, HoldPct: m.HoldPercentage,
+				WinCents: m.WinPoolAmount, FixedWin: stored[e.EntrantID+"/fixed_win"], PoolWin: stored[e.EntrantID+"/pool_win"],
+				Scratched: e.ScratchTime != nil && !e.ScratchTime.After(s.ObservedAt)})
+		}
+		h := out[s.RaceID]
+		h.RaceID = s.RaceID
+		h.Polls = append(h.Polls, p)
+		out[s.RaceID] = h
 	}
 	return out, nil
 }

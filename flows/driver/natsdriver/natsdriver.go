@@ -298,9 +298,9 @@ func (d *Driver) Close() error {
 	return err
 }
 
-// streamConfig is the stream of a topic: work queues for the hand-offs
-// (gone once acked), interest for results (gone once every instance has
-// them), and limits with retention for the kept topics.
+// streamConfig is the stream of a topic: work queues for the hand-offs and
+// the alerts (gone once acked), interest for results (gone once every
+// instance has them), and limits with retention for the kept topics.
 func (d *Driver) streamConfig(topic string) *nats.StreamConfig {
 	sc := &nats.StreamConfig{
 		Name:       streamName(topic),
@@ -312,8 +312,14 @@ func (d *Driver) streamConfig(topic string) *nats.StreamConfig {
 		Discard:    nats.DiscardOld,
 	}
 	switch d.kindOf(topic) {
-	case driver.Poll, driver.Transformed:
+	case driver.Poll, driver.Transformed, driver.Written:
 		sc.Retention = nats.WorkQueuePolicy
+	case driver.Alerts:
+		// Consumed by the notifier like a hand-off; an alert no notifier
+		// took within the stored topic's retention is dropped (the alerts
+		// table keeps it).
+		sc.Retention = nats.WorkQueuePolicy
+		sc.MaxAge = d.cfg.StoredRetention
 	case driver.Processed:
 		sc.Retention = nats.InterestPolicy
 	case driver.Fetched, driver.Poison:

@@ -52,6 +52,16 @@
   const clock = (t) => (t ? nzTime.format(new Date(t)) : dash);
   const badge = (text, cls) => h("span", { class: "badge " + (cls || text) }, text);
 
+  // An alert as a list item: when, what, and (on "/") which race.
+  const kindName = { steamer: "steamer", drifter: "drifter", late_money: "late money", pool_surge: "pool surge" };
+  function alertItem(a, withRace) {
+    return h("li", { class: "alert", "data-alert": a.id, "data-kind": a.kind },
+      h("span", { class: "muted" }, clock(a.fired_at), " "), badge(kindName[a.kind] || a.kind, "alert-" + a.kind), " ",
+      withRace ? h("a", { href: "/races/" + a.race_id }, a.label) : a.label);
+  }
+  // markerLabel is an alert's short name on a chart.
+  const markerLabel = (a) => (a.runner_number ? "#" + a.runner_number + " " : "") + (kindName[a.kind] || a.kind);
+
   function table(head, rows, opts) {
     return h("div", { class: "scroll" }, h("table", { id: opts && opts.id },
       h("thead", {}, h("tr", {}, head.map((c) => (typeof c === "string" ? h("th", {}, c) : h("th", c[1], c[0]))))),
@@ -133,7 +143,8 @@
       sel("status", "Status", statuses.map((s) => [s, s])));
   }
   let lastData = null, filterKey = "";
-  const racesView = { head: h("div"), filters: h("div"), list: h("div", { id: "race-list" }) };
+  const racesView = { head: h("div"), alerts: h("section", { id: "day-alerts", class: "card" }), filters: h("div"),
+    list: h("div", { id: "race-list" }) };
   function renderRaces(data) {
     lastData = data;
     const t = data.totals;
@@ -152,7 +163,11 @@
       filterKey = key;
       racesView.filters.replaceChildren(filterBar(data));
     }
-    if (racesView.head.parentNode !== app) app.replaceChildren(racesView.head, racesView.filters, racesView.list);
+    if (racesView.head.parentNode !== app) app.replaceChildren(racesView.head, racesView.alerts, racesView.filters, racesView.list);
+    const alerts = data.alerts || [];
+    racesView.alerts.replaceChildren(h("h2", {}, "Today's alerts ", h("span", { class: "muted" }, alerts.length ? `${alerts.length} latest` : "")),
+      alerts.length ? h("ul", { class: "alerts" }, alerts.map((a) => alertItem(a, true)))
+        : h("p", { class: "muted" }, "No late money moves yet today."));
     const kids = [];
     let shown = 0;
     for (const m of data.meetings) {
@@ -205,8 +220,9 @@
           (sched.in_flight ? "poll in flight" : "next " + (sched.next_poll ? clock(sched.next_poll) + " NZ" : dash)) +
           (sched.lost ? " · last poll lost" : "") : "not tracked by this process")),
     ];
-    kids.push(h("section", { id: "alerts", class: "card", hidden: !(data.alerts && data.alerts.length) },
-      h("h2", {}, "Alerts"), h("ul", {}, (data.alerts || []).map((a) => h("li", {}, a.label || JSON.stringify(a))))));
+    const alerts = data.alerts || [];
+    kids.push(h("section", { id: "alerts", class: "card", hidden: !alerts.length },
+      h("h2", {}, "Alerts"), h("ul", { class: "alerts" }, alerts.map((a) => alertItem(a, false)))));
 
     kids.push(h("h2", {}, "Runners"), table(["#", "Runner", ["Fixed W", { class: "num" }], ["Fixed P", { class: "num wide" }],
       ["Pool W", { class: "num" }], ["Pool P", { class: "num wide" }], ["Hold", { class: "num" }],
@@ -244,11 +260,13 @@
     }
 
     kids.push(h("h2", {}, "Last polls"), data.polls.length ? table(["Arrived", "Outcome", ["Fetch", { class: "num" }],
-      ["Transform", { class: "num wide" }], ["Write", { class: "num" }], ["Queued", { class: "num wide" }], ["Total ms", { class: "num" }], "Error"],
+      ["Transform", { class: "num wide" }], ["Write", { class: "num" }], ["Detect", { class: "num wide" }], ["Queued", { class: "num wide" }],
+      ["Total ms", { class: "num" }], "Error"],
     data.polls.map((p) => h("tr", { class: p.status === "success" ? "" : "failing" },
       h("td", {}, clock(p.at)), h("td", {}, badge(p.status, p.status === "success" ? "ok" : "bad")),
       h("td", { class: "num" }, ms(p.fetch_ms)), h("td", { class: "num wide" }, ms(p.transform_ms)),
-      h("td", { class: "num" }, ms(p.write_ms)), h("td", { class: "num wide" }, ms(p.queue_ms)), h("td", { class: "num" }, ms(p.total_ms)),
+      h("td", { class: "num" }, ms(p.write_ms)), h("td", { class: "num wide" }, ms(p.detect_ms)), h("td", { class: "num wide" }, ms(p.queue_ms)),
+      h("td", { class: "num" }, ms(p.total_ms)),
       h("td", { class: "wrap" }, p.error ? `${p.error.stage} ${p.error.kind}: ${p.error.message}` : ""))), { id: "polls" })
       : h("p", { class: "muted" }, "No poll results seen by this process yet."));
     kids.push(h("h2", {}, "Stored polls"), table(["Observed", "Race status", ["Quality", { class: "num" }], ["Written", { class: "wide" }]],
@@ -261,8 +279,8 @@
       let lo = Math.min(0, ...data.hold.map((p) => p.minutes_to_start));
       let hi = Math.max(...data.hold.map((p) => p.minutes_to_start));
       hi = Math.max(hi, lo + 1);
-      const markers = (data.alerts || []).filter((a) => typeof a.minutes_to_start === "number")
-        .map((a) => ({ x: a.minutes_to_start, label: a.kind || "alert" }));
+      const markers = alerts.filter((a) => typeof a.minutes_to_start === "number")
+        .map((a) => ({ x: a.minutes_to_start, label: markerLabel(a), title: a.label }));
       Charts.lines(holdHost, {
         label: "hold percentage per runner", xFrom: hi, xTo: lo, yFmt: (v) => v.toFixed(0) + "%", xTitle: "minutes to start",
         xTicks: bucketTicks.filter((b) => b <= hi && b >= lo).filter((b, i, a) => a.length < 14 || b % 5 === 0 || b === a[a.length - 1]).map((b) => ({ x: b, label: String(b) })),
@@ -274,6 +292,7 @@
     if (data.increments.length) {
       Charts.bars(incHost, {
         label: "incremental win amounts per bucket", clipFirst: true, xTitle: "bucket (minutes to start)",
+        markers: alerts.map((a) => ({ category: String(a.bucket), label: markerLabel(a), title: a.label })),
         yFmt: (v) => money(v), categories: data.increments.map((b) => String(b.bucket)),
         series: runners.map((u, i) => ({ name: `${u.number} ${u.name}`, color: color(i), values: data.increments.map((b) => b.win[i]) })),
       });
@@ -300,13 +319,14 @@
           fig("backlog", hp.backlog !== undefined ? String(hp.backlog) : dash),
           fig("oldest waiting", hp.oldest_age_s !== undefined ? dur(hp.oldest_age_s) : dash),
           fig("per minute", f.per_minute.toFixed(1)),
-          hp.stage !== "result" ? [fig("p50 ms", ms(f.p50_ms)), fig("p95 ms", ms(f.p95_ms))] : null));
+          hp.stage !== "result" && hp.stage !== "notify" ? [fig("p50 ms", ms(f.p50_ms)), fig("p95 ms", ms(f.p95_ms))] : null));
     };
     const sched = data.scheduler;
     const flow = [h("div", { class: "hop", "data-hop": "poll" }, h("h3", {}, "poll"),
       h("dl", {}, fig("races tracked", sched ? String(sched.tracked) : dash), fig("in flight", sched ? String(sched.in_flight) : dash),
         fig("leader", data.leader === undefined ? "unknown" : data.leader ? "this process" : "another process")))];
-    for (const hp of data.hops) flow.push(h("span", { class: "arrow", "aria-hidden": "true" }, "→"), hopBox(hp));
+    // The notifier consumes the alerts beside the flow, not after it.
+    for (const hp of data.hops) flow.push(h("span", { class: "arrow", "aria-hidden": "true" }, hp.stage === "notify" ? "⇢" : "→"), hopBox(hp));
     const kids = [h("h1", {}, "Pipeline"),
       h("p", { class: "muted" }, `Latency (successful polls) and throughput over the last ${dur(data.span_s)}; backlog now.` +
         (data.queues_measured ? "" : " This backend does not report backlogs.")),
@@ -330,7 +350,7 @@
     if (data.queues_measured) {
       const rows = [];
       for (const hp of data.hops) for (const s of hp.shards || []) {
-        rows.push(h("tr", {}, h("td", {}, hp.topic), h("td", { class: "num" }, s.shard), h("td", { class: "num" }, s.backlog), h("td", { class: "num" }, dur(s.oldest_age_s))));
+        rows.push(h("tr", {}, h("td", {}, hp.topic), h("td", { class: "num" }, s.shard < 0 ? dash : s.shard), h("td", { class: "num" }, s.backlog), h("td", { class: "num" }, dur(s.oldest_age_s))));
       }
       kids.push(h("section", { class: "card wide" }, h("h2", {}, "Backlog by shard"), table(["Topic", ["Shard", { class: "num" }], ["Backlog", { class: "num" }], ["Oldest", { class: "num" }]], rows)));
     }

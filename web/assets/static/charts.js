@@ -60,11 +60,12 @@
       el("text", { x: x, y: M.t + ih + 16, "text-anchor": "middle" }, s, t.label);
     }
     if (opts.xTitle) el("text", { x: M.l + iw / 2, y: H - 2, "text-anchor": "middle" }, s, opts.xTitle);
-    for (const mk of opts.markers || []) {
+    (opts.markers || []).forEach((mk, i) => {
       const x = X(mk.x);
-      el("line", { x1: x, x2: x, y1: M.t, y2: M.t + ih, class: "marker" }, s);
-      el("text", { x: x + 3, y: M.t + 10 }, s, mk.label);
-    }
+      const line = el("line", { x1: x, x2: x, y1: M.t, y2: M.t + ih, class: "marker" }, s);
+      if (mk.title) el("title", {}, line, mk.title);
+      el("text", { x: x + 3, y: M.t + 10 + 12 * (i % 3), class: "marker-label" }, s, mk.label);
+    });
     opts.series.forEach((se, i) => {
       const g = el("g", { class: "series", "data-series": i, "data-name": se.name }, s);
       const pts = se.points.filter((p) => p[1] !== null);
@@ -82,7 +83,8 @@
 
   // bars draws stacked bars per category. opts: categories [label],
   // series [{name, color, values}], yFmt, clipFirst (scale to the other
-  // categories and cut the first bar, labelled with its total).
+  // categories and cut the first bar, labelled with its total), markers
+  // [{category, label, title}] drawn across their category's bar.
   function bars(host, opts) {
     const s = frame(host, opts.label || "bar chart");
     const n = opts.categories.length;
@@ -107,6 +109,14 @@
       }
       if (totals[c] > ymax) el("text", { x: x + w / 2, y: M.t + 10, "text-anchor": "middle" }, s, "↑ " + (opts.yFmt || String)(totals[c]));
       if (n <= 24 || c % Math.ceil(n / 24) === 0) el("text", { x: x + w / 2, y: M.t + ih + 16, "text-anchor": "middle" }, s, cat);
+    });
+    (opts.markers || []).forEach((mk, i) => {
+      const c = opts.categories.indexOf(mk.category);
+      if (c < 0) return;
+      const x = M.l + c * bw + bw / 2;
+      const line = el("line", { x1: x, x2: x, y1: M.t, y2: M.t + ih, class: "marker" }, s);
+      if (mk.title) el("title", {}, line, mk.title);
+      el("text", { x: x + 3, y: M.t + 22 + 12 * (i % 3), class: "marker-label" }, s, mk.label);
     });
     if (opts.xTitle) el("text", { x: M.l + iw / 2, y: H - 2, "text-anchor": "middle" }, s, opts.xTitle);
     return s;
