@@ -28,10 +28,14 @@ const (
 	FlagHTTP
 	// FlagLog is --log-level and --log-format.
 	FlagLog
-	// FlagAlerts is --alert-webhook-url and the alert rules' thresholds
-	// (--alert-*).
-	FlagAlerts
+	// FlagAlertRules is the alert rules' thresholds (--alert-*).
+	FlagAlertRules
+	// FlagAlertWebhook is --alert-webhook-url.
+	FlagAlertWebhook
 )
+
+// FlagAlerts is the alert rules and the webhook.
+const FlagAlerts = FlagAlertRules | FlagAlertWebhook
 
 // flagSpec is one configuration flag: the variable it overrides and the
 // field it sets.
@@ -67,27 +71,27 @@ func flagSpecs() []flagSpec {
 			usage: "trace | debug | info | warn | error", str: func(c *Config) *string { return &c.LogLevel }},
 		{group: FlagLog, name: "log-format", env: "LOG_FORMAT",
 			usage: "auto | text | json", str: func(c *Config) *string { return &c.LogFormat }},
-		{group: FlagAlerts, name: "alert-webhook-url", env: "RACEFLOW_ALERT_WEBHOOK_URL", redact: RedactURL,
+		{group: FlagAlertWebhook, name: "alert-webhook-url", env: "RACEFLOW_ALERT_WEBHOOK_URL", redact: RedactURL,
 			usage: "where alerts are posted as JSON (empty: nowhere)", str: func(c *Config) *string { return &c.AlertWebhookURL }},
-		{group: FlagAlerts, name: "alert-price-minutes", env: "RACEFLOW_ALERT_PRICE_MINUTES",
+		{group: FlagAlertRules, name: "alert-price-minutes", env: "RACEFLOW_ALERT_PRICE_MINUTES",
 			usage: "steamers and drifters: window before the start, minutes", num: func(c *Config) *int { return &c.Alerts.PriceMinutes }},
-		{group: FlagAlerts, name: "alert-price-points", env: "RACEFLOW_ALERT_PRICE_POINTS",
+		{group: FlagAlertRules, name: "alert-price-points", env: "RACEFLOW_ALERT_PRICE_POINTS",
 			usage: "steamers and drifters: move of the implied win probability, percentage points", flt: func(c *Config) *float64 { return &c.Alerts.PricePoints }},
-		{group: FlagAlerts, name: "alert-price-relative", env: "RACEFLOW_ALERT_PRICE_RELATIVE",
+		{group: FlagAlertRules, name: "alert-price-relative", env: "RACEFLOW_ALERT_PRICE_RELATIVE",
 			usage: "steamers and drifters: or relative move, percent", flt: func(c *Config) *float64 { return &c.Alerts.PriceRelative }},
-		{group: FlagAlerts, name: "alert-price-relative-floor", env: "RACEFLOW_ALERT_PRICE_RELATIVE_FLOOR",
+		{group: FlagAlertRules, name: "alert-price-relative-floor", env: "RACEFLOW_ALERT_PRICE_RELATIVE_FLOOR",
 			usage: "steamers and drifters: least probability for the relative move, percent", flt: func(c *Config) *float64 { return &c.Alerts.PriceRelativeFloor }},
-		{group: FlagAlerts, name: "alert-late-minutes", env: "RACEFLOW_ALERT_LATE_MINUTES",
+		{group: FlagAlertRules, name: "alert-late-minutes", env: "RACEFLOW_ALERT_LATE_MINUTES",
 			usage: "late money: window before the start, minutes", num: func(c *Config) *int { return &c.Alerts.LateMinutes }},
-		{group: FlagAlerts, name: "alert-late-ratio", env: "RACEFLOW_ALERT_LATE_RATIO",
+		{group: FlagAlertRules, name: "alert-late-ratio", env: "RACEFLOW_ALERT_LATE_RATIO",
 			usage: "late money: share of a bucket's money over the share of the pool before", flt: func(c *Config) *float64 { return &c.Alerts.LateRatio }},
-		{group: FlagAlerts, name: "alert-late-min-cents", env: "RACEFLOW_ALERT_LATE_MIN_CENTS",
+		{group: FlagAlertRules, name: "alert-late-min-cents", env: "RACEFLOW_ALERT_LATE_MIN_CENTS",
 			usage: "late money: least money taken in the bucket, cents", num: func(c *Config) *int { return &c.Alerts.LateMinCents }},
-		{group: FlagAlerts, name: "alert-surge-minutes", env: "RACEFLOW_ALERT_SURGE_MINUTES",
+		{group: FlagAlertRules, name: "alert-surge-minutes", env: "RACEFLOW_ALERT_SURGE_MINUTES",
 			usage: "pool surge: window before the start, minutes", num: func(c *Config) *int { return &c.Alerts.SurgeMinutes }},
-		{group: FlagAlerts, name: "alert-surge-percent", env: "RACEFLOW_ALERT_SURGE_PERCENT",
+		{group: FlagAlertRules, name: "alert-surge-percent", env: "RACEFLOW_ALERT_SURGE_PERCENT",
 			usage: "pool surge: growth of the win pool within a bucket, percent", flt: func(c *Config) *float64 { return &c.Alerts.SurgePercent }},
-		{group: FlagAlerts, name: "alert-surge-min-cents", env: "RACEFLOW_ALERT_SURGE_MIN_CENTS",
+		{group: FlagAlertRules, name: "alert-surge-min-cents", env: "RACEFLOW_ALERT_SURGE_MIN_CENTS",
 			usage: "pool surge: least growth, cents", num: func(c *Config) *int { return &c.Alerts.SurgeMinCents }},
 	}
 }

@@ -112,59 +112,118 @@ func plungedDay(t *testing.T) (*simday.Day, nztabsim.PlungeInfo) {
 	return day, day.Sim.Plunges()[0]
 }
 
+// alertDB is a database with the partitions of alertDate's history.
+func alertDB(t *testing.T) *pgtest.DB {
+	t.Helper()
+	db := pgtest.New(t)
+	pm, err := partitions.New(db.Pool, partitions.DefaultConfig())
+	require.NoError(t, err)
+	d, err := nzday.Parse(alertDate)
+	require.NoError(t, err)
+	require.NoError(t, pm.EnsureDays(context.Background(), d.AddDays(-1), d.AddDays(1)))
+	return db
+}
+
+// alertFlowConfig is a flow on backend delivering alerts to rcv, retrying
+// quickly.
+func alertFlowConfig(t *testing.T, backend string, rcv *gatedReceiver) flows.Config {
+	t.Helper()
+	cfg := cfgFor(t, backend)
+	cfg.Notify.URL = rcv.URL
+	cfg.Notify.Timeout, cfg.Notify.InitialInterval, cfg.Notify.MaxInterval = time.Second, 10*time.Millisecond, 100*time.Millisecond
+	return cfg
+}
+
+// startDayFlow runs a flow on day's recorded answers until stop or the end
+// of the test; the context is the flow's.
+func startDayFlow(t *testing.T, cfg flows.Config, db *pgtest.DB, day *simday.Day) (e *flows.Engine, ctx context.Context, stop func()) {
+	t.Helper()
+	log, _ := test.NewNullLogger()
+	log.SetLevel(logrus.WarnLevel)
+	e, err := flows.New(cfg, flows.Deps{Pool: db.Pool, Fetcher: newDayFetcher(day), Logger: log})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, ignoreCanceled(<-done))
+		})
+	}
+	t.Cleanup(stop)
+	<-e.Running()
+	return e, ctx, stop
+}
+
+// processDay polls every race of day as often as it was recorded, each
+// race's polls in order, races in parallel; it returns the polls per race
+// and the alerts the results say were stored.
+func processDay(t *testing.T, ctx context.Context, e *flows.Engine, day *simday.Day) (map[string]int, int) {
+	t.Helper()
+	polls := map[string]int{}
+	for _, f := range day.Fetches {
+		polls[f.RaceID]++
+	}
+	var mu sync.Mutex
+	stored := 0
+	var g errgroup.Group
+	g.SetLimit(8)
+	for race, n := range polls {
+		g.Go(func() error {
+			for range n {
+				res, err := e.ProcessRace(ctx, race)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				stored += res.Rows.Alerts
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	require.NoError(t, g.Wait())
+	return polls, stored
+}
+
+// waitDelivered waits until rcv has received each of ids n times.
+func (r *gatedReceiver) waitDelivered(t *testing.T, ids []string, n int) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		r.mu.Lock()
+		done, changed := 0, r.changed
+		for _, id := range ids {
+			if len(r.got[id]) >= n {
+				done++
+			}
+		}
+		r.mu.Unlock()
+		if done == len(ids) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%d of %d alerts delivered %d times", done, len(ids), n)
+		}
+	}
+}
+
 func TestAStagedPlungeIsAlertedByThePollThatFirstSeesItAndNothingElseIs(t *testing.T) {
 	t.Parallel()
 	day, pl := plungedDay(t)
 	onEach(t, []string{config.BackendPostgres, config.BackendMemory}, func(t *testing.T, backend string) {
-		db := pgtest.New(t)
-		pm, err := partitions.New(db.Pool, partitions.DefaultConfig())
-		require.NoError(t, err)
-		d, err := nzday.Parse(alertDate)
-		require.NoError(t, err)
-		require.NoError(t, pm.EnsureDays(context.Background(), d.AddDays(-1), d.AddDays(1)))
+		db := alertDB(t)
 		rcv := newGatedReceiver(t)
-
-		cfg := cfgFor(t, backend)
-		cfg.Notify.URL = rcv.URL
-		cfg.Notify.Timeout, cfg.Notify.InitialInterval, cfg.Notify.MaxInterval = time.Second, 10*time.Millisecond, 100*time.Millisecond
-		log, _ := test.NewNullLogger()
-		log.SetLevel(logrus.WarnLevel)
-		e, err := flows.New(cfg, flows.Deps{Pool: db.Pool, Fetcher: newDayFetcher(day), Logger: log})
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- e.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			require.NoError(t, ignoreCanceled(<-done))
-		})
-		<-e.Running()
+		cfg := alertFlowConfig(t, backend, rcv)
+		e, ctx, _ := startDayFlow(t, cfg, db, day)
 
 		// Every poll of the day, each race's in order, races in parallel,
 		// while the webhook answers nothing: the flow does not wait for it.
-		polls := map[string]int{}
-		for _, f := range day.Fetches {
-			polls[f.RaceID]++
-		}
-		var mu sync.Mutex
-		stored := 0
-		var g errgroup.Group
-		g.SetLimit(8)
-		for race, n := range polls {
-			g.Go(func() error {
-				for range n {
-					res, err := e.ProcessRace(ctx, race)
-					if err != nil {
-						return err
-					}
-					mu.Lock()
-					stored += res.Rows.Alerts
-					mu.Unlock()
-				}
-				return nil
-			})
-		}
-		require.NoError(t, g.Wait())
+		polls, stored := processDay(t, ctx, e, day)
 
 		// The alerts: only on the plunged race, and the plunge's own from
 		// the first poll at or after it.
@@ -215,20 +274,11 @@ func TestAStagedPlungeIsAlertedByThePollThatFirstSeesItAndNothingElseIs(t *testi
 
 		// Then the webhook answers, and receives every alert.
 		close(rcv.open)
-		deadline := time.After(time.Minute)
-		for {
-			rcv.mu.Lock()
-			n, changed := len(rcv.got), rcv.changed
-			rcv.mu.Unlock()
-			if n == len(table) {
-				break
-			}
-			select {
-			case <-changed:
-			case <-deadline:
-				t.Fatalf("%d of %d alerts delivered", n, len(table))
-			}
+		ids := make([]string, len(table))
+		for i, x := range table {
+			ids[i] = x.id
 		}
+		rcv.waitDelivered(t, ids, 1)
 		rcv.mu.Lock()
 		defer rcv.mu.Unlock()
 		for _, x := range table {

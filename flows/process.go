@@ -151,8 +151,9 @@ func (e *Engine) ProcessRaces(ctx context.Context, ids []string, concurrency int
 
 // Replay replays this engine's stored topic (replay.Replayer), in the
 // engine's namespace, database and backend, alongside the running flow or
-// instead of it.
+// instead of it; its polls are judged by the engine's alert rules.
 func (e *Engine) Replay(ctx context.Context, cfg replay.Config, progress func(replay.Progress)) (replay.Summary, error) {
+	cfg.Alerts = e.cfg.Alerts
 	r, err := replay.New(cfg, replay.Deps{Pool: e.deps.Pool, Driver: e.drv, Logger: e.log, Progress: progress})
 	if err != nil {
 		return replay.Summary{}, err

@@ -48,14 +48,14 @@ func parseReplayTime(s string, end bool) (time.Time, error) {
 type replayFlags struct {
 	from, to, meeting, runID, resume string
 	races                            []string
-	dryRun, rebuild                  bool
+	dryRun, rebuild, notify          bool
 	concurrency                      int
 }
 
 func (a *app) replayCommand() *cobra.Command {
 	var f replayFlags
 	cmd := &cobra.Command{
-		Use:   "replay [--rebuild] [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]",
+		Use:   "replay [--rebuild] [--notify] [--from T] [--to T] [--race ID ...] [--meeting ID] [--dry-run] [--run-id ID | --resume ID]",
 		Short: "re-derive the tables from stored raw fetches, without calling the API",
 		Long: `Re-derives the tables from the stored raw API responses (kept for
 RACEFLOW_RETENTION): the event fetches of the flow's stored topic and the daily
@@ -64,10 +64,15 @@ filter, everything retained is replayed. Interrupt it any time; run it again
 with --resume RUN_ID to continue without double work.
 
 --rebuild empties the derived rows of every race the filter selects (its races,
-entrants, pools, results, history and race_polls rows; meetings rows are shared
+entrants, pools, results, history, race_polls and alerts rows; meetings rows are shared
 and written again instead) and re-derives them from all of the race's stored
 fetches and the stored meetings lists, one transaction per race. A race whose
 race_polls holds a poll that is no longer stored is left as it is.
+
+Every replayed poll is judged by the alert rules (RACEFLOW_ALERT_*) as the live
+flow judged it, so the alerts table is rebuilt too. No webhook is called unless
+--notify is given: then the alerts stored are published to the flow's alerts
+topic, which a running raceflow run delivers.
 
 Times (--from, --to) are RFC 3339 instants, NZ local times (2025-07-17 12:30) or NZ
 racing days (2025-07-17; as --to, the end of that day).
@@ -84,15 +89,17 @@ names no run), 1 when a poll could not be replayed or the run was interrupted.`,
 	fs.StringVar(&f.meeting, "meeting", "", "replay only the races of this meeting")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "transform everything and report what the snapshots carry; write nothing")
 	fs.BoolVar(&f.rebuild, "rebuild", false, "empty the selected races' derived rows and re-derive them, one transaction per race")
+	fs.BoolVar(&f.notify, "notify", false, "publish the alerts the replay stores to the flow's alerts topic, for a running raceflow run to deliver")
 	fs.StringVar(&f.runID, "run-id", "", "name of the run (default: generated); an existing run continues where it stopped")
 	fs.StringVar(&f.resume, "resume", "", "continue the run with this id, with the filter it was started with")
 	fs.IntVar(&f.concurrency, "concurrency", def.Concurrency, "stored fetches transformed at once (--rebuild: races rebuilt at once); writes stay in observation order")
-	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagLog)
+	set := a.bindConfig(cmd, config.FlagDatabase|config.FlagBackend|config.FlagNamespace|config.FlagShards|config.FlagLog|config.FlagAlertRules)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := set.resolve(cmd)
 		if err != nil {
 			return err
 		}
+		def.Alerts = cfg.Alerts
 		rc, err := f.config(def)
 		if err != nil {
 			return err
@@ -105,7 +112,7 @@ names no run), 1 when a poll could not be replayed or the run was interrupted.`,
 // config is the replay configuration the flags ask for.
 func (f replayFlags) config(def replay.Config) (replay.Config, error) {
 	rc := def
-	rc.Concurrency, rc.DryRun, rc.RunID, rc.Rebuild = f.concurrency, f.dryRun, f.runID, f.rebuild
+	rc.Concurrency, rc.DryRun, rc.RunID, rc.Rebuild, rc.Notify = f.concurrency, f.dryRun, f.runID, f.rebuild, f.notify
 	rc.Filter.MeetingID = f.meeting
 	for _, id := range f.races {
 		if id = strings.TrimSpace(id); id != "" {
@@ -241,6 +248,7 @@ func printReplaySummary(w io.Writer, s replay.Summary) {
 		{"race_polls", rows.Polls, ""},
 		{"money_flow_history", rows.MoneyFlow, fmt.Sprintf("%d later rows corrected", rows.MoneyFlowCorrected)},
 		{"odds_history", rows.Odds, fmt.Sprintf("%d later rows deleted", rows.OddsDeleted)},
+		{"alerts", s.Alerts, fmt.Sprintf("%d sent for delivery", s.Notified)},
 	} {
 		extra := ""
 		if r.extra != "" && !s.DryRun {

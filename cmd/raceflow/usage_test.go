@@ -92,7 +92,7 @@ func TestEachCommandsHelpListsOnlyTheFlagsItUses(t *testing.T) {
 		{[]string{"migrate", "up"}, []string{"--database-url"}, []string{"--api-url", "--namespace", "--backend", "--http-addr", "--shards"}},
 		{[]string{"process"}, []string{"--json", "--concurrency", "--namespace", "--database-url", "--api-url", "--backend"}, []string{"--http-addr", "--drain-timeout"}},
 		{[]string{"run"}, []string{"--drain-timeout", "--http-addr", "--namespace", "--api-url", "--alert-webhook-url", "--alert-late-ratio"}, []string{"--json", "--concurrency"}},
-		{[]string{"replay"}, []string{"--from", "--rebuild", "--namespace", "--database-url"}, []string{"--api-url", "--http-addr"}},
+		{[]string{"replay"}, []string{"--from", "--rebuild", "--notify", "--alert-late-ratio", "--namespace", "--database-url"}, []string{"--api-url", "--http-addr", "--alert-webhook-url"}},
 		{[]string{"poison", "list"}, []string{"--since", "--namespace", "--backend"}, []string{"--api-url", "--http-addr", "--shards"}},
 		{[]string{"races"}, []string{"--date", "--json", "--api-url"}, []string{"--database-url", "--namespace"}},
 		{[]string{"simulate"}, []string{"--addr", "--seed"}, []string{"--database-url", "--api-url", "--namespace"}},

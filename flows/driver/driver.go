@@ -19,6 +19,8 @@ import (
 // administers what the backend keeps. The engine, replay, the poison tools,
 // retention and the metrics reach the backend only through it.
 type Driver interface {
+	// Namespace is the flow whose topics the driver carries.
+	Namespace() string
 	// Durable reports whether messages outlive the process, so that another
 	// process (replay, the poison tools) can see them.
 	Durable() bool

@@ -4,17 +4,21 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/stages/baseline"
+	"github.com/raceflow/raceflow/stages/detect"
 	"github.com/raceflow/raceflow/stages/transform"
 	"github.com/raceflow/raceflow/stages/write"
 )
@@ -49,12 +53,20 @@ func (s *runState) report(res handlers.ProcessResult, rows write.Rows, fail *Fai
 	} else {
 		s.sum.Polls++
 		addRows(&s.sum.Rows, rows)
+		s.sum.Alerts += res.Rows.Alerts
 	}
 	s.progress.Elapsed = time.Since(s.start)
 	s.progress.Last = res
 	if s.r.deps.Progress != nil {
 		s.r.deps.Progress(s.progress)
 	}
+}
+
+// notified counts alerts published for delivery.
+func (s *runState) notified(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sum.Notified += n
 }
 
 // reportList records one handled meetings list.
@@ -229,7 +241,7 @@ func (r *Replayer) writeBatch(ctx context.Context, st *runState, items []prepare
 	}
 	if r.cfg.DryRun {
 		for _, it := range live {
-			r.reportPoll(st, it, candidateRows(it.snap), 0)
+			r.reportPoll(st, it, candidateRows(it.snap), detect.Result{}, 0)
 		}
 		return nil
 	}
@@ -239,13 +251,19 @@ func (r *Replayer) writeBatch(ctx context.Context, st *runState, items []prepare
 			polls = append(polls, write.Poll{Snapshot: it.snap, PollID: it.ev.poll.pollID})
 		}
 	}
-	var written write.BatchRows
+	var (
+		written write.BatchRows
+		judged  []detect.Result
+	)
 	t0 := time.Now()
 	err := r.withRetry(ctx, func(wctx context.Context) error {
 		return r.inTx(wctx, func(tx pgx.Tx) error {
 			if len(polls) > 0 {
 				var err error
 				if written, err = handlers.WritePolls(wctx, tx, polls); err != nil {
+					return err
+				}
+				if judged, err = r.judge(wctx, tx, polls); err != nil {
 					return err
 				}
 			}
@@ -256,14 +274,17 @@ func (r *Replayer) writeBatch(ctx context.Context, st *runState, items []prepare
 		perPoll := time.Since(t0) / time.Duration(max(len(polls), 1))
 		i := 0
 		for _, it := range live {
-			var rows write.Rows
+			var (
+				rows  write.Rows
+				found detect.Result
+			)
 			if it.fail == nil {
-				rows = written.Polls[i]
+				rows, found = written.Polls[i], judged[i]
 				i++
 			}
-			r.reportPoll(st, it, rows, perPoll)
+			r.reportPoll(st, it, rows, found, perPoll)
 		}
-		return nil
+		return r.notify(ctx, st, polls, judged)
 	}
 	switch {
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
@@ -294,13 +315,23 @@ func (r *Replayer) writeOne(ctx context.Context, st *runState, it prepared) erro
 	if st.isStopped(raceID) {
 		return nil
 	}
-	var rows write.Rows
+	var (
+		rows   write.Rows
+		judged []detect.Result
+		polls  []write.Poll
+	)
+	if it.fail == nil {
+		polls = []write.Poll{{Snapshot: it.snap, PollID: it.ev.poll.pollID}}
+	}
 	t0 := time.Now()
 	err := r.withRetry(ctx, func(wctx context.Context) error {
 		return r.inTx(wctx, func(tx pgx.Tx) error {
 			if it.fail == nil {
 				var err error
 				if rows, err = handlers.WritePoll(wctx, tx, it.snap, it.ev.poll.pollID); err != nil {
+					return err
+				}
+				if judged, err = r.judge(wctx, tx, polls); err != nil {
 					return err
 				}
 			}
@@ -316,12 +347,66 @@ func (r *Replayer) writeOne(ctx context.Context, st *runState, it prepared) erro
 			Error("replay: write failed; race stopped")
 		return nil
 	}
-	r.reportPoll(st, it, rows, time.Since(t0))
+	var found detect.Result
+	if len(judged) > 0 {
+		found = judged[0]
+	}
+	r.reportPoll(st, it, rows, found, time.Since(t0))
+	return r.notify(ctx, st, polls, judged)
+}
+
+// judge runs the detect stage's judgement (handlers.DetectPoll) on each
+// written poll, in order, inside the transaction that wrote them: each is
+// judged with the history up to itself, as the live flow judged it.
+func (r *Replayer) judge(ctx context.Context, tx pgx.Tx, polls []write.Poll) ([]detect.Result, error) {
+	out := make([]detect.Result, len(polls))
+	for i, p := range polls {
+		res, err := handlers.DetectPoll(ctx, tx, r.cfg.Alerts, p.Snapshot.RaceID, p.PollID, p.Snapshot.ObservedAt)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+// notify publishes, with Config.Notify, the alerts the committed polls
+// stored to the flow's alerts topic. Their message ids derive from the
+// alerts', so a backend that drops repeated ids drops a republished alert.
+// A failure stops the run: the alerts are stored, and a later run with
+// --notify over the same polls publishes them again.
+func (r *Replayer) notify(ctx context.Context, st *runState, polls []write.Poll, judged []detect.Result) error {
+	if !r.cfg.Notify {
+		return nil
+	}
+	n := 0
+	for i, res := range judged {
+		if len(res.Fired) == 0 {
+			continue
+		}
+		p := polls[i]
+		poll := message.NewMessage(p.PollID, nil)
+		poll.Metadata.Set(handlers.KeyRaceID, p.Snapshot.RaceID)
+		poll.Metadata.Set(handlers.KeyPollID, p.PollID)
+		msgs, err := handlers.AlertMessages(poll, res.Fired)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			m.SetContext(ctx)
+		}
+		if err := r.deps.Driver.Publisher().Publish(driver.AlertsTopic(r.deps.Driver.Namespace()).String(), msgs...); err != nil {
+			return fmt.Errorf("replay: publish the alerts of poll %s: %w", p.PollID, err)
+		}
+		n += len(msgs)
+	}
+	st.notified(n)
 	return nil
 }
 
-// reportPoll reports a handled poll: written (rows), or skipped (it.fail).
-func (r *Replayer) reportPoll(st *runState, it prepared, rows write.Rows, writeTime time.Duration) {
+// reportPoll reports a handled poll: written (rows) and judged (found),
+// or skipped (it.fail).
+func (r *Replayer) reportPoll(st *runState, it prepared, rows write.Rows, found detect.Result, writeTime time.Duration) {
 	p := it.ev.poll
 	res := handlers.ProcessResult{RaceID: p.raceID, PollID: p.pollID, Replay: true, Status: handlers.StatusSuccess}
 	res.Timings.TransformMS = it.transformMS
@@ -337,6 +422,7 @@ func (r *Replayer) reportPoll(st *runState, it prepared, rows write.Rows, writeT
 	}
 	res.RaceStatus = it.snap.Race.Status
 	res.Rows = handlers.RowCountsOf(rows)
+	res.Rows.Alerts = found.Inserted
 	res.Timings.WriteMS = ms(writeTime)
 	res.Timings.TotalMS = res.Timings.TransformMS + res.Timings.WriteMS
 	if debugEnabled(r.log) {

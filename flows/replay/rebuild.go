@@ -12,6 +12,7 @@ import (
 
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/stages/baseline"
+	"github.com/raceflow/raceflow/stages/detect"
 	"github.com/raceflow/raceflow/stages/write"
 )
 
@@ -22,8 +23,9 @@ import (
 //
 // A race's derived rows are the rows its polls write and nothing else
 // does: its races row and with it its entrants, race_pools and race_results
-// rows, its money_flow_history and odds_history rows, and its race_polls
-// ledger rows. The race's row in races is also written by the meetings
+// rows, its money_flow_history and odds_history rows, its race_polls
+// ledger rows, and its alerts, which the detect stage's judgement of its
+// polls stores again. The race's row in races is also written by the meetings
 // lists, which are stored, so it is re-derived too. The meetings row is
 // shared with the meeting's other races and the lists: it is not emptied
 // but written again, under the same per-row guards as live, by the stored
@@ -61,6 +63,7 @@ func (r *Replayer) rebuild(ctx context.Context, st *runState, pl runPlan) {
 // poll or the counts of a list.
 type raceOutcome struct {
 	rows   []write.Rows
+	found  []detect.Result
 	counts []baseline.Counts
 }
 
@@ -133,6 +136,20 @@ func (r *Replayer) rebuildRace(ctx context.Context, st *runState, lists *listCac
 	}
 	r.reportRace(st, items, out, time.Since(t0))
 	log.WithField("duration_ms", time.Since(t0).Milliseconds()).Debug("replay: race rebuilt")
+	var polls []write.Poll
+	var found []detect.Result
+	for i, it := range items {
+		if it.ev.poll != nil && it.fail == nil {
+			polls = append(polls, write.Poll{Snapshot: it.snap, PollID: it.ev.poll.pollID})
+			found = append(found, out.found[i])
+		}
+	}
+	if err := r.notify(ctx, st, polls, found); err != nil {
+		st.mu.Lock()
+		st.sum.Failures = append(st.sum.Failures, Failure{RaceID: w.raceID, Stage: handlers.StageDetect, Kind: handlers.KindPublish, Reason: err.Error()})
+		st.mu.Unlock()
+		log.WithError(err).Error("replay: the race's alerts are stored but could not be published")
+	}
 }
 
 // raceItems reads and transforms a race's stored polls and merges them
@@ -177,7 +194,8 @@ func (r *Replayer) raceItems(ctx context.Context, st *runState, lists *listCache
 // each on its own, so a failure names its poll), the lists as the baseline
 // did, then the race's ledger row.
 func (r *Replayer) rederive(ctx context.Context, tx pgx.Tx, raceID string, items []prepared, oneByOne bool) (raceOutcome, error) {
-	out := raceOutcome{rows: make([]write.Rows, len(items)), counts: make([]baseline.Counts, len(items))}
+	out := raceOutcome{rows: make([]write.Rows, len(items)), found: make([]detect.Result, len(items)),
+		counts: make([]baseline.Counts, len(items))}
 	if err := r.checkLedger(ctx, tx, raceID, items); err != nil {
 		return out, err
 	}
@@ -190,10 +208,21 @@ func (r *Replayer) rederive(ctx context.Context, tx pgx.Tx, raceID string, items
 			return nil
 		}
 		defer func() { run = run[:0] }()
+		polls := make([]write.Poll, len(run))
+		for k, i := range run {
+			polls[k] = write.Poll{Snapshot: items[i].snap, PollID: items[i].ev.poll.pollID}
+		}
 		if oneByOne {
-			for _, i := range run {
+			for k, i := range run {
 				it := items[i]
 				rows, err := handlers.WritePoll(ctx, tx, it.snap, it.ev.poll.pollID)
+				if err == nil {
+					var found []detect.Result
+					found, err = r.judge(ctx, tx, polls[k:k+1])
+					if err == nil {
+						out.found[i] = found[0]
+					}
+				}
 				if err != nil {
 					return &pollFailure{item: it, err: err}
 				}
@@ -201,16 +230,16 @@ func (r *Replayer) rederive(ctx context.Context, tx pgx.Tx, raceID string, items
 			}
 			return nil
 		}
-		polls := make([]write.Poll, len(run))
-		for k, i := range run {
-			polls[k] = write.Poll{Snapshot: items[i].snap, PollID: items[i].ev.poll.pollID}
-		}
 		written, err := handlers.WritePolls(ctx, tx, polls)
 		if err != nil {
 			return err
 		}
+		found, err := r.judge(ctx, tx, polls)
+		if err != nil {
+			return err
+		}
 		for k, i := range run {
-			out.rows[i] = written.Polls[k]
+			out.rows[i], out.found[i] = written.Polls[k], found[k]
 		}
 		return nil
 	}
@@ -300,6 +329,7 @@ func (r *Replayer) empty(ctx context.Context, tx pgx.Tx, raceID string, items []
 		{"odds_history", `DELETE FROM odds_history WHERE race_id = $1 AND entrant_id = ANY($2)`},
 		{"money_flow_history", `DELETE FROM money_flow_history WHERE race_id = $1`},
 		{"race_polls", `DELETE FROM race_polls WHERE race_id = $1`},
+		{"alerts", `DELETE FROM alerts WHERE race_id = $1`},
 		// entrants, race_pools and race_results go with the race (ON DELETE CASCADE).
 		{"races", `DELETE FROM races WHERE race_id = $1`},
 	} {
@@ -330,11 +360,11 @@ func (r *Replayer) reportRace(st *runState, items []prepared, out raceOutcome, t
 		case it.ev.poll == nil:
 			st.reportList(out.counts[i].Meetings(), out.counts[i].Races(), rejections(it, out.counts[i]))
 		case r.cfg.DryRun && it.fail == nil:
-			r.reportPoll(st, it, candidateRows(it.snap), 0)
+			r.reportPoll(st, it, candidateRows(it.snap), detect.Result{}, 0)
 		case r.cfg.DryRun:
-			r.reportPoll(st, it, write.Rows{}, 0)
+			r.reportPoll(st, it, write.Rows{}, detect.Result{}, 0)
 		default:
-			r.reportPoll(st, it, out.rows[i], perPoll)
+			r.reportPoll(st, it, out.rows[i], out.found[i], perPoll)
 		}
 	}
 }

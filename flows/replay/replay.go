@@ -29,6 +29,7 @@ import (
 
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/stages/alerts"
 	"github.com/raceflow/raceflow/stages/baseline"
 	"github.com/raceflow/raceflow/stages/partitions"
 	"github.com/raceflow/raceflow/stages/write"
@@ -93,6 +94,14 @@ type Config struct {
 	// WriteTimeout bounds one write transaction. Interrupting a run lets
 	// the write in flight finish, so its commit is never in doubt.
 	WriteTimeout time.Duration
+	// Alerts are the rules every written poll is judged by in its
+	// transaction, as the detect stage judges it (handlers.DetectPoll), so
+	// the same stored polls store the same alerts.
+	Alerts alerts.Config
+	// Notify publishes the alerts a run stores to the flow's alerts topic
+	// once their transaction has committed, for a running flow's notifier
+	// to deliver. Off, a replay calls no webhook.
+	Notify bool
 }
 
 // DefaultConfig replays everything retained, in batches of 256 polls
@@ -101,12 +110,12 @@ type Config struct {
 // (docs/BENCHMARKS.md), where the writes, not the transforms, bound a run.
 func DefaultConfig() Config {
 	return Config{Concurrency: 2, BatchSize: 256, Writers: 2, WriteRetries: 3, WriteTimeout: time.Minute,
-		Meetings: baseline.DefaultFilter()}
+		Meetings: baseline.DefaultFilter(), Alerts: alerts.DefaultConfig()}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Filter.Validate(), c.Meetings.Validate()}
+	errs := []error{c.Filter.Validate(), c.Meetings.Validate(), c.Alerts.Validate()}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("replay: concurrency %d must be within 1..256", c.Concurrency))
 	}
@@ -202,6 +211,10 @@ type Summary struct {
 	// changed. In a dry run it counts the rows the snapshots carry instead,
 	// an upper bound of what a write could change.
 	Rows write.Rows
+	// Alerts counts the alerts the replayed polls stored (0 in a dry run).
+	Alerts int
+	// Notified counts the alerts published for delivery (Config.Notify).
+	Notified int
 	// Lists is what the stored meetings lists did.
 	Lists    Lists
 	Failures []Failure

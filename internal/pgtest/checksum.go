@@ -20,7 +20,7 @@ type Queryer interface {
 // DomainTables are the tables the pipeline writes, parents first.
 func DomainTables() []string {
 	return []string{"meetings", "races", "entrants", "race_pools", "race_results", "race_polls",
-		"money_flow_history", "odds_history"}
+		"money_flow_history", "odds_history", "alerts"}
 }
 
 // Checksum returns the md5 of every row of table rendered as text, without

@@ -48,6 +48,9 @@ func Open(cfg Config, pool *pgxpool.Pool) (*Driver, error) {
 	return &Driver{cfg: cfg, pool: pool, broker: newBroker(time.Now)}, nil
 }
 
+// Namespace is the flow whose topics the driver carries.
+func (d *Driver) Namespace() string { return d.cfg.Namespace }
+
 // Durable is false: nothing outlives the process.
 func (d *Driver) Durable() bool { return false }
 

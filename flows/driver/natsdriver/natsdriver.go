@@ -203,6 +203,9 @@ func (d *Driver) newPublisher() (*wnats.Publisher, error) {
 	}, d.logger)
 }
 
+// Namespace is the flow whose topics the driver carries.
+func (d *Driver) Namespace() string { return d.cfg.Namespace }
+
 // Durable is true: streams are stored on the server.
 func (d *Driver) Durable() bool { return true }
 

@@ -185,6 +185,9 @@ func (d *Driver) redeliveryDelay(n int) time.Duration {
 	return min(wait, d.cfg.RedeliveryMax)
 }
 
+// Namespace is the flow whose topics the driver carries.
+func (d *Driver) Namespace() string { return d.cfg.Namespace }
+
 // Durable is true: every message is a committed row.
 func (d *Driver) Durable() bool { return true }
 
