@@ -361,6 +361,9 @@ func (r *Replayer) writeOne(ctx context.Context, st *runState, it prepared) erro
 func (r *Replayer) judge(ctx context.Context, tx pgx.Tx, polls []write.Poll) ([]detect.Result, error) {
 	out := make([]detect.Result, len(polls))
 	for i, p := range polls {
+		if !detect.Judged(r.cfg.Alerts, p.Snapshot) {
+			continue // fires nothing: spare the round trip
+		}
 		res, err := handlers.DetectPoll(ctx, tx, r.cfg.Alerts, p.Snapshot.RaceID, p.PollID, p.Snapshot.ObservedAt)
 		if err != nil {
 			return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/raceflow/raceflow/stages/alerts"
+	"github.com/raceflow/raceflow/stages/transform"
 )
 
 // DB is where a poll is judged: the caller's transaction (pgx.Tx), or a
@@ -324,4 +325,18 @@ func asOf(had float64, ps []price, t time.Time) (float64, []price) {
 		had, ps = ps[0].odds, ps[1:]
 	}
 	return had, ps
+}
+
+// Judged reports whether Poll could judge the poll snap, written as it is:
+// false when the rules skip it for sure (alerts.Judged: the race was not
+// open, or none of its money rows is within a rule's window), so a caller
+// holding the snapshot (replay) spares the round trip that would find so.
+func Judged(cfg alerts.Config, snap transform.RaceSnapshot) bool {
+	open := snap.Race.Status == transform.StatusOpen
+	for _, m := range snap.MoneyFlow {
+		if alerts.Judged(cfg, alerts.Poll{Open: open, MinutesToStart: m.TimeToStart}) {
+			return true
+		}
+	}
+	return false
 }

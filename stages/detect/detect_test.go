@@ -276,3 +276,25 @@ func readTable(t *testing.T, db *pgtest.DB, fired []detect.Fired) []detect.Fired
 	}
 	return out
 }
+
+func TestJudgedFromTheSnapshotAgreesWithTheDatabase(t *testing.T) {
+	t.Parallel()
+	d, err := dayOnce()
+	require.NoError(t, err)
+	db := newDB(t)
+	live(t, db, d)
+	cfg := alerts.DefaultConfig()
+	window := max(cfg.PriceMinutes, cfg.LateMinutes, cfg.SurgeMinutes)
+	counts := map[bool]int{}
+	for _, s := range d.snaps {
+		at := s.ObservedAt.UTC().Truncate(time.Microsecond)
+		var judged bool
+		var start *time.Time
+		require.NoError(t, db.Pool.QueryRow(context.Background(), detect.Reads()["plan"],
+			s.RaceID, at, window, at.Add(-alerts.Span(cfg))).Scan(&judged, &start))
+		require.Equal(t, judged, detect.Judged(cfg, s), "race %s poll at %s (status %s)", s.RaceID, at, s.Race.Status)
+		counts[judged]++
+	}
+	require.NotZero(t, counts[true], "some polls of the day are judged")
+	require.NotZero(t, counts[false], "some are not")
+}
