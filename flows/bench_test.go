@@ -1,6 +1,8 @@
 package flows_test
 
 import (
+	"github.com/raceflow/raceflow/internal/stats"
+
 	"context"
 	"errors"
 	"io"
@@ -117,7 +119,7 @@ func BenchmarkProcessRace(b *testing.B) {
 				_, t := f.batch(b, 1)
 				totals = append(totals, t...)
 			}
-			s := flows.Summarize(totals)
+			s := stats.Summarize(totals)
 			b.ReportMetric(s.P50, "p50-ms")
 			b.ReportMetric(s.P99, "p99-ms")
 		})
@@ -141,8 +143,8 @@ func BenchmarkProcessRaces100(b *testing.B) {
 				totals = append(totals, t...)
 			}
 			b.ReportMetric(float64(len(totals))/wallSum.Seconds(), "polls/s")
-			b.ReportMetric(flows.Summarize(walls).P50, "batch-p50-ms")
-			s := flows.Summarize(totals)
+			b.ReportMetric(stats.Summarize(walls).P50, "batch-p50-ms")
+			s := stats.Summarize(totals)
 			b.ReportMetric(s.P50, "p50-ms")
 			b.ReportMetric(s.P99, "p99-ms")
 		})

@@ -1,13 +1,13 @@
 package flows
 
 import (
+	"github.com/raceflow/raceflow/internal/stats"
+
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -299,10 +299,7 @@ func (m *Metrics) Counts() map[string]int {
 }
 
 // Summary of one stage's latency in milliseconds over successful polls.
-type Summary struct {
-	N                            int
-	Min, Avg, P50, P95, P99, Max float64
-}
+type Summary = stats.Summary
 
 // Summaries returns latency summaries by stage (fetch, transform, write, detect, queue, total).
 func (m *Metrics) Summaries() map[string]Summary {
@@ -310,28 +307,7 @@ func (m *Metrics) Summaries() map[string]Summary {
 	defer m.mu.Unlock()
 	out := map[string]Summary{}
 	for stage, xs := range m.samples {
-		out[stage] = Summarize(xs)
+		out[stage] = stats.Summarize(xs)
 	}
 	return out
-}
-
-// Summarize computes min, avg, nearest-rank percentiles and max.
-func Summarize(xs []float64) Summary {
-	if len(xs) == 0 {
-		return Summary{}
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	sum := 0.0
-	for _, x := range s {
-		sum += x
-	}
-	rank := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(s)))) - 1
-		if i < 0 {
-			i = 0
-		}
-		return s[i]
-	}
-	return Summary{N: len(s), Min: s[0], Avg: sum / float64(len(s)), P50: rank(.50), P95: rank(.95), P99: rank(.99), Max: s[len(s)-1]}
 }

@@ -1,9 +1,10 @@
 package status
 
 import (
+	"github.com/raceflow/raceflow/internal/stats"
+
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"sync"
 	"time"
@@ -260,18 +261,8 @@ func (r *Recorder) Figures(span time.Duration) (map[string]StageFigures, map[str
 	for _, st := range []string{StageFetch, StageTransform, StageWrite, StageDetect, StageQueue, StageTotal} {
 		xs := samples[st]
 		sort.Float64s(xs)
-		out[st] = StageFigures{Samples: len(xs), P50MS: nearestRank(xs, .50), P95MS: nearestRank(xs, .95),
+		out[st] = StageFigures{Samples: len(xs), P50MS: stats.NearestRank(xs, .50), P95MS: stats.NearestRank(xs, .95),
 			PerMinute: float64(passed[st]) / minutes}
 	}
 	return out, counts
-}
-
-// nearestRank is the nearest-rank percentile of sorted xs (0 when empty),
-// the rule raceflow's other summaries use.
-func nearestRank(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(xs)))) - 1
-	return xs[max(i, 0)]
 }

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"github.com/raceflow/raceflow/internal/stats"
+
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -12,8 +14,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/raceflow/raceflow/flows"
 )
 
 // Report is one benchmark run: what ran, the summaries, and every poll.
@@ -234,7 +234,7 @@ func Summarize(runs []RaceRun, iterations []Iteration) Summary {
 }
 
 func statsOf(xs []float64) Stats {
-	s := flows.Summarize(xs)
+	s := stats.Summarize(xs)
 	return Stats{N: s.N, Min: s.Min, Avg: s.Avg, P50: s.P50, P95: s.P95, P99: s.P99, Max: s.Max}
 }
 

@@ -1,6 +1,8 @@
 package demo
 
 import (
+	"github.com/raceflow/raceflow/internal/stats"
+
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +32,7 @@ type Summary struct {
 	// finish.
 	Tracked, Finished int
 	// Stages are latency summaries in milliseconds by stage.
-	Stages map[string]flows.Summary
+	Stages map[string]stats.Summary
 	// Target is the latency target of a poll's total at p95.
 	Target time.Duration
 	// Rows counts the rows of each domain table.

@@ -1,13 +1,14 @@
 package demo
 
 import (
+	"github.com/raceflow/raceflow/internal/stats"
+
 	"bytes"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
 )
 
@@ -35,15 +36,15 @@ func TestSummarySaysWhetherTheLatencyTargetWasMet(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		total flows.Summary
+		total stats.Summary
 		want  string
 	}{
-		{"met", flows.Summary{N: 10, P95: 120.04}, "latency target: total p95 120.0 ms ≤ 500 ms: met"},
-		{"missed", flows.Summary{N: 10, P95: 612.5}, "latency target: total p95 612.5 ms > 500 ms: MISSED"},
-		{"nothing measured", flows.Summary{}, "no successful poll to measure"},
+		{"met", stats.Summary{N: 10, P95: 120.04}, "latency target: total p95 120.0 ms ≤ 500 ms: met"},
+		{"missed", stats.Summary{N: 10, P95: 612.5}, "latency target: total p95 612.5 ms > 500 ms: MISSED"},
+		{"nothing measured", stats.Summary{}, "no successful poll to measure"},
 	}
 	for _, tt := range tests {
-		s := &Summary{Target: 500 * time.Millisecond, Stages: map[string]flows.Summary{"total": tt.total}}
+		s := &Summary{Target: 500 * time.Millisecond, Stages: map[string]stats.Summary{"total": tt.total}}
 		var out bytes.Buffer
 		require.NoError(t, s.Write(&out))
 		require.Contains(t, out.String(), tt.want, tt.name)
