@@ -42,6 +42,7 @@ type subscription struct {
 	owner  string // this subscription's leases
 	claim  string // the claim statement of its topic
 	next   string // the claim a delivery's commit makes (nextSQL)
+	look   string // the fallback poll's look for work (lookSQL)
 	keyed  bool
 	ack    string
 	signal *signal
@@ -71,7 +72,7 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{s: s, topic: topic, owner: watermill.NewShortUUID(), claim: claimSQL(topic, s.parallel > 1),
-		next: nextSQL(topic, s.parallel > 1), keyed: s.parallel > 1,
+		next: nextSQL(topic, s.parallel > 1), look: lookSQL(topic), keyed: s.parallel > 1,
 		ack: ackSQL(topic, s.keep), signal: newSignal(), ctx: sctx, cancel: cancel, out: make(chan *message.Message),
 		slots: make(chan struct{}, s.parallel)}
 	s.subs = append(s.subs, sub)
@@ -121,12 +122,14 @@ func (sub *subscription) run(ctx context.Context) {
 	var wait <-chan struct{}
 	due := true
 	for {
+		polled := false // looking on the fallback poll, not woken
 		if !due {
 			timer := time.NewTimer(d.pollInterval())
 			select {
 			case <-ctx.Done():
 			case <-wait:
 			case <-timer.C:
+				polled = true
 			}
 			timer.Stop()
 		}
@@ -136,7 +139,11 @@ func (sub *subscription) run(ctx context.Context) {
 			return
 		}
 		wait = sub.signal.wait() // taken before the claim: a wake during it is not lost
-		c, err := sub.claimOne(ctx)
+		var c *claimed
+		var err error
+		if !polled || sub.mayHaveWork(ctx) {
+			c, err = sub.claimOne(ctx)
+		}
 		if c != nil {
 			sub.deliveries.Add(1)
 			go sub.serve(c)
@@ -266,6 +273,25 @@ func leaseSQL(table, next string) string {
 			lease_until = now() + make_interval(secs => $2)
 		WHERE "offset" = (` + next + `) AND NOT acked AND (lease_until IS NULL OR lease_until <= now())
 		RETURNING "offset", uuid, payload, metadata, deliveries, coalesce(last_error, ''), race_id`
+}
+
+// mayHaveWork is the fallback poll's look before it claims: one read-only
+// statement, where a claim is a transaction of four. Idle subscriptions
+// look every FallbackPoll all day, so the look is what an idle service
+// costs the database. An error answers true: the claim then reports it.
+func (sub *subscription) mayHaveWork(ctx context.Context) bool {
+	var ok bool
+	if err := sub.s.d.pool.QueryRow(ctx, sub.look).Scan(&ok); err != nil {
+		return true
+	}
+	return ok
+}
+
+// lookSQL asks whether topic holds a message that is not handled and not
+// leased, through the partial index of unhandled messages.
+func lookSQL(topic string) string {
+	t := tableOf(topic)
+	return `SELECT EXISTS (SELECT 1 FROM ` + t + ` WHERE NOT acked AND (lease_until IS NULL OR lease_until <= now()))`
 }
 
 func (sub *subscription) claimOne(ctx context.Context) (*claimed, error) {
