@@ -18,7 +18,7 @@ import (
 // Such a claim is the subscription's own claim statement, so it obeys the
 // topic's order, and it commits or rolls back with the hand-off. A
 // subscription's run loop claims only what these did not: after a wake
-// that came with no claim, or at its poll interval.
+// that came with no claim, or when the fallback look (look.go) finds work.
 
 // claimers are this process's subscriptions by topic.
 type claimers struct {

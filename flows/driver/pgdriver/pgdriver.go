@@ -108,6 +108,7 @@ type Driver struct {
 	claimers claimers
 	notifier notifier
 	listener listener
+	looker   looker
 	up       prometheus.GaugeFunc
 }
 
@@ -125,7 +126,7 @@ func Open(cfg Config, pool *pgxpool.Pool, logger watermill.LoggerAdapter) (*Driv
 		logger = watermill.NopLogger{}
 	}
 	d := &Driver{cfg: cfg, pool: pool, logger: logger}
-	d.notifier.d, d.listener.d = d, d
+	d.notifier.d, d.listener.d, d.looker.d = d, d, d
 	d.notifier.sent = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "raceflow", Name: "notify_sent_total",
 		Help: "Notifications sent to other processes (coalesced: one per topic kind per round trip)."})
 	d.listener.received = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "raceflow", Name: "notify_received_total",
@@ -257,6 +258,7 @@ func (d *Driver) Health(context.Context) error { return nil }
 // Close stops notifying and listening; the subscribers close with the
 // router, and the pool belongs to the caller.
 func (d *Driver) Close() error {
+	d.looker.close()
 	d.listener.close()
 	d.notifier.close()
 	return nil

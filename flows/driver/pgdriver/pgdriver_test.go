@@ -130,3 +130,35 @@ func TestMessageWithUnreadableMetadataIsHandedOutWithoutIt(t *testing.T) {
 		t.Fatal("the message was never handed out")
 	}
 }
+
+// A lease that runs out is announced by nobody: no commit wakes the
+// subscription and no notification is sent. The fallback look finds the
+// message once its lease is over, and the subscription claims it.
+func TestMessageWhoseLeaseRunsOutIsFoundByTheFallbackLook(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	cfg := pgdriver.DefaultConfig()
+	cfg.FallbackPoll = 50 * time.Millisecond
+	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	const topic = "lease-runs-out"
+	sub := d.NewSubscriber(false, 1)
+	t.Cleanup(func() { require.NoError(t, sub.Close()) })
+	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	// Leased for two more seconds by a process that died: the subscription's
+	// first claim, at once, cannot take it.
+	_, err = db.Pool.Exec(t.Context(), `INSERT INTO "watermill_`+topic+`" (uuid, payload, metadata, deliveries, lease_owner, lease_until)
+		VALUES ('u1', 'body', '{}', 1, 'a dead process', now() + interval '2 seconds')`)
+	require.NoError(t, err)
+
+	msgs, err := sub.Subscribe(t.Context(), topic)
+	require.NoError(t, err)
+	select {
+	case msg := <-msgs:
+		require.Equal(t, "u1", msg.UUID)
+		msg.Ack()
+	case <-time.After(time.Minute):
+		t.Fatal("the message was never handed out after its lease ran out")
+	}
+}

@@ -42,7 +42,6 @@ type subscription struct {
 	owner  string // this subscription's leases
 	claim  string // the claim statement of its topic
 	next   string // the claim a delivery's commit makes (nextSQL)
-	look   string // the fallback poll's look for work (lookSQL)
 	keyed  bool
 	ack    string
 	signal *signal
@@ -72,13 +71,14 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{s: s, topic: topic, owner: watermill.NewShortUUID(), claim: claimSQL(topic, s.parallel > 1),
-		next: nextSQL(topic, s.parallel > 1), look: lookSQL(topic), keyed: s.parallel > 1,
+		next: nextSQL(topic, s.parallel > 1), keyed: s.parallel > 1,
 		ack: ackSQL(topic, s.keep), signal: newSignal(), ctx: sctx, cancel: cancel, out: make(chan *message.Message),
 		slots: make(chan struct{}, s.parallel)}
 	s.subs = append(s.subs, sub)
 	s.d.waker.add(topic, sub.signal)
 	s.d.claimers.add(sub)
 	s.d.listener.start()
+	s.d.looker.start()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -111,7 +111,8 @@ func (s *subscriber) Close() error {
 
 // run claims and hands out messages until ctx ends, at most parallel at a
 // time: it claims at once while a slot is free and there is work, else when
-// woken, or at the poll interval. One claimer per subscription keeps idle
+// woken (a commit, a notification, the driver's fallback look for work that
+// nobody announced: look.go). One claimer per subscription keeps idle
 // slots from asking the database in vain. Most messages never need it: a
 // settling delivery claims its topic's next message, and a commit that
 // publishes claims for this subscription when it has a free slot
@@ -122,16 +123,14 @@ func (sub *subscription) run(ctx context.Context) {
 	var wait <-chan struct{}
 	due := true
 	for {
-		polled := false // looking on the fallback poll, not woken
 		if !due {
-			timer := time.NewTimer(d.pollInterval())
+			// Woken by a commit of this process, a notification, or the
+			// driver's fallback look (look.go), which finds work nobody
+			// told this process about.
 			select {
 			case <-ctx.Done():
 			case <-wait:
-			case <-timer.C:
-				polled = true
 			}
-			timer.Stop()
 		}
 		select {
 		case sub.slots <- struct{}{}:
@@ -139,11 +138,7 @@ func (sub *subscription) run(ctx context.Context) {
 			return
 		}
 		wait = sub.signal.wait() // taken before the claim: a wake during it is not lost
-		var c *claimed
-		var err error
-		if !polled || sub.mayHaveWork(ctx) {
-			c, err = sub.claimOne(ctx)
-		}
+		c, err := sub.claimOne(ctx)
 		if c != nil {
 			sub.deliveries.Add(1)
 			go sub.serve(c)
@@ -273,25 +268,6 @@ func leaseSQL(table, next string) string {
 			lease_until = now() + make_interval(secs => $2)
 		WHERE "offset" = (` + next + `) AND NOT acked AND (lease_until IS NULL OR lease_until <= now())
 		RETURNING "offset", uuid, payload, metadata, deliveries, coalesce(last_error, ''), race_id`
-}
-
-// mayHaveWork is the fallback poll's look before it claims: one read-only
-// statement, where a claim is a transaction of four. Idle subscriptions
-// look every FallbackPoll all day, so the look is what an idle service
-// costs the database. An error answers true: the claim then reports it.
-func (sub *subscription) mayHaveWork(ctx context.Context) bool {
-	var ok bool
-	if err := sub.s.d.pool.QueryRow(ctx, sub.look).Scan(&ok); err != nil {
-		return true
-	}
-	return ok
-}
-
-// lookSQL asks whether topic holds a message that is not handled and not
-// leased, through the partial index of unhandled messages.
-func lookSQL(topic string) string {
-	t := tableOf(topic)
-	return `SELECT EXISTS (SELECT 1 FROM ` + t + ` WHERE NOT acked AND (lease_until IS NULL OR lease_until <= now()))`
 }
 
 func (sub *subscription) claimOne(ctx context.Context) (*claimed, error) {
