@@ -168,8 +168,8 @@ func fillBacklogs(hops []Hop, stats []QueueStat) {
 		var oldest float64
 		for _, s := range list {
 			backlog += s.Backlog
-			oldest = max(oldest, seconds(s.OldestAge))
-			hops[i].Shards = append(hops[i].Shards, Shard{Shard: s.Shard, Backlog: s.Backlog, OldestAgeS: seconds(s.OldestAge)})
+			oldest = max(oldest, waited(s.OldestAge))
+			hops[i].Shards = append(hops[i].Shards, Shard{Shard: s.Shard, Backlog: s.Backlog, OldestAgeS: waited(s.OldestAge)})
 		}
 		hops[i].Backlog, hops[i].OldestAgeS = &backlog, &oldest
 	}
@@ -184,7 +184,7 @@ func (m *Model) poisonFigures(ctx context.Context) (*PoisonFigures, error) {
 	if !st.Oldest.IsZero() {
 		// Poisoned-at instants are the backend's (database or NATS) wall
 		// clock, not the flow's, so their age is reckoned on the wall clock.
-		age := seconds(time.Since(st.Oldest))
+		age := waited(time.Since(st.Oldest))
 		pf.OldestAgeS = &age
 	}
 	if st.Count == 0 {
@@ -224,3 +224,8 @@ func (m *Model) PoisonMessage(ctx context.Context, id int64) (PoisonEntry, error
 	}
 	return e, nil
 }
+
+// waited is an age in seconds, never below zero: an instant stamped by
+// another clock (the database's, NATS's) can lie a little ahead of the one
+// reading it, and a message never waits less than no time.
+func waited(d time.Duration) float64 { return seconds(max(d, 0)) }
