@@ -78,7 +78,7 @@ func TestOnlyOneLeaderRunsAndAnotherTakesOverWhenTheLockConnectionDies(t *testin
 	go func() { done <- b.Run(ctx, wb.run) }()
 
 	// b keeps campaigning and keeps losing.
-	require.Eventually(t, func() bool { return b.Attempts() >= 3 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return b.Attempts() >= 3 }, time.Minute, 5*time.Millisecond)
 	require.Empty(t, started, "only one leader runs fn")
 	require.False(t, b.Leading())
 	holders := advisoryHolders(t, db, key)
@@ -91,7 +91,7 @@ func TestOnlyOneLeaderRunsAndAnotherTakesOverWhenTheLockConnectionDies(t *testin
 	require.Equal(t, "a", recv(t, wa.stopped), "the old leader's work is cancelled")
 	require.Equal(t, "b", recv(t, started), "the other one takes over")
 	require.True(t, b.Leading())
-	require.Eventually(t, func() bool { return !a.Leading() }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return !a.Leading() }, time.Minute, 5*time.Millisecond)
 	require.Len(t, advisoryHolders(t, db, key), 1)
 
 	cancel()
@@ -119,7 +119,7 @@ func TestCancelledLeaderReleasesTheLockToTheNext(t *testing.T) {
 	defer bcancel()
 	bDone := make(chan error, 1)
 	go func() { bDone <- b.Run(bctx, wb.run) }()
-	require.Eventually(t, func() bool { return b.Attempts() >= 2 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return b.Attempts() >= 2 }, time.Minute, 5*time.Millisecond)
 	require.Empty(t, started)
 
 	acancel()
