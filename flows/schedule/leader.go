@@ -23,13 +23,20 @@ type LeaderConfig struct {
 	// RetryInterval is how often a follower tries to take the lock.
 	RetryInterval time.Duration
 	// PingInterval is how often the leader checks that its lock connection
-	// (and so the lock) is still alive; it also bounds each ping.
+	// (and so the lock) is still alive.
 	PingInterval time.Duration
+	// PingTimeout is how long a ping may take before the connection counts
+	// as lost. A ping cut short closes the connection, which drops the lock
+	// only when its server session ends, so this must outlast a ping on a
+	// busy machine; it is apart from PingInterval so a short interval does
+	// not make a slow answer a lost lock.
+	PingTimeout time.Duration
 }
 
-// DefaultLeaderConfig campaigns every 2 s and checks the lock every 3 s.
+// DefaultLeaderConfig campaigns every 2 s and checks the lock every 3 s,
+// giving each check 3 s.
 func DefaultLeaderConfig() LeaderConfig {
-	return LeaderConfig{RetryInterval: 2 * time.Second, PingInterval: 3 * time.Second}
+	return LeaderConfig{RetryInterval: 2 * time.Second, PingInterval: 3 * time.Second, PingTimeout: 3 * time.Second}
 }
 
 // Validate checks the configuration.
@@ -40,6 +47,9 @@ func (c LeaderConfig) Validate() error {
 	}
 	if c.PingInterval <= 0 {
 		errs = append(errs, fmt.Errorf("schedule: leader PingInterval %s must be positive", c.PingInterval))
+	}
+	if c.PingTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("schedule: leader PingTimeout %s must be positive", c.PingTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -167,7 +177,7 @@ func (l *Leader) lead(ctx context.Context, conn *pgx.Conn, fn func(context.Conte
 			// Not derived from lctx: cancelling a query makes pgx close the
 			// connection, which would drop the lock behind release's back
 			// (the server frees it only when that backend exits).
-			pctx, pcancel := context.WithTimeout(context.WithoutCancel(lctx), l.cfg.PingInterval)
+			pctx, pcancel := context.WithTimeout(context.WithoutCancel(lctx), l.cfg.PingTimeout)
 			err := conn.Ping(pctx)
 			pcancel()
 			if err != nil && lctx.Err() == nil {

@@ -20,7 +20,9 @@ func fastLeader(t *testing.T, db *pgtest.DB, key int64) *schedule.Leader {
 
 func leaderWithRetry(t *testing.T, db *pgtest.DB, key int64, retry time.Duration) *schedule.Leader {
 	t.Helper()
-	l, err := schedule.NewLeader(db.Pool, key, schedule.LeaderConfig{RetryInterval: retry, PingInterval: 20 * time.Millisecond}, nil)
+	cfg := schedule.DefaultLeaderConfig()
+	cfg.RetryInterval, cfg.PingInterval = retry, 20*time.Millisecond
+	l, err := schedule.NewLeader(db.Pool, key, cfg, nil)
 	require.NoError(t, err)
 	return l
 }
@@ -152,6 +154,7 @@ func TestLeaderReturnsTheWorksErrorAndReleases(t *testing.T) {
 func TestLeaderConfigValidate(t *testing.T) {
 	t.Parallel()
 	require.NoError(t, schedule.DefaultLeaderConfig().Validate())
-	require.ErrorContains(t, schedule.LeaderConfig{RetryInterval: time.Second}.Validate(), "PingInterval")
-	require.ErrorContains(t, schedule.LeaderConfig{PingInterval: time.Second}.Validate(), "RetryInterval")
+	require.ErrorContains(t, schedule.LeaderConfig{RetryInterval: time.Second, PingTimeout: time.Second}.Validate(), "PingInterval")
+	require.ErrorContains(t, schedule.LeaderConfig{PingInterval: time.Second, PingTimeout: time.Second}.Validate(), "RetryInterval")
+	require.ErrorContains(t, schedule.LeaderConfig{RetryInterval: time.Second, PingInterval: time.Second}.Validate(), "PingTimeout")
 }
