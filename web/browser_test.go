@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -127,6 +128,41 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 }
 
 // until waits until a JavaScript expression is truthy in the page.
+// shown waits until sel matches a rendered element, looking in the page
+// itself each time. The page rebuilds its content on every refresh, so a
+// node that one protocol call found may be gone by the next: chromedp's
+// WaitVisible and Click then fail with "Could not find node with given id".
+func shown(sel string) chromedp.Action[chromedp.Void] {
+	return until(`(e => e !== null && e.getClientRects().length > 0)(document.querySelector(` + jsString(sel) + `))`)
+}
+
+// click waits until sel is shown, then clicks it from within the page.
+func click(sel string) chromedp.Action[chromedp.Void] {
+	show := shown(sel)
+	press := chromedp.Evaluate[chromedp.Void](`document.querySelector(` + jsString(sel) + `).click()`)
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		if _, err := show(ctx, t); err != nil {
+			return chromedp.Void{}, err
+		}
+		return press(ctx, t)
+	}
+}
+
+// follow clicks the link sel and waits for the page it leads to.
+func follow(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err := chromedp.RunResponse(sctx, click(sel))
+	require.NoError(t, err, "follow %s", sel)
+}
+
+// jsString is s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s) // a string always encodes
+	return string(b)
+}
+
 func until(expr string) chromedp.Action[chromedp.Void] {
 	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(0), chromedp.WithPollingMutation())
 }
@@ -155,7 +191,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	require.NoError(t, f.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM races`).Scan(&dayRaces))
 	do(t, ctx,
 		chromedp.Navigate(srv.URL+"/"),
-		chromedp.WaitVisible(css(`tr.race-row[data-race="`+race+`"] a`)),
+		shown(`tr.race-row[data-race="`+race+`"] a`),
 		until(`document.querySelector('tr.race-row[data-race="`+bad+`"]')?.classList.contains("failing")`),
 	)
 	require.Equal(t, dayRaces, eval[int](t, ctx, `document.querySelectorAll("tr.race-row").length`), "a row per race")
@@ -169,7 +205,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 		race).Scan(&meeting, &meetingRaces))
 	do(t, ctx,
 		chromedp.Navigate(srv.URL+"/?meeting="+meeting),
-		chromedp.WaitVisible(css(`tr.race-row[data-race="`+race+`"] a`)),
+		shown(`tr.race-row[data-race="`+race+`"] a`),
 	)
 	require.Equal(t, meetingRaces, eval[int](t, ctx, `document.querySelectorAll("tr.race-row").length`), "the meeting's races only")
 	require.Equal(t, meeting, eval[string](t, ctx, `document.getElementById("filter-meeting").value`))
@@ -178,20 +214,20 @@ func TestStatusPageInABrowser(t *testing.T) {
 	gen := eval[int](t, ctx, `Number(document.getElementById("app").dataset.generation)`)
 	do(t, ctx,
 		until(fmt.Sprintf(`Number(document.getElementById("app").dataset.generation) > %d`, gen)),
-		chromedp.Click(css(`#pause`)),
-		chromedp.WaitVisible(css(`#pause[aria-pressed="true"]`)),
-		chromedp.Click(css(`#pause`)),
-		chromedp.WaitVisible(css(`#pause[aria-pressed="false"]`)),
+		click(`#pause`),
+		shown(`#pause[aria-pressed="true"]`),
+		click(`#pause`),
+		shown(`#pause[aria-pressed="false"]`),
 	)
 
 	// One race: its hold chart has a point per poll for every runner with
 	// money, and the increments and pools are drawn.
+	follow(t, ctx, `tr.race-row[data-race="`+race+`"] a`)
 	do(t, ctx,
-		chromedp.Click(css(`tr.race-row[data-race="`+race+`"] a`)),
-		chromedp.WaitVisible(css(`#hold-chart svg circle.point`)),
-		chromedp.WaitVisible(css(`#increments-chart svg rect.bar`)),
-		chromedp.WaitVisible(css(`#pools-chart svg rect.bar`)),
-		chromedp.WaitVisible(css(`#runners tbody tr`)),
+		shown(`#hold-chart svg circle.point`),
+		shown(`#increments-chart svg rect.bar`),
+		shown(`#pools-chart svg rect.bar`),
+		shown(`#runners tbody tr`),
 	)
 	polls := eval[int](t, ctx, `Number(document.getElementById("hold-chart").dataset.polls)`)
 	most := eval[int](t, ctx, `Math.max(...[...document.querySelectorAll("#hold-chart g.series")].map(g => g.querySelectorAll("circle.point").length))`)
@@ -207,16 +243,16 @@ func TestStatusPageInABrowser(t *testing.T) {
 	steamer := fmt.Sprintf(`#day-alerts li[data-kind="steamer"] a[href="/races/%s"]`, pl.RaceID)
 	do(t, ctx,
 		chromedp.Navigate(srv.URL+"/"),
-		chromedp.WaitVisible(css(`#day-alerts h2`)),
+		shown(`#day-alerts h2`),
 		until(`document.querySelector('`+steamer+`') !== null`),
 	)
 	label := eval[string](t, ctx, `document.querySelector('`+steamer+`').textContent`)
 	require.Contains(t, label, fmt.Sprintf("#%d ", pl.Runner), "the plunged runner")
+	follow(t, ctx, steamer)
 	do(t, ctx,
-		chromedp.Click(css(steamer)),
-		chromedp.WaitVisible(css(`#alerts li[data-kind="steamer"]`)),
-		chromedp.WaitVisible(css(`#hold-chart svg line.marker`)),
-		chromedp.WaitVisible(css(`#increments-chart svg line.marker`)),
+		shown(`#alerts li[data-kind="steamer"]`),
+		shown(`#hold-chart svg line.marker`),
+		shown(`#increments-chart svg line.marker`),
 	)
 	kinds := eval[[]string](t, ctx, `[...document.querySelectorAll("#alerts li")].map(li => li.dataset.kind)`)
 	require.Subset(t, kinds, []string{"steamer", "late_money", "pool_surge"}, "the plunge's alerts")
@@ -228,16 +264,16 @@ func TestStatusPageInABrowser(t *testing.T) {
 	// the broken race's messages and a link to their details.
 	do(t, ctx,
 		chromedp.Navigate(srv.URL+"/pipeline"),
-		chromedp.WaitVisible(css(`#flow .hop[data-hop="write"]`)),
-		chromedp.WaitVisible(css(`#flow .hop[data-hop="detect"]`)),
-		chromedp.WaitVisible(css(`#poison a[href^="/poison/"]`)),
+		shown(`#flow .hop[data-hop="write"]`),
+		shown(`#flow .hop[data-hop="detect"]`),
+		shown(`#poison a[href^="/poison/"]`),
 	)
 	require.Equal(t, 7, eval[int](t, ctx, `document.querySelectorAll("#flow .hop").length`),
 		"poll → fetch → transform → write → detect → result, and notify")
 	screenshot(t, ctx, "status-pipeline", true)
+	follow(t, ctx, `#poison a[href^="/poison/"]`)
 	do(t, ctx,
-		chromedp.Click(css(`#poison a[href^="/poison/"]`)),
-		chromedp.WaitVisible(css(`pre.payload`)),
+		shown(`pre.payload`),
 	)
 	payload, err := chromedp.Run(ctx, chromedp.Text(css(`pre.payload`)))
 	require.NoError(t, err)
@@ -248,7 +284,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	do(t, ctx,
 		chromedp.EmulateViewport(390, 844),
 		chromedp.Navigate(srv.URL+"/races/"+race),
-		chromedp.WaitVisible(css(`#hold-chart svg circle.point`)),
+		shown(`#hold-chart svg circle.point`),
 	)
 	require.False(t, eval[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth`), "the page is wider than a phone")
 	screenshot(t, ctx, "status-race-phone", false)
