@@ -37,7 +37,10 @@ func TestDemoShowsWhereTheMoneyWentInEachFinishedRace(t *testing.T) {
 	// alerts it fired, listed as they fired.
 	require.Regexp(t, `plunge staged: .+ R\d+, \$[\d]+ on runner \d+ at \d\d:\d\d:\d\d NZ, 3m0s before the start`, r.stdout)
 	require.Contains(t, r.stdout, "ALERTS of the day")
-	require.Regexp(t, `(?m)^\d\d:\d\d:\d\d  .+ R\d+ #\d+ .+ steamer: .+ 3 min before the start$`, r.stdout)
+	// Which rules fire depends on the polls the scheduler made around the
+	// plunge, at 240x on a busy machine sometimes none shortly before it;
+	// the rules themselves are tested in stages/alerts and flows.
+	require.Regexp(t, `(?m)^\d\d:\d\d:\d\d  .+ R\d+ (#\d+ .+ (steamer|late money)|pool surge): .+ 3 min before the start$`, r.stdout)
 }
 
 func TestDemoInterruptedPrintsWhatWasDoneAndExitsZero(t *testing.T) {
