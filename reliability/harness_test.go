@@ -884,6 +884,61 @@ func (e *env) waitDrained(p *proc, ids []string, within time.Duration) time.Dura
 	}
 }
 
+// requeueKilled waits until every requested poll is written or poisoned and
+// no work is left, then requeues what the kills poisoned, as an operator
+// would, and returns how many. A kill while a message is handled counts as
+// a delivery without an outcome, as a crash the message caused would
+// (flows.Config.MaxDeliveries), so a message in flight at that many kills
+// goes to the poison queue: on a busy machine, where handling is slow and
+// the kills come often, it happens. Anything poisoned for another reason
+// fails the test.
+func (e *env) requeueKilled(p *proc, ids []string, within time.Duration) int {
+	t := e.t
+	t.Helper()
+	q := e.poller.Driver().Poison()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n, err1 := e.written(ctx, ids)
+		left, err2 := e.pending(ctx)
+		msgs, err3 := q.List(ctx, driver.PoisonFilter{})
+		cancel()
+		require.NoError(t, errors.Join(err1, err2, err3))
+		poisoned := 0
+		for _, m := range msgs {
+			if want[m.PollID] {
+				poisoned++
+			}
+		}
+		if left == 0 && n+poisoned >= len(ids) {
+			for _, m := range msgs {
+				require.Equal(t, flows.KindRedelivered, m.Kind, "poll %s poisoned at %s: %s", m.PollID, m.Stage, m.Reason)
+			}
+			if len(msgs) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := q.Requeue(ctx, driver.PoisonSelector{All: true})
+				cancel()
+				require.NoError(t, err)
+			}
+			return len(msgs)
+		}
+		if time.Now().After(deadline) {
+			e.diagnose(p)
+			t.Fatalf("flow did not settle within %s: %d of %d polls written, %d poisoned, %d messages pending",
+				within, n, len(ids), poisoned, left)
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("run #%d exited while settling (%v)\n%s", p.n, p.err, tail(p.logPath, 30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // tally is the oracle's verdict over (race, poll).
 type tally struct {
 	Requested   int   // polls whose publish was acknowledged
