@@ -161,7 +161,9 @@ func TestUpstreamFaultsBackOffWithoutHammeringAndPollsResume(t *testing.T) {
 	var mu sync.Mutex
 	var waits []time.Duration
 	hs := newHarness(t, withClient(func(c *nztab.ClientConfig) {
-		c.Timeout = 200 * time.Millisecond
+		// Short enough that four timed-out attempts fit the fetch's budget,
+		// long enough that a busy machine's answer is not taken for one.
+		c.Timeout = time.Second
 		// Record each backoff and wait a hundredth of it: the test observes
 		// the policy without spending its real time.
 		c.Sleep = func(ctx context.Context, d time.Duration) error {
