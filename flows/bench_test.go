@@ -1,8 +1,6 @@
 package flows_test
 
 import (
-	"github.com/raceflow/raceflow/internal/stats"
-
 	"context"
 	"errors"
 	"io"
@@ -16,6 +14,7 @@ import (
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/internal/bench"
 	"github.com/raceflow/raceflow/internal/pgtest"
+	"github.com/raceflow/raceflow/internal/stats"
 	"github.com/raceflow/raceflow/stages/nztab"
 )
 

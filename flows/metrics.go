@@ -1,8 +1,6 @@
 package flows
 
 import (
-	"github.com/raceflow/raceflow/internal/stats"
-
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/stats"
 )
 
 // Metrics are raceflow's own Prometheus metrics, fed by every poll result,

@@ -1,8 +1,6 @@
 package status
 
 import (
-	"github.com/raceflow/raceflow/internal/stats"
-
 	"errors"
 	"fmt"
 	"sort"
@@ -10,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/stats"
 )
 
 // RecorderConfig bounds what a Recorder keeps. Start from

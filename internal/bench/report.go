@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"github.com/raceflow/raceflow/internal/stats"
-
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/raceflow/raceflow/internal/stats"
 )
 
 // Report is one benchmark run: what ran, the summaries, and every poll.

@@ -1,8 +1,6 @@
 package demo
 
 import (
-	"github.com/raceflow/raceflow/internal/stats"
-
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/stats"
 	"github.com/raceflow/raceflow/stages/detect"
 	"github.com/raceflow/raceflow/stages/nzday"
 )

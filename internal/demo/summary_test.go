@@ -1,8 +1,6 @@
 package demo
 
 import (
-	"github.com/raceflow/raceflow/internal/stats"
-
 	"bytes"
 	"testing"
 	"time"
@@ -10,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/handlers"
+	"github.com/raceflow/raceflow/internal/stats"
 )
 
 func TestSummaryVerdict(t *testing.T) {
