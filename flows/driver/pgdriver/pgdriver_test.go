@@ -106,29 +106,17 @@ func TestConfigValidateNamesWhatIsWrong(t *testing.T) {
 
 func TestMessageWithUnreadableMetadataIsHandedOutWithoutIt(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
-	d, err := pgdriver.Open(pgdriver.DefaultConfig(), db.Pool, watermill.NopLogger{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, d.Close()) })
 	const topic = "unreadable"
-	sub := d.NewSubscriber(false, 1)
-	t.Cleanup(func() { require.NoError(t, sub.Close()) })
-	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	db, sub := subscriberOn(t, pgdriver.DefaultConfig(), topic)
 	// Valid JSON (the column's type insists) that is no metadata map.
-	_, err = db.Pool.Exec(t.Context(), `INSERT INTO "watermill_`+topic+`" (uuid, payload, metadata) VALUES ('u1', 'body', '[1, 2]')`)
+	_, err := db.Pool.Exec(t.Context(), `INSERT INTO "watermill_`+topic+`" (uuid, payload, metadata) VALUES ('u1', 'body', '[1, 2]')`)
 	require.NoError(t, err)
 
-	msgs, err := sub.Subscribe(t.Context(), topic)
-	require.NoError(t, err)
-	select {
-	case msg := <-msgs:
-		require.Equal(t, "u1", msg.UUID)
-		require.Equal(t, "body", string(msg.Payload))
-		require.Empty(t, msg.Metadata)
-		msg.Ack()
-	case <-time.After(time.Minute):
-		t.Fatal("the message was never handed out")
-	}
+	msg := handedOut(t, sub, topic)
+	require.Equal(t, "u1", msg.UUID)
+	require.Equal(t, "body", string(msg.Payload))
+	require.Empty(t, msg.Metadata)
+	msg.Ack()
 }
 
 // A lease that runs out is announced by nobody: no commit wakes the
@@ -136,29 +124,47 @@ func TestMessageWithUnreadableMetadataIsHandedOutWithoutIt(t *testing.T) {
 // message once its lease is over, and the subscription claims it.
 func TestMessageWhoseLeaseRunsOutIsFoundByTheFallbackLook(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
+	const topic = "lease-runs-out"
 	cfg := pgdriver.DefaultConfig()
 	cfg.FallbackPoll = 50 * time.Millisecond
-	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, d.Close()) })
-	const topic = "lease-runs-out"
-	sub := d.NewSubscriber(false, 1)
-	t.Cleanup(func() { require.NoError(t, sub.Close()) })
-	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	db, sub := subscriberOn(t, cfg, topic)
 	// Leased for two more seconds by a process that died: the subscription's
 	// first claim, at once, cannot take it.
-	_, err = db.Pool.Exec(t.Context(), `INSERT INTO "watermill_`+topic+`" (uuid, payload, metadata, deliveries, lease_owner, lease_until)
+	_, err := db.Pool.Exec(t.Context(), `INSERT INTO "watermill_`+topic+`" (uuid, payload, metadata, deliveries, lease_owner, lease_until)
 		VALUES ('u1', 'body', '{}', 1, 'a dead process', now() + interval '2 seconds')`)
 	require.NoError(t, err)
 
+	msg := handedOut(t, sub, topic)
+	require.Equal(t, "u1", msg.UUID)
+	msg.Ack()
+}
+
+// subscriberOn opens a driver with cfg on a database of its own and a
+// strictly ordered subscriber, with topic's table made, for tests that put
+// rows into the table themselves.
+func subscriberOn(t *testing.T, cfg pgdriver.Config, topic string) (*pgtest.DB, message.Subscriber) {
+	t.Helper()
+	db := pgtest.New(t)
+	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	sub := d.NewSubscriber(false, 1)
+	t.Cleanup(func() { require.NoError(t, sub.Close()) })
+	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
+	return db, sub
+}
+
+// handedOut subscribes to topic and returns the first message handed out,
+// failing the test when none comes within a minute.
+func handedOut(t *testing.T, sub message.Subscriber, topic string) *message.Message {
+	t.Helper()
 	msgs, err := sub.Subscribe(t.Context(), topic)
 	require.NoError(t, err)
 	select {
 	case msg := <-msgs:
-		require.Equal(t, "u1", msg.UUID)
-		msg.Ack()
+		return msg
 	case <-time.After(time.Minute):
-		t.Fatal("the message was never handed out after its lease ran out")
+		t.Fatalf("no message of %s was handed out", topic)
+		return nil
 	}
 }
