@@ -191,14 +191,20 @@ func kept(country, category string) bool {
 	return (country == "NZ" || country == "AUS") && (category == "T" || category == "H")
 }
 
-// PollTimes is the polling plan of one race (see Build), before the race's
-// skew.
-func PollTimes(r nztabsim.RaceInfo) []time.Time {
+// pollsEnd is when a race's polls stop: 30 s after it is final or
+// abandoned, whichever comes first.
+func pollsEnd(r nztabsim.RaceInfo) time.Time {
 	end := r.FinalAt
 	if !r.AbandonedAt.IsZero() && r.AbandonedAt.Before(end) {
 		end = r.AbandonedAt
 	}
-	end = end.Add(30 * time.Second)
+	return end.Add(30 * time.Second)
+}
+
+// PollTimes is the polling plan of one race (see Build), before the race's
+// skew.
+func PollTimes(r nztabsim.RaceInfo) []time.Time {
+	end := pollsEnd(r)
 	var out []time.Time
 	t := r.StartTime.Add(-time.Hour)
 	for ; t.Before(r.StartTime.Add(-10 * time.Minute)); t = t.Add(5 * time.Minute) {
@@ -218,11 +224,7 @@ func PollTimes(r nztabsim.RaceInfo) []time.Time {
 // the start, every 30 s within 15 minutes of it, every 15 s within 5 and
 // until 30 seconds after the race is final or abandoned.
 func ScheduledTimes(r nztabsim.RaceInfo) []time.Time {
-	end := r.FinalAt
-	if !r.AbandonedAt.IsZero() && r.AbandonedAt.Before(end) {
-		end = r.AbandonedAt
-	}
-	end = end.Add(30 * time.Second)
+	end := pollsEnd(r)
 	var out []time.Time
 	t := r.StartTime.Add(-time.Hour)
 	for ; t.Before(r.StartTime.Add(-15 * time.Minute)); t = t.Add(time.Minute) {
