@@ -23,9 +23,7 @@ import (
 	"github.com/raceflow/raceflow/internal/simday"
 	"github.com/raceflow/raceflow/stages/alerts"
 	"github.com/raceflow/raceflow/stages/detect"
-	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
-	"github.com/raceflow/raceflow/stages/partitions"
 )
 
 // alertDate is the simulated day of the alert tests: fixed, so that what
@@ -116,11 +114,7 @@ func plungedDay(t *testing.T) (*simday.Day, nztabsim.PlungeInfo) {
 func alertDB(t *testing.T) *pgtest.DB {
 	t.Helper()
 	db := pgtest.New(t)
-	pm, err := partitions.New(db.Pool, partitions.DefaultConfig())
-	require.NoError(t, err)
-	d, err := nzday.Parse(alertDate)
-	require.NoError(t, err)
-	require.NoError(t, pm.EnsureDays(context.Background(), d.AddDays(-1), d.AddDays(1)))
+	db.EnsureDays(t, alertDate)
 	return db
 }
 

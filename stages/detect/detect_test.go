@@ -17,7 +17,6 @@ import (
 	"github.com/raceflow/raceflow/stages/alerts"
 	"github.com/raceflow/raceflow/stages/detect"
 	"github.com/raceflow/raceflow/stages/nzday"
-	"github.com/raceflow/raceflow/stages/partitions"
 	"github.com/raceflow/raceflow/stages/transform"
 	"github.com/raceflow/raceflow/stages/write"
 )
@@ -72,11 +71,7 @@ var dayOnce = sync.OnceValues(func() (plungedDay, error) {
 func newDB(t testing.TB) *pgtest.DB {
 	t.Helper()
 	db := pgtest.New(t)
-	pm, err := partitions.New(db.Pool, partitions.DefaultConfig())
-	require.NoError(t, err)
-	d, err := nzday.Parse(date)
-	require.NoError(t, err)
-	require.NoError(t, pm.EnsureDays(context.Background(), d.AddDays(-1), d.AddDays(1)))
+	db.EnsureDays(t, date)
 	return db
 }
 
