@@ -17,6 +17,7 @@ import (
 
 	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows"
+	"github.com/raceflow/raceflow/flows/schedule"
 	"github.com/raceflow/raceflow/internal/natstest"
 	"github.com/raceflow/raceflow/internal/nztabsim"
 	"github.com/raceflow/raceflow/internal/pgembed"
@@ -45,10 +46,10 @@ func TestRunServiceOverASimulatedHour(t *testing.T) {
 	t.Cleanup(pool.Close)
 	require.NoError(t, migrations.Up(ctx, pool))
 
-	// Simulated time at 240x from 11:50 NZ: races of two meetings start at
-	// 12:00 and go final minutes later; a simulated hour takes 15 s.
+	// Simulated time from 11:50 NZ, stepped by the flow's progress: races
+	// of two meetings start at 12:00 and go final minutes later.
 	today := nzday.Of(time.Now())
-	clock := nztabsim.NewSpeedClock(today.Start().Add(11*time.Hour+50*time.Minute), 240, time.Now)
+	clock := schedule.NewFakeClock(today.Start().Add(11*time.Hour + 50*time.Minute))
 	sim, err := nztabsim.New(nztabsim.Config{Seed: 11, Date: today.String(), Meetings: 2, RacesPerMeeting: 3, Clock: clock})
 	require.NoError(t, err)
 	api := httptest.NewServer(sim)
@@ -61,8 +62,10 @@ func TestRunServiceOverASimulatedHour(t *testing.T) {
 	log.SetLevel(logrus.DebugLevel)
 	cfg := flows.DefaultServiceConfig()
 	cfg.Schedule.MaxInFlight = 10
+	cfg.Schedule.Tick = simStep
 	svc, err := flows.NewService(cfg, flows.ServiceDeps{Pool: pool, API: client, Logger: log, Clock: clock})
 	require.NoError(t, err)
+	day := newLockstep(clock, 2, svc)
 	health := httptest.NewServer(svc.Handler())
 	t.Cleanup(health.Close)
 	status := func(path string) int {
@@ -82,8 +85,7 @@ func TestRunServiceOverASimulatedHour(t *testing.T) {
 	require.Eventually(t, func() bool { return status("/readyz") == http.StatusOK }, 30*time.Second, 20*time.Millisecond)
 	require.Equal(t, http.StatusOK, status("/healthz"))
 
-	end := today.Start().Add(12*time.Hour + 50*time.Minute)
-	require.Eventually(t, func() bool { return !clock.Now().Before(end) }, time.Minute, 50*time.Millisecond)
+	day.runUntil(t, today.Start().Add(12*time.Hour+50*time.Minute), simStep)
 
 	// Races that went final have money flow across several buckets and results.
 	rows, err := pool.Query(ctx, `
@@ -141,7 +143,7 @@ func TestTwoServicesOnNATSShareTheWorkUnderOneLeader(t *testing.T) {
 	url := natstest.URL(t)
 	ns := natstest.Namespace(t, url)
 	today := nzday.Of(time.Now())
-	clock := nztabsim.NewSpeedClock(today.Start().Add(11*time.Hour+50*time.Minute), 240, time.Now)
+	clock := schedule.NewFakeClock(today.Start().Add(11*time.Hour + 50*time.Minute))
 	sim, err := nztabsim.New(nztabsim.Config{Seed: 11, Date: today.String(), Meetings: 2, RacesPerMeeting: 3, Clock: clock})
 	require.NoError(t, err)
 	api := httptest.NewServer(sim)
@@ -153,6 +155,7 @@ func TestTwoServicesOnNATSShareTheWorkUnderOneLeader(t *testing.T) {
 		done   chan error
 	}
 	var insts []*instance
+	var svcs []*flows.Service
 	for range 2 {
 		client, err := nztab.NewClient(nztab.ClientConfig{BaseURL: api.URL + "/affiliates/v1", FromEmail: "t@example.com",
 			PartnerName: "t", PartnerID: "t", Now: clock.Now})
@@ -161,11 +164,14 @@ func TestTwoServicesOnNATSShareTheWorkUnderOneLeader(t *testing.T) {
 		cfg := flows.DefaultServiceConfig()
 		cfg.Flow.Backend, cfg.Flow.NATS.URL, cfg.Flow.Namespace = config.BackendNATS, url, ns
 		cfg.Schedule.MaxInFlight = 10
-		// Simulated time runs 240x: an hour is 15 s, so a loaded machine
-		// (-race) never makes a poll look lost.
-		cfg.Schedule.PollTimeout = time.Hour
+		cfg.Schedule.Tick = simStep
 		svc, err := flows.NewService(cfg, flows.ServiceDeps{Pool: db.Pool, API: client, Logger: log, Clock: clock})
 		require.NoError(t, err)
+		svcs = append(svcs, svc)
+	}
+	// Only the leader's loops wait on the clock.
+	day := newLockstep(clock, 2, svcs...)
+	for _, svc := range svcs {
 		ctx, cancel := context.WithCancel(context.Background())
 		inst := &instance{svc: svc, cancel: cancel, done: make(chan error, 1)}
 		go func() { inst.done <- svc.Run(ctx) }()
@@ -192,8 +198,7 @@ func TestTwoServicesOnNATSShareTheWorkUnderOneLeader(t *testing.T) {
 		return n
 	}
 
-	end := today.Start().Add(12*time.Hour + 20*time.Minute)
-	require.Eventually(t, func() bool { return !clock.Now().Before(end) }, time.Minute, 50*time.Millisecond)
+	day.runUntil(t, today.Start().Add(12*time.Hour+20*time.Minute), simStep)
 	var leader, follower *instance
 	for _, inst := range insts {
 		if inst.svc.Scheduler().Stats().Polled > 0 {
