@@ -61,6 +61,7 @@ func Run(t *testing.T, h Harness) {
 		{"NackRedelivers", testNackRedelivers},
 		{"DeliveriesAreCounted", testDeliveriesCounted},
 		{"ParallelNeverTwoOfOneRace", testParallel},
+		{"ParallelKeepsARacesOrderWhilePublishing", testParallelPublishing},
 		{"HandoffInsideADelivery", testHandoff},
 		{"BeginWriteInsideADelivery", testBeginWrite},
 		{"ResultsReachEveryInstanceOrOne", testResults},
@@ -248,6 +249,43 @@ func testParallel(t *testing.T, h Harness) {
 	ack(t, d, heads["r2"])
 	m = next(t, ch)
 	require.Equal(t, "payload-4", string(m.Payload))
+	ack(t, d, m)
+	requireBacklog(t, d, topic, 0)
+}
+
+// testParallelPublishing publishes to a subscribed topic one message at a
+// time, so that each arrives while earlier ones are handled: a race's next
+// waits for its first, another race's goes at once.
+func testParallelPublishing(t *testing.T, h Harness) {
+	ns := namespace("kp")
+	d := open(t, h, ns)
+	initTopics(t, d, ns)
+	topic := driver.ShardTopic(ns, driver.Poll, 0)
+	ch := subscribeParallel(t, d, topic, 3)
+	publish := func(race string, i int) {
+		require.NoError(t, d.Publisher().Publish(topic.String(), newMessage(race, i)))
+	}
+	publish("r1", 0)
+	first := next(t, ch)
+	require.Equal(t, "payload-0", string(first.Payload))
+	publish("r1", 1)
+	publish("r2", 2)
+	if !h.Keyed {
+		ack(t, d, first)
+		for i := 1; i <= 2; i++ {
+			m := next(t, ch)
+			require.Equal(t, "payload-"+strconv.Itoa(i), string(m.Payload), "one at a time, in order")
+			ack(t, d, m)
+		}
+		requireBacklog(t, d, topic, 0)
+		return
+	}
+	m := next(t, ch)
+	require.Equal(t, "payload-2", string(m.Payload), "r2's goes while r1's first is handled; r1's next waits for it")
+	ack(t, d, m)
+	ack(t, d, first)
+	m = next(t, ch)
+	require.Equal(t, "payload-1", string(m.Payload))
 	ack(t, d, m)
 	requireBacklog(t, d, topic, 0)
 }

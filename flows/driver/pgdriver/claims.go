@@ -61,6 +61,33 @@ func (c *claimers) reserve(topic string) *subscription {
 	return nil
 }
 
+// queuePublishedClaim adds to batch the claim a commit makes for sub after
+// inserting rows into its topic. On a keyed topic, when the rows are of one
+// race, it claims only that race's head, with one index probe: either one
+// of the rows or an earlier message of the race, which, when leased, makes
+// the claim find nothing, as the order demands. The topic-wide claim would
+// walk every race with unhandled messages on every publish; the heads of
+// other races are the run loop's to claim when woken.
+func (sub *subscription) queuePublishedClaim(batch *pgx.Batch, rows []row) *claim {
+	if sub.keyed && oneRace(rows) {
+		return sub.queue(batch, sub.next, sub.owner, sub.s.d.cfg.Lease.Seconds(), rows[0].raceID)
+	}
+	return sub.queueClaim(batch)
+}
+
+// oneRace reports whether rows are all of one race.
+func oneRace(rows []row) bool {
+	if len(rows) == 0 {
+		return false
+	}
+	for _, r := range rows[1:] {
+		if r.raceID != rows[0].raceID {
+			return false
+		}
+	}
+	return true
+}
+
 // outputs are the messages one commit publishes and the claims it makes
 // for this process's subscriptions of their topics.
 type outputs struct {
@@ -81,10 +108,10 @@ func (d *Driver) queueOutputs(batch *pgx.Batch, pending []published) *outputs {
 		o.topics = append(o.topics, p.topic)
 		o.rows = append(o.rows, p.rows)
 	}
-	for _, topic := range o.topics {
+	for i, topic := range o.topics {
 		var cl *claim
 		if sub := d.claimers.reserve(topic); sub != nil {
-			cl = sub.queueClaim(batch)
+			cl = sub.queuePublishedClaim(batch, o.rows[i])
 		}
 		o.claims = append(o.claims, cl)
 	}
