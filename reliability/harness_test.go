@@ -409,6 +409,9 @@ func (e *env) startOn(addr string) *proc {
 	f, err := os.Create(logPath)
 	require.NoError(t, err)
 	cmd := exec.Command(suite.bin, append([]string{"run"}, e.cfg.Args...)...)
+	// A test binary killed on timeout takes its instances with it, so they
+	// never keep working a database a later run measures or drops.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+e.dsn,
 		"NZTAB_API_URL="+e.api.URL+"/affiliates/v1",

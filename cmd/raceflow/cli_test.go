@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,6 +112,8 @@ func start(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
 	p := &running{cmd: exec.Command(binary, args...), lines: make(chan string, 4096), done: make(chan struct{})}
 	p.cmd.Env = baseEnv(env)
+	// Killed with the test binary (a timeout), not left running.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := p.cmd.StdoutPipe()
 	require.NoError(t, err)
 	stderr, err := p.cmd.StderrPipe()
