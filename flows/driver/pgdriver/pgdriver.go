@@ -103,7 +103,7 @@ type Driver struct {
 	pool   *pgxpool.Pool
 	logger watermill.LoggerAdapter
 
-	ensured  sync.Map // topic → struct{}: its table exists
+	ensured  sync.Map // topic → struct{}: its table exists; topic#keyed: and its keyed index
 	waker    waker
 	claimers claimers
 	notifier notifier

@@ -74,14 +74,34 @@ func schemaSQL(topic string) []string {
 			ADD COLUMN IF NOT EXISTS last_error TEXT`,
 		// Unhandled rows, in order: what every claim looks for.
 		`CREATE INDEX IF NOT EXISTS ` + indexOf(topic, "unacked") + ` ON ` + t + ` ("offset") WHERE NOT acked`,
-		// A race's unhandled rows: what a keyed claim checks.
-		`CREATE INDEX IF NOT EXISTS ` + indexOf(topic, "race") + ` ON ` + t + ` (race_id, "offset") WHERE NOT acked`,
 	}
+}
+
+// keyedSQL creates the index a keyed claim probes: a race's unhandled
+// rows. Only a topic subscribed keyed gets it (the poll topics); on the
+// others every insert would maintain it for no reader.
+func keyedSQL(topic string) string {
+	return `CREATE INDEX IF NOT EXISTS ` + indexOf(topic, "race") + ` ON ` + tableOf(topic) + ` (race_id, "offset") WHERE NOT acked`
 }
 
 // ensureTable creates a topic's table, once per driver.
 func (d *Driver) ensureTable(ctx context.Context, topic string) error {
-	if _, ok := d.ensured.Load(topic); ok {
+	return d.ensureSchema(ctx, topic, "", schemaSQL(topic))
+}
+
+// ensureKeyed creates a topic's table and the index of its keyed claims,
+// once per driver.
+func (d *Driver) ensureKeyed(ctx context.Context, topic string) error {
+	if err := d.ensureTable(ctx, topic); err != nil {
+		return err
+	}
+	return d.ensureSchema(ctx, topic, "#keyed", []string{keyedSQL(topic)})
+}
+
+// ensureSchema runs stmts for topic under the schema lock, unless done
+// before (remembered as topic+part).
+func (d *Driver) ensureSchema(ctx context.Context, topic, part string, stmts []string) error {
+	if _, ok := d.ensured.Load(topic + part); ok {
 		return nil
 	}
 	if err := validTopic(topic); err != nil {
@@ -91,7 +111,7 @@ func (d *Driver) ensureTable(ctx context.Context, topic string) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
 			return err
 		}
-		for _, q := range schemaSQL(topic) {
+		for _, q := range stmts {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return err
 			}
@@ -101,7 +121,7 @@ func (d *Driver) ensureTable(ctx context.Context, topic string) error {
 	if err != nil {
 		return fmt.Errorf("pgdriver: initialise topic %s: %w", topic, err)
 	}
-	d.ensured.Store(topic, struct{}{})
+	d.ensured.Store(topic+part, struct{}{})
 	return nil
 }
 

@@ -187,6 +187,7 @@ func (d *Driver) Drop(ctx context.Context) error {
 			return fmt.Errorf("pgdriver: drop %s: %w", t, err)
 		}
 		d.ensured.Delete(t.String())
+		d.ensured.Delete(t.String() + "#keyed")
 	}
 	return nil
 }

@@ -61,7 +61,11 @@ type subscription struct {
 
 // Subscribe hands out topic's messages until ctx ends or Close.
 func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	if err := s.d.ensureTable(ctx, topic); err != nil {
+	ensure := s.d.ensureTable
+	if s.parallel > 1 {
+		ensure = s.d.ensureKeyed
+	}
+	if err := ensure(ctx, topic); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
