@@ -208,19 +208,26 @@ func (r *BaselineRunner) runOnce(ctx context.Context, kind string) (BaselineRun,
 	for _, sk := range run.Skipped {
 		log.WithError(sk).Warn("baseline row skipped")
 	}
-	for _, rj := range run.Counts.Rejected {
-		log.WithError(rj).Warn("baseline meeting refused by the database")
-	}
-	if run.StoreErr != nil {
-		log.WithError(run.StoreErr).Warn("baseline response not stored for replay")
-	}
 	for _, inv := range run.Invalid {
 		log.WithError(inv.Err).WithField("meeting_id", inv.MeetingID).Warn("baseline meeting invalid")
 	}
-	if run.Err != nil {
-		log.WithError(run.Err).Error("baseline failed; retrying at the next slot")
+	// A run that shutdown cut short did not fail (its writes, the list's
+	// storing, each meeting's retry all end with the context): the next
+	// start runs it again.
+	if ctx.Err() != nil && (run.Err != nil || run.StoreErr != nil || len(run.Counts.Rejected) > 0) {
+		log.Info("baseline interrupted by shutdown")
 	} else {
-		log.Info("baseline done")
+		for _, rj := range run.Counts.Rejected {
+			log.WithError(rj).Warn("baseline meeting refused by the database")
+		}
+		if run.StoreErr != nil {
+			log.WithError(run.StoreErr).Warn("baseline response not stored for replay")
+		}
+		if run.Err != nil {
+			log.WithError(run.Err).Error("baseline failed; retrying at the next slot")
+		} else {
+			log.Info("baseline done")
+		}
 	}
 	if r.OnRun != nil {
 		r.OnRun(run)

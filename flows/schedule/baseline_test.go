@@ -3,9 +3,12 @@ package schedule_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/flows/schedule"
@@ -145,6 +148,36 @@ func TestBaselineFailuresAreLoggedAndRetriedAtTheNextSlot(t *testing.T) {
 	run = recv(t, h.runs)
 	require.NoError(t, run.Err)
 	require.Equal(t, baseline.Counts{MeetingsInserted: 1, RacesInserted: 1}, run.Counts)
+}
+
+func TestBaselineCutShortByShutdownIsNoFailure(t *testing.T) {
+	t.Parallel()
+	log, hook := test.NewNullLogger()
+	upserting := make(chan struct{})
+	r := &schedule.BaselineRunner{
+		Log:   log,
+		Fetch: func(_ context.Context, day string) (nztab.MeetingsList, error) { return oneMeeting(day), nil },
+		Upsert: func(ctx context.Context, _ []baseline.MeetingRow, _ []baseline.RaceRow) (baseline.Counts, error) {
+			close(upserting)
+			<-ctx.Done()
+			return baseline.Counts{}, fmt.Errorf("baseline: upsert: %w", ctx.Err())
+		},
+	}
+	r.Clock = schedule.NewFakeClock(nz(t, "2025-07-17 10:00"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-upserting:
+	case err := <-done:
+		t.Fatalf("the runner stopped before its startup run: %v", err)
+	}
+	cancel() // shutdown while the startup run writes
+	require.NoError(t, recv(t, done))
+	for _, e := range hook.AllEntries() {
+		require.Greater(t, e.Level, logrus.ErrorLevel, "shutdown is no failure, yet logged: %s %v", e.Message, e.Data)
+	}
+	require.Equal(t, "baseline interrupted by shutdown", hook.LastEntry().Message)
 }
 
 func TestBaselineFetchesTheNewNZDayAfterMidnight(t *testing.T) {
