@@ -41,8 +41,8 @@ func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
 // outcome turns a handler's final error into a poll result: a Skip (race
 // unknown, API unreachable) becomes a "skipped" result and the message is
 // acknowledged; any other error becomes a "failed" result and goes on to
-// the poison queue. A cancelled context is neither: the message is
-// redelivered.
+// the poison queue. A cancelled context, and a database stage's failure to
+// reach the database, are neither: the message is redelivered.
 func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 	pub := e.drv.HandlerPublisher()
 	return func(msg *message.Message) ([]*message.Message, error) {
@@ -51,7 +51,11 @@ func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 		if err == nil {
 			return out, nil
 		}
-		if msg.Context().Err() != nil || errors.Is(err, context.Canceled) {
+		// Shutdown, the ack deadline, or a database that is down or
+		// restarting once the retries are spent: none is the message's
+		// fault, so it is handed out again (the delivery bound still
+		// applies) rather than failed and poisoned.
+		if msg.Context().Err() != nil || errors.Is(err, context.Canceled) || handlers.DatabaseUnavailable(err) {
 			return nil, &redeliver{err}
 		}
 		stage := stageOfHandler(message.HandlerNameFromCtx(msg.Context()))

@@ -250,6 +250,15 @@ func Retryable(err error) bool {
 	return errors.As(err, &se) && se.Retryable
 }
 
+// DatabaseUnavailable reports whether a stage that works in the database
+// (write, detect) failed because the database could not be reached or went
+// away: the message is not at fault and should be handed out again, not
+// poisoned. The fetch stage's network errors are the API's, not this.
+func DatabaseUnavailable(err error) bool {
+	var se *StageError
+	return errors.As(err, &se) && (se.Stage == StageWrite || se.Stage == StageDetect) && write.IsUnavailable(se.Err)
+}
+
 // ObservedAt returns the observation instant of a race.fetched message.
 func ObservedAt(msg *message.Message) (time.Time, bool) {
 	return parseTime(msg.Metadata.Get(KeyObservedAt))

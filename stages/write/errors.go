@@ -80,40 +80,58 @@ func isPartitionMissing(err error) bool {
 }
 
 // IsRetryable reports whether a failed write may succeed if the whole poll
-// is tried again. Server verdicts decide first (serialization failure,
-// deadlock, connection class 08, shutdown 57P01-57P03, too many connections,
-// lock not available); a cancelled context is never retryable, because the
-// caller asked to stop; deadlines, timeouts and lost connections are.
-// Data errors (classes 22, 23, 42) and anything unknown are permanent.
+// is tried again: the database was unavailable (IsUnavailable), or the
+// server said so (serialization failure, deadlock, lock not available), or
+// a deadline or timeout ended it. A cancelled context is never retryable,
+// because the caller asked to stop. Data errors (classes 22, 23, 42) and
+// anything unknown are permanent.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
 	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
-		switch {
-		case pg.Code == "40001", pg.Code == "40P01", // serialization failure, deadlock
-			strings.HasPrefix(pg.Code, "08"),                           // connection exception
-			pg.Code == "57P01", pg.Code == "57P02", pg.Code == "57P03", // admin/crash shutdown, cannot connect now
-			pg.Code == "53300", // too many connections
-			pg.Code == "55P03": // lock not available
+		switch pg.Code {
+		case "40001", "40P01", "55P03": // serialization failure, deadlock, lock not available
 			return true
 		}
-		return false
+		return IsUnavailable(err)
 	}
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+	return IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
+}
+
+// IsUnavailable reports whether err says the database could not be reached
+// or went away, which says nothing about the poll: connection class 08,
+// shutdown 57P01-57P03, too many connections, a refused or lost
+// connection. The flow hands such a poll out again rather than poisoning
+// it once its retries are spent. A cancelled context and a deadline are not
+// unavailability (a connection attempt that ran out of time is).
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return strings.HasPrefix(pg.Code, "08") || // connection exception
+			pg.Code == "57P01" || pg.Code == "57P02" || pg.Code == "57P03" || // admin/crash shutdown, cannot connect now
+			pg.Code == "53300" // too many connections
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
 		return true
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if pgconn.SafeToRetry(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		return true
 	}
 	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return true
-	}
-	var connErr *pgconn.ConnectError
-	return errors.As(err, &connErr)
+	return errors.As(err, &netErr)
 }

@@ -17,41 +17,45 @@ func TestErrorsAreClassifiedByWhetherARetryCanHelp(t *testing.T) {
 	t.Parallel()
 	pg := func(code string) error { return &pgconn.PgError{Code: code, Message: "m"} }
 	for _, tc := range []struct {
-		name      string
-		err       error
-		retryable bool
+		name        string
+		err         error
+		retryable   bool
+		unavailable bool
 	}{
-		{"serialization failure", pg("40001"), true},
-		{"deadlock", pg("40P01"), true},
-		{"connection failure class 08", pg("08006"), true},
-		{"connection does not exist", pg("08003"), true},
-		{"admin shutdown", pg("57P01"), true},
-		{"crash shutdown", pg("57P02"), true},
-		{"cannot connect now", pg("57P03"), true},
-		{"too many connections", pg("53300"), true},
-		{"lock not available", pg("55P03"), true},
-		{"query canceled is not a shutdown", pg("57014"), false},
-		{"numeric out of range (22)", pg("22003"), false},
-		{"invalid text representation (22)", pg("22P02"), false},
-		{"check violation (23)", pg("23514"), false},
-		{"foreign key violation (23)", pg("23503"), false},
-		{"undefined column (42)", pg("42703"), false},
-		{"disk full", pg("53100"), false},
-		{"wrapped server error keeps its class", fmt.Errorf("batch: %w", pg("40001")), true},
-		{"deadline exceeded", context.DeadlineExceeded, true},
-		{"wrapped deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
-		{"cancelled", context.Canceled, false},
-		{"wrapped cancel", fmt.Errorf("x: %w", context.Canceled), false},
-		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
-		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
-		{"EOF", io.EOF, true},
-		{"closed network connection", net.ErrClosed, true},
-		{"unknown", errors.New("boom"), false},
-		{"nil", nil, false},
+		{"serialization failure", pg("40001"), true, false},
+		{"deadlock", pg("40P01"), true, false},
+		{"connection failure class 08", pg("08006"), true, true},
+		{"connection does not exist", pg("08003"), true, true},
+		{"admin shutdown", pg("57P01"), true, true},
+		{"crash shutdown", pg("57P02"), true, true},
+		{"cannot connect now", pg("57P03"), true, true},
+		{"too many connections", pg("53300"), true, true},
+		{"lock not available", pg("55P03"), true, false},
+		{"query canceled is not a shutdown", pg("57014"), false, false},
+		{"numeric out of range (22)", pg("22003"), false, false},
+		{"invalid text representation (22)", pg("22P02"), false, false},
+		{"check violation (23)", pg("23514"), false, false},
+		{"foreign key violation (23)", pg("23503"), false, false},
+		{"undefined column (42)", pg("42703"), false, false},
+		{"disk full", pg("53100"), false, false},
+		{"wrapped server error keeps its class", fmt.Errorf("batch: %w", pg("40001")), true, false},
+		{"connection attempt failed", &pgconn.ConnectError{Config: &pgconn.Config{}}, true, true},
+		{"deadline exceeded", context.DeadlineExceeded, true, false},
+		{"wrapped deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true, false},
+		{"cancelled", context.Canceled, false, false},
+		{"wrapped cancel", fmt.Errorf("x: %w", context.Canceled), false, false},
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true, true},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}, true, true},
+		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true, true},
+		{"EOF", io.EOF, true, true},
+		{"closed network connection", net.ErrClosed, true, true},
+		{"unknown", errors.New("boom"), false, false},
+		{"nil", nil, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			require.Equal(t, tc.retryable, IsRetryable(tc.err))
+			require.Equal(t, tc.unavailable, IsUnavailable(tc.err), "unavailable")
 			if tc.err == nil {
 				return
 			}
