@@ -121,6 +121,9 @@ func TestFetchEventFollowsNoRedirect(t *testing.T) {
 	t.Parallel()
 	var elsewhere atomic.Int32
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !fromTestClient(w, r) {
+			return
+		}
 		elsewhere.Add(1)
 		okBody(eventBody(t, nil))(w, r)
 	}))

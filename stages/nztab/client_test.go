@@ -46,7 +46,7 @@ func newTestClient(t *testing.T, baseURL string, mutate func(*ClientConfig)) (*C
 	rec := &sleepRecorder{}
 	cfg := ClientConfig{
 		BaseURL:     baseURL,
-		FromEmail:   "ops@example.org",
+		FromEmail:   testFrom,
 		PartnerName: "Raceflow Tests",
 		PartnerID:   "Private-Developer",
 		Rand:        func() float64 { return 0.5 },
@@ -61,14 +61,34 @@ func newTestClient(t *testing.T, baseURL string, mutate func(*ClientConfig)) (*C
 	return c, rec
 }
 
-// scripted serves the i-th request (1-based) with steps[i-1], repeating the
-// last step, and counts requests.
+// testFrom is the From header of every test client. Test servers count only
+// requests that carry it: a loopback port freed by one test is soon reused,
+// and a process of another package's test that still polls the server it had
+// there (a simulated API shut down before its client) must not be counted as
+// an attempt of this client.
+const testFrom = "ops@example.org"
+
+// fromTestClient answers a stray request 421 Misdirected Request and reports
+// whether r came from a test client.
+func fromTestClient(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get("From") == testFrom {
+		return true
+	}
+	http.Error(w, "not a request of this test", http.StatusMisdirectedRequest)
+	return false
+}
+
+// scripted serves the i-th request (1-based) of the test client with
+// steps[i-1], repeating the last step, and counts them.
 type scripted struct {
 	calls atomic.Int32
 	steps []http.HandlerFunc
 }
 
 func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !fromTestClient(w, r) {
+		return
+	}
 	n := int(s.calls.Add(1))
 	if n > len(s.steps) {
 		n = len(s.steps)
