@@ -176,6 +176,12 @@ func (a *app) bench(ctx context.Context, cfg config.Config, f benchFlags, apiSet
 		client, err := nztab.NewClient(nztab.ClientConfig{
 			BaseURL: "http://" + ln.Addr().String() + "/affiliates/v1", FromEmail: cfg.FromEmail,
 			PartnerName: cfg.PartnerName, PartnerID: cfg.PartnerID, Timeout: cfg.FetchTimeout,
+			// Polls are stamped on the simulator's clock, as the demo's are:
+			// 15 s apart and before their race's start, as a live race's
+			// would be, so the stored history the detect stage reads has a
+			// race day's shape (on the wall clock a run's polls would fall
+			// within seconds, long after the simulated start).
+			Now: sim.Now,
 		})
 		if err != nil {
 			return err

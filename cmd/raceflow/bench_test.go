@@ -15,6 +15,7 @@ import (
 
 	"github.com/raceflow/raceflow/internal/bench"
 	"github.com/raceflow/raceflow/internal/nztabsim"
+	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nzday"
 )
 
@@ -158,4 +159,26 @@ func TestBenchCommandPollsAnExternalAPI(t *testing.T) {
 	require.Len(t, rep.Runs, 2)
 	require.NotEqual(t, rep.Runs[0].RaceID, rep.Runs[1].RaceID)
 	requireDropped(t, admin, rep)
+}
+
+func TestBenchCommandStampsPollsOnTheSimulatorsClock(t *testing.T) {
+	t.Parallel()
+	_, dsn := pgtest.NewEmpty(t)
+	r := raceflow(t, map[string]string{"DATABASE_URL": dsn}, "bench", "--races", "1", "--iterations", "3",
+		"--warmup", "0", "--fresh-db=false", "--backend", "memory", "--formats", "")
+	require.Equal(t, 0, r.code, r)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var polls []time.Time
+	var start time.Time
+	require.NoError(t, conn.QueryRow(ctx, `SELECT array_agg(p.observed_at ORDER BY p.observed_at), min(r.start_time)
+		FROM race_polls p JOIN races r USING (race_id)`).Scan(&polls, &start))
+	require.Len(t, polls, 3)
+	for i := 1; i < len(polls); i++ {
+		require.Equal(t, nztabsim.Step, polls[i].Sub(polls[i-1]), "polls one simulator step apart: %v", polls)
+	}
+	require.True(t, polls[2].Before(start), "polled before the race's start (%s): %v", start, polls)
 }
