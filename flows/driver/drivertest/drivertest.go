@@ -57,6 +57,7 @@ func Run(t *testing.T, h Harness) {
 		name string
 		run  func(*testing.T, Harness)
 	}{
+		{"InstancesStartedAtOnceAllInitialise", testInitAtOnce},
 		{"DeliversInOrderAndAckEndsAMessage", testDeliversInOrder},
 		{"NackRedelivers", testNackRedelivers},
 		{"DeliveriesAreCounted", testDeliveriesCounted},

@@ -357,11 +357,20 @@ func (d *Driver) ensure(topic string) error {
 	}
 	sc := d.streamConfig(topic)
 	info, err := d.js.StreamInfo(sc.Name)
-	switch {
-	case errors.Is(err, nats.ErrStreamNotFound):
-		if _, err := d.js.AddStream(sc); err != nil && !errors.Is(err, nats.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("natsdriver: create stream %s: %w", sc.Name, err)
+	if errors.Is(err, nats.ErrStreamNotFound) {
+		var addErr error
+		if info, addErr = d.js.AddStream(sc); addErr != nil {
+			// Another instance starting at the same moment may have
+			// created it first: the server then answers "name already in
+			// use" or, as often, "subjects overlap with an existing
+			// stream". Either way, look again.
+			if info, err = d.js.StreamInfo(sc.Name); err != nil {
+				return fmt.Errorf("natsdriver: create stream %s: %w", sc.Name, addErr)
+			}
 		}
+		err = nil
+	}
+	switch {
 	case err != nil:
 		return fmt.Errorf("natsdriver: stream %s: %w", sc.Name, err)
 	case info.Config.Retention != sc.Retention:
@@ -375,7 +384,10 @@ func (d *Driver) ensure(topic string) error {
 		cc := d.consumerConfig(topic)
 		if _, err := d.js.ConsumerInfo(sc.Name, cc.Durable); errors.Is(err, nats.ErrConsumerNotFound) {
 			if _, err := d.js.AddConsumer(sc.Name, cc); err != nil {
-				return fmt.Errorf("natsdriver: create consumer %s: %w", cc.Durable, err)
+				// As for the stream: another instance may have been first.
+				if _, again := d.js.ConsumerInfo(sc.Name, cc.Durable); again != nil {
+					return fmt.Errorf("natsdriver: create consumer %s: %w", cc.Durable, err)
+				}
 			}
 		} else if err != nil {
 			return fmt.Errorf("natsdriver: consumer %s: %w", cc.Durable, err)
