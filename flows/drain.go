@@ -113,16 +113,22 @@ func (e *Engine) publishOutputs(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil || len(out) == 0 {
 			return nil, err
 		}
-		topic := message.PublishTopicFromCtx(msg.Context())
-		for i, m := range out {
-			m.UUID = derivedUUID(msg.UUID, fmt.Sprintf("%s#%d", topic, i))
-			if driver.KindOf(topic) == driver.Processed {
-				m.Metadata.Set(keyProducer, e.instance)
-			}
-		}
-		if pubErr := e.outputPub.Publish(topic, out...); pubErr != nil {
-			return nil, &redeliver{pubErr}
-		}
-		return nil, nil
+		return nil, e.publishDerived(msg, message.PublishTopicFromCtx(msg.Context()), out)
 	}
+}
+
+// publishDerived publishes the outputs of msg to topic, with ids derived
+// from msg's (derivedUUID). A failed publish is not poison: the message is
+// redelivered.
+func (e *Engine) publishDerived(msg *message.Message, topic string, out []*message.Message) error {
+	for i, m := range out {
+		m.UUID = derivedUUID(msg.UUID, fmt.Sprintf("%s#%d", topic, i))
+		if driver.KindOf(topic) == driver.Processed {
+			m.Metadata.Set(keyProducer, e.instance)
+		}
+	}
+	if err := e.outputPub.Publish(topic, out...); err != nil {
+		return &redeliver{err}
+	}
+	return nil
 }

@@ -265,15 +265,14 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 		}
 		subs[kind] = drainingSubscriber{sub, e}
 	}
-	// Stages of one poll in this process hand their decoded values on.
+	// The fetch hands the event it decoded to the write of the same poll.
 	handover := handlers.NewHandover(4*cfg.FetchConcurrency + 64)
 	fetcher := newFetchLimit(deps.Fetcher, cfg.FetchConcurrency)
 	for shard := 0; shard < cfg.Shards; shard++ {
 		router.AddHandler(handlerName(handlers.StageFetch, shard), e.topic(driver.Poll, shard), subs[driver.Poll],
 			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(fetcher, handover))
-		router.AddHandler(handlerName(handlers.StageTransform, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
-			e.topic(driver.Transformed, shard), drv.HandlerPublisher(), handlers.Transform(handover))
-		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Transformed, shard), subs[driver.Transformed],
+		// The write handler runs the transform first (handlers.Write).
+		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
 			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover))
 		router.AddHandler(handlerName(handlers.StageDetect, shard), e.topic(driver.Written, shard), subs[driver.Written],
 			e.topic(driver.Processed, shard), drv.HandlerPublisher(),
@@ -320,6 +319,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.ran = true
 	e.flight.Unlock()
 	if err := e.drv.Init(ctx, e.Topics()); err != nil {
+		return errors.Join(err, e.drv.Close())
+	}
+	if err := e.addLegacyHandlers(ctx); err != nil {
 		return errors.Join(err, e.drv.Close())
 	}
 	// The router's own context would cancel subscriptions under running

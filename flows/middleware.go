@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,8 @@ import (
 
 // timing records each stage's start, end and duration in the metadata of
 // the messages it produces, so the timings travel with the poll, and logs
-// the stage's completion.
+// the completion of each stage the handler ran. A handler that runs
+// several stages (the write handler transforms first) marks them itself.
 func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		stage := stageOfHandler(message.HandlerNameFromCtx(msg.Context()))
@@ -26,15 +28,26 @@ func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
 		out, err := h(msg)
 		end := time.Now()
 		for _, m := range out {
-			handlers.MarkStage(m.Metadata, stage, start, end)
+			if !handlers.Marked(m.Metadata, stage) {
+				handlers.MarkStage(m.Metadata, stage, start, end)
+			}
 		}
-		if err == nil {
-			e.log.WithFields(logrus.Fields{
-				"race_id": msg.Metadata.Get(handlers.KeyRaceID), "poll_id": msg.Metadata.Get(handlers.KeyPollID),
-				"stage": stage, "duration_ms": float64(end.Sub(start).Microseconds()) / 1000,
-			}).Debug("stage complete")
+		if err != nil {
+			return out, err
 		}
-		return out, err
+		ran := map[string]float64{stage: float64(end.Sub(start).Microseconds()) / 1000}
+		if len(out) > 0 {
+			ran = handlers.StagesRun(msg.Metadata, out[0].Metadata)
+		}
+		for _, st := range handlers.Stages() {
+			if ms, ok := ran[st]; ok {
+				e.log.WithFields(logrus.Fields{
+					"race_id": msg.Metadata.Get(handlers.KeyRaceID), "poll_id": msg.Metadata.Get(handlers.KeyPollID),
+					"stage": st, "duration_ms": ms,
+				}).Debug("stage complete")
+			}
+		}
+		return out, nil
 	}
 }
 
@@ -62,6 +75,9 @@ func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 		if stage == "results" {
 			return out, err
 		}
+		// One handler runs the transform and the write: the error names
+		// the stage that failed.
+		stage = cmp.Or(handlers.StageOf(err), stage)
 		info := &handlers.ErrorInfo{Stage: stage, Kind: handlers.ErrorKind(err), Message: err.Error(), Retryable: handlers.Retryable(err)}
 		status := handlers.StatusFailed
 		var skip *handlers.Skip

@@ -6,27 +6,23 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/raceflow/raceflow/stages/nztab"
-	"github.com/raceflow/raceflow/stages/transform"
 )
 
-// Handover passes what a stage worked out to the next stage of the same
-// poll in the same process, so that it need not decode it again from the
-// message: the fetch stage's decoded event to the transform, the
-// transform's snapshot to the write. The messages still carry everything
-// (the stored raw body, the encoded snapshot): a stage in another process,
-// or one redone after a restart, decodes them as before, and gets the same
-// values, because the transform is a pure function of the body and the
-// observation instant. A nil *Handover hands nothing over.
+// Handover passes the event the fetch stage decoded (to check it) to the
+// write handler of the same poll in the same process, which transforms it,
+// so that the body is decoded once. The message still carries the stored
+// raw body: a write handler in another process, or one redone after a
+// restart, decodes it again and gets the same snapshot, because the
+// transform is a pure function of the body and the observation instant. A
+// nil *Handover hands nothing over.
 type Handover struct {
 	events handoverMap[*nztab.EventResponse]
-	snaps  handoverMap[transform.RaceSnapshot]
 }
 
-// NewHandover keeps at most size values of each kind; the oldest go first
-// (a value never taken, because the next stage ran elsewhere, is dropped in
-// time).
+// NewHandover keeps at most size events; the oldest go first (one never
+// taken, because the write ran elsewhere, is dropped in time).
 func NewHandover(size int) *Handover {
-	return &Handover{events: handoverMap[*nztab.EventResponse]{max: size}, snaps: handoverMap[transform.RaceSnapshot]{max: size}}
+	return &Handover{events: handoverMap[*nztab.EventResponse]{max: size}}
 }
 
 // handoverKey names one fetch of one poll: the poll id and the
@@ -81,17 +77,4 @@ func (h *Handover) takeEvent(md message.Metadata) (*nztab.EventResponse, bool) {
 		return nil, false
 	}
 	return h.events.take(handoverKey(md))
-}
-
-func (h *Handover) putSnapshot(md message.Metadata, s transform.RaceSnapshot) {
-	if h != nil {
-		h.snaps.put(handoverKey(md), s)
-	}
-}
-
-func (h *Handover) takeSnapshot(md message.Metadata) (transform.RaceSnapshot, bool) {
-	if h == nil {
-		return transform.RaceSnapshot{}, false
-	}
-	return h.snaps.take(handoverKey(md))
 }

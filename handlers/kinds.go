@@ -65,7 +65,6 @@ func Failures() []Failure {
 		{StageTransform, KindDecompress, StatusFailed, false},
 		{StageTransform, KindDecode, StatusFailed, false},
 		{StageTransform, KindTransform, StatusFailed, false},
-		{StageWrite, KindDecode, StatusFailed, false},
 		{StageWrite, KindBegin, StatusFailed, true},
 		{StageWrite, KindCommit, StatusFailed, true},
 		{StageWrite, KindDatabase, StatusFailed, true},

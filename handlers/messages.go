@@ -115,6 +115,25 @@ func MarkStage(md message.Metadata, stage string, start, end time.Time) {
 	md.Set(msKey(stage), FormatMS(end.Sub(start)))
 }
 
+// Marked reports whether md carries stage's times already.
+func Marked(md message.Metadata, stage string) bool { return md.Get(msKey(stage)) != "" }
+
+// Stages are the stages of a poll, in the order they run.
+func Stages() []string { return []string{StageFetch, StageTransform, StageWrite, StageDetect} }
+
+// StagesRun are the stages marked in out and not in in, the metadata of a
+// handler's output and input, with their durations in milliseconds: the
+// stages that handler ran.
+func StagesRun(in, out message.Metadata) map[string]float64 {
+	ran := map[string]float64{}
+	for _, st := range Stages() {
+		if Marked(out, st) && !Marked(in, st) {
+			ran[st] = msOf(out, msKey(st))
+		}
+	}
+	return ran
+}
+
 // Compressors are pooled: a gzip writer carries hundreds of kilobytes of
 // tables, too much to allocate per message.
 var (

@@ -69,24 +69,6 @@ func classifyFetch(raceID, pollID string, err error) error {
 	}
 }
 
-// Transform returns the transform handler: race.fetched → race.transformed.
-// It is pure: the observation instant comes from the message, never a clock.
-// The snapshot goes to the write stage in memory (Handover); the message
-// carries the poll's body on, unchanged, from which a write stage that runs
-// elsewhere (another instance, a restart) computes the same snapshot again.
-// Encoding the snapshot would cost every poll what only those would save.
-func Transform(h *Handover) message.HandlerFunc {
-	return func(msg *message.Message) ([]*message.Message, error) {
-		snap, err := snapshotFromFetched(msg, h)
-		if err != nil {
-			return nil, err
-		}
-		out := next(msg, msg.Payload)
-		h.putSnapshot(out.Metadata, snap)
-		return []*message.Message{out}, nil
-	}
-}
-
 // SnapshotFromFetched decodes a race.fetched message and transforms it; the
 // replay path uses it too.
 func SnapshotFromFetched(msg *message.Message) (transform.RaceSnapshot, error) {
@@ -127,17 +109,25 @@ func transformErr(msg *message.Message, kind string, err error) error {
 // rows and the next message commit together with the ack), else a new one.
 type BeginFunc func(msg *message.Message) (pgx.Tx, error)
 
-// Write returns the write handler: race.transformed → race.processed. Its
-// snapshot is the one the transform handed over, or the body's again.
+// Write returns the write handler: race.fetched → race.written. It runs
+// two stages of the poll: the transform, on the event the fetch stage
+// handed over in this process or else on the stored body decoded again
+// (the same snapshot: the transform is a pure function of the body and
+// the observation instant), then the write of the snapshot in one
+// transaction. The transform has no topic of its own: a durable hop
+// between a pure function and the write would cost every poll a
+// transaction and buy nothing, since the stored body is what replay and a
+// redelivery start from. A transform failure is a *TransformError, so the
+// poll's result and the poison queue name the stage that failed; the
+// output carries both stages' times (MarkStage).
 func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		snap, ok := h.takeSnapshot(msg.Metadata)
-		if !ok {
-			var err error
-			if snap, err = SnapshotFromFetched(msg); err != nil {
-				return nil, writeErr(msg.Metadata.Get(KeyRaceID), msg.Metadata.Get(KeyPollID), KindDecode, false, err)
-			}
+		start := time.Now()
+		snap, err := snapshotFromFetched(msg, h)
+		if err != nil {
+			return nil, err
 		}
+		transformed := time.Now()
 		ctx := msg.Context()
 		pollID := msg.Metadata.Get(KeyPollID)
 		tx, err := begin(msg)
@@ -156,6 +146,8 @@ func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
+		MarkStage(out.Metadata, StageTransform, start, transformed)
+		MarkStage(out.Metadata, StageWrite, transformed, time.Now())
 		return []*message.Message{out}, nil
 	}
 }

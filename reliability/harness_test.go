@@ -707,14 +707,14 @@ func (e *env) topicTables(kind string) []string {
 }
 
 // queueDepths counts the work not yet done, by stage: poll requests,
-// fetched bodies not yet transformed, snapshots not yet written, written
-// polls not yet judged for alerts, results not yet delivered.
+// fetched bodies not yet transformed and written, written polls not yet
+// judged for alerts, results not yet delivered.
 func (e *env) queueDepths(ctx context.Context) (map[string]int, error) {
 	if e.js != nil {
 		return e.natsQueueDepths(ctx)
 	}
 	out := map[string]int{}
-	for _, kind := range []string{"poll", "fetched", "transformed", "written", "processed"} {
+	for _, kind := range []string{"poll", "fetched", "written", "processed"} {
 		var parts []string
 		for _, tbl := range e.topicTables(kind) {
 			// The stored topic keeps handled rows, and results stay for every
@@ -734,8 +734,8 @@ func (e *env) queueDepths(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-// natsQueueDepths is queueDepths on the nats backend. The poll,
-// transformed and written streams are work queues, so whatever they hold
+// natsQueueDepths is queueDepths on the nats backend. The poll and
+// written streams are work queues, so whatever they hold
 // (delivered or not) is unfinished work. The fetched stream keeps everything for replay:
 // its unfinished work is what its durable consumer has not yet acked. The
 // processed stream has interest retention: a result stays until every
@@ -743,7 +743,7 @@ func (e *env) queueDepths(ctx context.Context) (map[string]int, error) {
 // holds is results not yet delivered, as on postgres.
 func (e *env) natsQueueDepths(ctx context.Context) (map[string]int, error) {
 	out := map[string]int{}
-	for _, kind := range []string{"poll", "fetched", "transformed", "written", "processed"} {
+	for _, kind := range []string{"poll", "fetched", "written", "processed"} {
 		for s := range shards {
 			name := natsStream(e.topic(kind, s))
 			if kind == "fetched" {
@@ -840,7 +840,7 @@ func (e *env) pending(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return d["poll"] + d["fetched"] + d["transformed"] + d["written"] + d["processed"], nil
+	return d["poll"] + d["fetched"] + d["written"] + d["processed"], nil
 }
 
 // written is how many of ids have a race_polls row.

@@ -84,6 +84,10 @@ func TestReadModelOfAFlowOnTheSimulator(t *testing.T) {
 	require.Empty(t, pipe.Warnings)
 	require.True(t, pipe.QueuesMeasured)
 	for _, h := range pipe.Hops {
+		if h.Topic == "" {
+			require.Nil(t, h.Backlog, "hop %s has no topic of its own, so no backlog", h.Stage)
+			continue
+		}
 		require.NotNil(t, h.Backlog, "hop %s", h.Stage)
 		require.NotEmpty(t, h.Shards, "hop %s", h.Stage)
 	}

@@ -47,12 +47,11 @@ type Queues interface {
 // Topic kinds, as the flow names them: a hop's backlog is the topic its
 // stage consumes.
 const (
-	KindPoll        = "poll"        // waiting for fetch
-	KindFetched     = "fetched"     // waiting for transform
-	KindTransformed = "transformed" // waiting for write
-	KindWritten     = "written"     // waiting for detect
-	KindProcessed   = "processed"   // waiting for the result consumer
-	KindAlerts      = "alerts"      // waiting for the notifier
+	KindPoll      = "poll"      // waiting for fetch
+	KindFetched   = "fetched"   // waiting for transform and write
+	KindWritten   = "written"   // waiting for detect
+	KindProcessed = "processed" // waiting for the result consumer
+	KindAlerts    = "alerts"    // waiting for the notifier
 )
 
 // QueueStat is the backlog of one topic shard.

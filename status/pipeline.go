@@ -36,7 +36,9 @@ type PipelinePage struct {
 // Hop is one stage and the queue in front of it.
 type Hop struct {
 	Stage string `json:"stage"` // fetch, transform, write, detect, result, notify
-	Topic string `json:"topic"` // the topic kind it consumes
+	// Topic is the topic kind it consumes; empty for a stage that runs
+	// in the same handler as the one before it (write after transform).
+	Topic string `json:"topic,omitempty"`
 	// Backlog and OldestAgeS sum and maximise over the topic's shards; nil
 	// when the backend does not report them.
 	Backlog    *int64       `json:"backlog,omitempty"`
@@ -106,8 +108,9 @@ func (m *Model) Pipeline(ctx context.Context) (PipelinePage, error) {
 	page.Total, page.Queue = figures[StageTotal], figures[StageQueue]
 	page.Hops = []Hop{
 		{Stage: StageFetch, Topic: KindPoll, Figures: figures[StageFetch]},
+		// One handler transforms and writes: the write waits on no topic.
 		{Stage: StageTransform, Topic: KindFetched, Figures: figures[StageTransform]},
-		{Stage: StageWrite, Topic: KindTransformed, Figures: figures[StageWrite]},
+		{Stage: StageWrite, Figures: figures[StageWrite]},
 		{Stage: StageDetect, Topic: KindWritten, Figures: figures[StageDetect]},
 		// The result consumer does no timed work; its throughput is the
 		// flow's.
@@ -162,6 +165,9 @@ func fillBacklogs(hops []Hop, stats []QueueStat) {
 		byKind[s.Kind] = append(byKind[s.Kind], s)
 	}
 	for i := range hops {
+		if hops[i].Topic == "" {
+			continue // no topic of its own: no backlog
+		}
 		list := byKind[hops[i].Topic]
 		sort.Slice(list, func(a, b int) bool { return list[a].Shard < list[b].Shard })
 		var backlog int64

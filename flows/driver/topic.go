@@ -18,7 +18,10 @@ const (
 	Poll Kind = "poll"
 	// Fetched carries raw API bodies; it is the stored topic replay reads.
 	Fetched Kind = "fetched"
-	// Transformed carries snapshots between transform and write.
+	// Transformed carried polls from the transform stage to the write stage
+	// in releases before the write handler ran the transform itself. No
+	// flow publishes to it any more; the engine drains what an upgraded
+	// installation left in it (LegacyKinds).
 	Transformed Kind = "transformed"
 	// Written carries the write stage's results to the detect stage.
 	Written Kind = "written"
@@ -33,7 +36,12 @@ const (
 
 // StageKinds are the sharded kinds, each consumed by one stage (Processed
 // by the engine's result delivery).
-func StageKinds() []Kind { return []Kind{Poll, Fetched, Transformed, Written, Processed} }
+func StageKinds() []Kind { return []Kind{Poll, Fetched, Written, Processed} }
+
+// LegacyKinds are sharded kinds an earlier release published to and this
+// one does not: what they still hold after an upgrade is handled, by the
+// stage that now consumes such messages, and nothing new arrives.
+func LegacyKinds() []Kind { return []Kind{Transformed} }
 
 // Kept reports whether a kind's messages stay after they are handled:
 // the stored topic (replay) and the poison queue (inspection).

@@ -48,8 +48,8 @@ func TestTopicsListEveryShardOfEveryStageThenPoisonAndAlerts(t *testing.T) {
 	for _, tp := range driver.Topics("ns", 2) {
 		names = append(names, tp.String())
 	}
-	require.Equal(t, []string{"ns.poll.0", "ns.poll.1", "ns.fetched.0", "ns.fetched.1", "ns.transformed.0",
-		"ns.transformed.1", "ns.written.0", "ns.written.1", "ns.processed.0", "ns.processed.1", "ns.poison", "ns.alerts"}, names)
+	require.Equal(t, []string{"ns.poll.0", "ns.poll.1", "ns.fetched.0", "ns.fetched.1",
+		"ns.written.0", "ns.written.1", "ns.processed.0", "ns.processed.1", "ns.poison", "ns.alerts"}, names)
 }
 
 func TestShardIsStableAndWithinRange(t *testing.T) {

@@ -176,7 +176,7 @@ func testNackRedelivers(t *testing.T, h Harness) {
 	ns := namespace("n")
 	d := open(t, h, ns)
 	initTopics(t, d, ns)
-	topic := driver.ShardTopic(ns, driver.Transformed, 0)
+	topic := driver.ShardTopic(ns, driver.Written, 0)
 	first := newMessage("r1", 1)
 	require.NoError(t, d.Publisher().Publish(topic.String(), first, newMessage("r1", 2)))
 	ch := subscribe(t, d, topic)
@@ -343,7 +343,7 @@ func testBeginWrite(t *testing.T, h Harness) {
 	ns := namespace("w")
 	d := open(t, h, ns)
 	initTopics(t, d, ns)
-	in := driver.ShardTopic(ns, driver.Transformed, 2)
+	in := driver.ShardTopic(ns, driver.Written, 2)
 	require.NoError(t, d.Publisher().Publish(in.String(), newMessage("r1", 1)))
 	ch := subscribe(t, d, in)
 	handle(t, d, next(t, ch), func(m *message.Message) error {

@@ -38,7 +38,7 @@ func testPoison(t *testing.T, h Harness) {
 	require.NoError(t, err, "a flow that never ran has an empty poison queue")
 	require.Empty(t, empty)
 	initTopics(t, d, ns)
-	target := driver.ShardTopic(ns, driver.Transformed, 1)
+	target := driver.ShardTopic(ns, driver.Written, 1)
 	for i, race := range []string{"r1", "r2", "r1"} {
 		require.NoError(t, d.Publisher().Publish(driver.PoisonTopic(ns).String(), poisoned(target, race, i)))
 	}
