@@ -45,6 +45,12 @@ const (
 	DefaultFallbackPoll = time.Second
 	// DefaultFetchConcurrency is how many fetches run at once.
 	DefaultFetchConcurrency = 64
+	// DefaultWriteConcurrency is how many polls of different races one
+	// shard writes at once.
+	DefaultWriteConcurrency = 4
+	// MaxWriteConcurrency bounds WriteConcurrency: each write holds a
+	// database connection.
+	MaxWriteConcurrency = 64
 )
 
 // ValidNamespace is the rule for a flow's namespace: it becomes part of
@@ -77,6 +83,7 @@ type Config struct {
 	FallbackPoll     time.Duration // RACEFLOW_FALLBACK_POLL, how often an idle postgres subscription looks for work it was not woken for
 	ListenURL        string        // RACEFLOW_LISTEN_DATABASE_URL, a direct connection for LISTEN when DATABASE_URL goes through a pooler
 	FetchConcurrency int           // RACEFLOW_FETCH_CONCURRENCY, fetches at once across the shards
+	WriteConcurrency int           // RACEFLOW_WRITE_CONCURRENCY, polls of different races a shard writes at once
 	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of the flow run, process, replay and poison share; separate flows on one database or NATS server need distinct ones
 	HTTPAddr         string        // RACEFLOW_HTTP_ADDR, metrics and health
 	Shards           int           // RACEFLOW_SHARDS, topic shards per stage
@@ -111,6 +118,7 @@ func Default() Config {
 		NATSAckWait:      5 * time.Second,
 		FallbackPoll:     DefaultFallbackPoll,
 		FetchConcurrency: DefaultFetchConcurrency,
+		WriteConcurrency: DefaultWriteConcurrency,
 		Namespace:        DefaultNamespace,
 		HTTPAddr:         ":9090",
 		Shards:           DefaultShards,
@@ -202,6 +210,7 @@ func Load(getenv func(string) string) (Config, error) {
 	dur("RACEFLOW_FALLBACK_POLL", &c.FallbackPoll)
 	str("RACEFLOW_LISTEN_DATABASE_URL", &c.ListenURL)
 	num("RACEFLOW_FETCH_CONCURRENCY", &c.FetchConcurrency)
+	num("RACEFLOW_WRITE_CONCURRENCY", &c.WriteConcurrency)
 	str("RACEFLOW_NAMESPACE", &c.Namespace)
 	str("RACEFLOW_HTTP_ADDR", &c.HTTPAddr)
 	num("RACEFLOW_SHARDS", &c.Shards)
@@ -264,6 +273,9 @@ func (c Config) Validate() error {
 	if c.FetchConcurrency < 1 || c.FetchConcurrency > 1024 {
 		bad("RACEFLOW_FETCH_CONCURRENCY", strconv.Itoa(c.FetchConcurrency), "must be between 1 and 1024")
 	}
+	if c.WriteConcurrency < 1 || c.WriteConcurrency > MaxWriteConcurrency {
+		bad("RACEFLOW_WRITE_CONCURRENCY", strconv.Itoa(c.WriteConcurrency), fmt.Sprintf("must be between 1 and %d", MaxWriteConcurrency))
+	}
 	if ValidNamespace(c.Namespace) != nil {
 		bad("RACEFLOW_NAMESPACE", c.Namespace, "must be 1 to 32 lower-case letters, digits, _ or -")
 	}
@@ -324,9 +336,9 @@ func parseReason(err error) string {
 
 // String renders the configuration for logs with secrets redacted.
 func (c Config) String() string {
-	return fmt.Sprintf("database_url=%s listen_database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d fetch_concurrency=%d fallback_poll=%s db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s alert_webhook_url=%s",
+	return fmt.Sprintf("database_url=%s listen_database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d fetch_concurrency=%d write_concurrency=%d fallback_poll=%s db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s alert_webhook_url=%s",
 		RedactDSN(c.DatabaseURL), RedactDSN(c.ListenURL), c.APIURL, c.Backend, c.HTTPAddr, c.Shards, c.FetchConcurrency,
-		c.FallbackPoll, c.DBMaxConns, c.FetchTimeout, c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat,
+		c.WriteConcurrency, c.FallbackPoll, c.DBMaxConns, c.FetchTimeout, c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat,
 		RedactURL(c.AlertWebhookURL))
 }
 

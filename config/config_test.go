@@ -35,6 +35,8 @@ func TestValidateNamesTheBadVariable(t *testing.T) {
 		{"from is not an email", map[string]string{"NZTAB_FROM_EMAIL": "nobody"}, "NZTAB_FROM_EMAIL"},
 		{"database url garbage", map[string]string{"DATABASE_URL": "mysql:x"}, "DATABASE_URL"},
 		{"zero shards", map[string]string{"RACEFLOW_SHARDS": "0"}, "RACEFLOW_SHARDS"},
+		{"zero write concurrency", map[string]string{"RACEFLOW_WRITE_CONCURRENCY": "0"}, "RACEFLOW_WRITE_CONCURRENCY"},
+		{"write concurrency beyond its bound", map[string]string{"RACEFLOW_WRITE_CONCURRENCY": "65"}, "RACEFLOW_WRITE_CONCURRENCY"},
 		{"retention too short", map[string]string{"RACEFLOW_RETENTION": "1m"}, "RACEFLOW_RETENTION"},
 		{"retention too long", map[string]string{"RACEFLOW_RETENTION": "367d"}, "RACEFLOW_RETENTION"},
 		{"history retention too short", map[string]string{"RACEFLOW_HISTORY_RETENTION": "23h"}, "RACEFLOW_HISTORY_RETENTION"},

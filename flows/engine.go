@@ -47,6 +47,12 @@ type Config struct {
 	// cannot keep a race's order with several messages of a topic out
 	// (nats) fetches one at a time per shard.
 	FetchConcurrency int
+	// WriteConcurrency is how many polls of different races each shard's
+	// write handler (which transforms, then writes) works on at once, each
+	// race's polls still in order: races that share a shard need not wait
+	// for each other's writes. A driver that cannot keep a race's order
+	// with several messages of a topic out (nats) writes one at a time.
+	WriteConcurrency int
 	// AckDeadline bounds one message's handling, retries included.
 	AckDeadline time.Duration
 	// MaxDeliveries bounds how often a message is handed out: one delivered
@@ -93,6 +99,7 @@ func DefaultConfig() Config {
 		Shards:           config.DefaultShards,
 		Namespace:        config.DefaultNamespace,
 		FetchConcurrency: config.DefaultFetchConcurrency,
+		WriteConcurrency: config.DefaultWriteConcurrency,
 		AckDeadline:      60 * time.Second,
 		MaxDeliveries:    5,
 		Retry:            RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
@@ -118,6 +125,9 @@ func (c Config) Validate() error {
 	}
 	if c.FetchConcurrency < 1 || c.FetchConcurrency > 1024 {
 		errs = append(errs, fmt.Errorf("flows: fetch concurrency %d must be within 1..1024", c.FetchConcurrency))
+	}
+	if c.WriteConcurrency < 1 || c.WriteConcurrency > config.MaxWriteConcurrency {
+		errs = append(errs, fmt.Errorf("flows: write concurrency %d must be within 1..%d", c.WriteConcurrency, config.MaxWriteConcurrency))
 	}
 	if err := config.ValidNamespace(c.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("flows: %w", err))
@@ -255,9 +265,12 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 	subs := map[driver.Kind]message.Subscriber{}
 	for _, kind := range driver.StageKinds() {
 		parallel := 1
-		if kind == driver.Poll {
+		switch kind {
+		case driver.Poll:
 			// Any shard may hold every fetch; fetchLimit bounds them all.
 			parallel = cfg.FetchConcurrency
+		case driver.Fetched:
+			parallel = cfg.WriteConcurrency
 		}
 		sub, err := drv.Subscriber(kind, parallel)
 		if err != nil {

@@ -38,14 +38,16 @@ func twoInstances(t *testing.T, backend string) {
 	db := pgtest.New(t)
 	ecfg := envConfig{DSN: db.URL, Pool: db.Pool, APILatency: 20 * time.Millisecond}
 	// What the victim may hold when it dies, per shard and stage: one
-	// message of a strictly ordered topic; on postgres, the fetch stage's
-	// several races at once.
+	// message of a strictly ordered topic; on postgres, several races at
+	// once of the keyed ones (fetch; transform and write, one handler).
 	held := map[string]int{handlers.StageFetch: shards, handlers.StageTransform: shards, handlers.StageWrite: shards}
 	if backend == config.BackendNATS {
 		natsURL := natstest.URL(t)
 		ecfg.NATS = &natsEnv{URL: natsURL, Namespace: natstest.Namespace(t, natsURL)}
 	} else {
 		held[handlers.StageFetch] = config.DefaultFetchConcurrency
+		held[handlers.StageTransform] = shards * config.DefaultWriteConcurrency
+		held[handlers.StageWrite] = shards * config.DefaultWriteConcurrency
 	}
 	e := newEnv(t, ecfg)
 	races := e.racesAcrossShards(8)

@@ -144,6 +144,7 @@ func flowConfig(cfg config.Config) flows.Config {
 	f.Namespace = cfg.Namespace
 	f.Retention = cfg.Retention
 	f.FetchConcurrency = cfg.FetchConcurrency
+	f.WriteConcurrency = cfg.WriteConcurrency
 	f.Postgres.FallbackPoll = cfg.FallbackPoll
 	f.Postgres.ListenURL = cfg.ListenURL
 	f.NATS.URL = cfg.NATSURL
