@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/flows"
@@ -64,7 +65,13 @@ func TestPollsAnEarlierReleaseLeftBetweenTransformAndWriteAreWrittenAtStart(t *t
 		case err := <-done:
 			t.Fatalf("flow stopped: %v", err)
 		case <-ctx.Done():
-			t.Fatal("no result for the poll left in the legacy topic")
+			var logged []string
+			for _, entry := range h.hook.AllEntries() {
+				if entry.Level <= logrus.InfoLevel {
+					logged = append(logged, entry.Message)
+				}
+			}
+			t.Fatalf("no result for the poll left in the legacy topic; the flow logged %q", logged)
 		}
 		require.Equal(t, 1, h.count(t, `SELECT count(*) FROM race_polls WHERE race_id = $1 AND poll_id = $2`, raceID, pollID))
 		stats, err := drv.QueueStats(ctx)
