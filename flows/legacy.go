@@ -16,8 +16,8 @@ import (
 // that still holds messages. An installation upgraded in the middle of a
 // race day has polls there that an earlier release transformed and did not
 // write yet; each such message carries the stored body, which the write
-// handler transforms again. A topic found empty gets no handler, so after
-// the next start nothing of it remains.
+// handler transforms again. A topic found empty gets no handler: once
+// drained, the next start subscribes to nothing of it.
 func (e *Engine) addLegacyHandlers(ctx context.Context) error {
 	stats, err := e.drv.QueueStats(ctx)
 	if err != nil {
@@ -45,7 +45,8 @@ func (e *Engine) addLegacyHandlers(ctx context.Context) error {
 // legacyWrite writes a message of a legacy topic and publishes the result to
 // the written topic of its race's shard now (the shard count may have
 // changed since it was published), in the hand-off's transaction as the
-// router's handlers do (publishOutputs).
+// router's handlers do (publishOutputs). A failed publish is redelivered,
+// not poisoned (outcome).
 func (e *Engine) legacyWrite() message.NoPublishHandlerFunc {
 	write := handlers.Write(e.drv.BeginWrite, nil)
 	return func(msg *message.Message) error {

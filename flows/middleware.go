@@ -68,6 +68,10 @@ func (e *Engine) outcome(h message.HandlerFunc) message.HandlerFunc {
 		// restarting once the retries are spent: none is the message's
 		// fault, so it is handed out again (the delivery bound still
 		// applies) rather than failed and poisoned.
+		var again *redeliver
+		if errors.As(err, &again) {
+			return nil, err // a handler that publishes itself could not (legacyWrite)
+		}
 		if msg.Context().Err() != nil || errors.Is(err, context.Canceled) || handlers.DatabaseUnavailable(err) {
 			return nil, &redeliver{err}
 		}
