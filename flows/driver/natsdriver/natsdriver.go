@@ -399,12 +399,18 @@ func (d *Driver) ensure(topic string) error {
 	return nil
 }
 
+// ownStreams asks the server for the streams of the namespace's topics
+// only. The server lists names a page at a time, by offset: on a server
+// holding many streams, one created or deleted meanwhile shifts the pages
+// and a listing of them all can miss one of ours.
+func (d *Driver) ownStreams() nats.JSOpt { return nats.StreamListFilter(d.cfg.Namespace + ".>") }
+
 // Drop deletes the streams (and so the consumers and messages) of the
 // namespace's flow.
 func (d *Driver) Drop(ctx context.Context) error {
 	prefix := streamName(d.cfg.Namespace + ".")
 	var errs []error
-	for name := range d.js.StreamNames(nats.Context(ctx)) {
+	for name := range d.js.StreamNames(nats.Context(ctx), d.ownStreams()) {
 		if strings.HasPrefix(name, prefix) {
 			if err := d.js.DeleteStream(name, nats.Context(ctx)); err != nil {
 				errs = append(errs, fmt.Errorf("natsdriver: delete stream %s: %w", name, err))

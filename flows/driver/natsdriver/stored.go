@@ -25,7 +25,7 @@ type stored struct{ d *Driver }
 func (d *Driver) streams(ctx context.Context) ([]driver.Topic, error) {
 	prefix := streamName(d.cfg.Namespace + ".")
 	var out []driver.Topic
-	for name := range d.js.StreamNames(nats.Context(ctx)) {
+	for name := range d.js.StreamNames(nats.Context(ctx), d.ownStreams()) {
 		rest, ok := strings.CutPrefix(name, prefix)
 		if !ok {
 			continue
