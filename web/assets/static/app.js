@@ -314,7 +314,7 @@
       const f = hp.figures;
       const backlogged = hp.oldest_age_s !== undefined && hp.oldest_age_s > 5;
       return h("div", { class: "hop" + (backlogged ? " backlogged" : ""), "data-hop": hp.stage },
-        h("h3", {}, hp.stage, " ", h("span", { class: "muted" }, hp.topic ? "← " + hp.topic : "same handler")),
+        h("h3", {}, hp.stage, " ", h("span", { class: "muted" }, hp.topic ? "← " + hp.topic : "(same handler)")),
         h("dl", {},
           fig("backlog", hp.backlog !== undefined ? String(hp.backlog) : dash),
           fig("oldest waiting", hp.oldest_age_s !== undefined ? dur(hp.oldest_age_s) : dash),
