@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/stretchr/testify/require"
 
+	"github.com/raceflow/raceflow/config"
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/flows/driver/drivertest"
 	"github.com/raceflow/raceflow/flows/driver/pgdriver"
@@ -54,7 +55,13 @@ func TestUniversalPubSubSuite(t *testing.T) {
 		name     string
 		keep     bool
 		parallel int
-	}{{"hand-off", false, 1}, {"stored-topic", true, 1}, {"keyed", false, 8}} {
+	}{
+		{"hand-off", false, 1},
+		{"stored-topic", true, 1},
+		{"keyed", false, 8},
+		// The stored topic as the write stage consumes it.
+		{"stored-topic-keyed", true, config.DefaultWriteConcurrency},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := pgtest.New(t)
