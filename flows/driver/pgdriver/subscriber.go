@@ -403,10 +403,14 @@ func (sub *subscription) deliver(ctx context.Context, c *claimed) *claimed {
 }
 
 // keepLeased renews c's lease while it is handled, until the ack deadline;
-// the returned function stops renewing and waits for the renewer.
+// the returned function stops renewing and waits for the renewer. Stopping
+// cuts a renewal short: the delivery that stops it is about to settle, and
+// may hold one of the pool's connections that the renewal waits for (a
+// pool held entirely by settling deliveries would otherwise stall each of
+// them until its renewal timed out).
 func (sub *subscription) keepLeased(ctx context.Context, c *claimed) func() {
 	d := sub.s.d
-	stop := make(chan struct{})
+	stopped, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -414,16 +418,16 @@ func (sub *subscription) keepLeased(ctx context.Context, c *claimed) func() {
 		defer t.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-stopped.Done():
 				return
 			case <-ctx.Done():
 				return // past the deadline the lease runs out: the message is handed over
 			case <-t.C:
-				rctx, cancel := context.WithTimeout(context.Background(), d.cfg.Lease/3)
+				rctx, cancel := context.WithTimeout(stopped, d.cfg.Lease/3)
 				_, err := d.pool.Exec(rctx, `UPDATE `+tableOf(sub.topic)+` SET lease_until = now() + make_interval(secs => $3)
 					WHERE "offset" = $1 AND lease_owner = $2`, c.offset, sub.owner, d.cfg.Lease.Seconds())
 				cancel()
-				if err != nil {
+				if err != nil && stopped.Err() == nil {
 					d.logger.Error("pgdriver: renew a lease", err, watermill.LogFields{"topic": sub.topic, "offset": c.offset})
 				}
 			}
@@ -432,7 +436,7 @@ func (sub *subscription) keepLeased(ctx context.Context, c *claimed) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			close(stop)
+			stop()
 			<-done
 		})
 	}
