@@ -35,9 +35,11 @@ func (e *Engine) timing(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil {
 			return out, err
 		}
-		ran := map[string]float64{stage: float64(end.Sub(start).Microseconds()) / 1000}
+		var ran map[string]float64
 		if len(out) > 0 {
 			ran = handlers.StagesRun(msg.Metadata, out[0].Metadata)
+		} else {
+			ran = map[string]float64{stage: float64(end.Sub(start).Microseconds()) / 1000}
 		}
 		for _, st := range handlers.Stages() {
 			if ms, ok := ran[st]; ok {

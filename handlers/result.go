@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -189,7 +190,7 @@ func timingsFrom(md message.Metadata, now time.Time) Timings {
 		return t
 	}
 	end := now
-	for _, st := range []string{StageDetect, StageWrite, StageTransform, StageFetch} {
+	for _, st := range slices.Backward(Stages()) {
 		if e, ok := parseTime(md.Get(endKey(st))); ok {
 			end = e
 			break
