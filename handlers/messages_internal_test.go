@@ -1,0 +1,79 @@
+package handlers
+
+import (
+	"bytes"
+	stdgzip "compress/gzip"
+	"encoding/binary"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+)
+
+// stdGzip compresses as the standard library does, as earlier versions of
+// the flow stored race.fetched bodies.
+func stdGzip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := stdgzip.NewWriter(&buf)
+	_, err := zw.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+func TestStoredBodiesReadBackWhicheverLibraryCompressedThem(t *testing.T) {
+	body := []byte(strings.Repeat(`{"runner":7,"odds":3.45,"name":"Some Horse"},`, 2000))
+
+	ours, err := gzipBytes(body)
+	require.NoError(t, err)
+	zr, err := stdgzip.NewReader(bytes.NewReader(ours))
+	require.NoError(t, err, "the standard library must read what the flow stores")
+	plain, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	require.Equal(t, body, plain)
+
+	gzipped := gzipHeader()
+	for name, payload := range map[string][]byte{"stored by this version": ours, "stored by the standard library": stdGzip(t, body)} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Body(gzipped, payload)
+			require.NoError(t, err)
+			require.Equal(t, body, got)
+		})
+	}
+}
+
+func TestHostileStoredBodiesFailWithinTheBound(t *testing.T) {
+	tooLarge := stdGzip(t, make([]byte, maxBody+1))
+	cut := stdGzip(t, []byte(strings.Repeat("a body cut short in transit ", 1000)))
+	// A stream whose trailer claims 4 GiB: the size hint must not be trusted.
+	lying := bytes.Clone(stdGzip(t, []byte("small")))
+	binary.LittleEndian.PutUint32(lying[len(lying)-4:], 1<<32-1)
+
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		wantErr string
+	}{
+		{"larger than the bound once decompressed", tooLarge, "exceeds"},
+		{"not gzip at all", []byte("this payload is not a gzip stream"), "invalid header"},
+		{"cut short", cut[:len(cut)/2], "unexpected EOF"},
+		{"a trailer lying about the size", lying, "checksum"},
+		{"empty", nil, "EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Body(gzipHeader(), tc.payload)
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+}
+
+func TestBodyPassesUncompressedPayloadsThrough(t *testing.T) {
+	got, err := Body(message.Metadata{}, []byte("plain"))
+	require.NoError(t, err)
+	require.Equal(t, []byte("plain"), got)
+}
+
+func gzipHeader() message.Metadata { return message.Metadata{KeyEncoding: "gzip"} }
