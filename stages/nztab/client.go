@@ -1,6 +1,7 @@
 package nztab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -498,7 +499,7 @@ func (c *Client) attempt(ctx context.Context, rawURL, raceID string) ([]byte, ti
 		return nil, time.Time{}, attemptError{status: resp.StatusCode,
 			err: &BodyTooLargeError{Limit: c.cfg.MaxBodyBytes, ContentLength: resp.ContentLength}}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	body, err := readBody(resp.Body, c.cfg.MaxBodyBytes, resp.ContentLength)
 	if err != nil {
 		return nil, time.Time{}, attemptError{status: resp.StatusCode, err: fmt.Errorf("reading body: %w", c.transportError(actx, err)), transient: true}
 	}
@@ -507,6 +508,18 @@ func (c *Client) attempt(ctx context.Context, rawURL, raceID string) ([]byte, ti
 			err: &BodyTooLargeError{Limit: c.cfg.MaxBodyBytes, ContentLength: -1}}
 	}
 	return body, c.cfg.Now(), attemptError{status: resp.StatusCode}
+}
+
+// readBody reads up to limit+1 bytes, into a buffer sized once from the
+// response's declared length when it has one (io.ReadAll would grow it a
+// dozen times for a race's few hundred kilobytes).
+func readBody(r io.Reader, limit, declared int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if declared > 0 {
+		buf.Grow(int(min(declared, limit)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	return buf.Bytes(), err
 }
 
 // transportError says plainly when the per-attempt timeout fired, because
