@@ -54,12 +54,6 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) p`
 
-// sqlOddsAsStored casts odds as sqlOdds stores them, so change detection in
-// Go compares exactly the values PostgreSQL would.
-const sqlOddsAsStored = `
-SELECT COALESCE(array_agg(u.v::numeric(10,2)::text ORDER BY u.i), '{}')
-FROM unnest($1::float8[]) WITH ORDINALITY AS u(v, i)`
-
 // sqlAppendMoney inserts money-flow rows whose increments are known.
 var sqlAppendMoney = `
 WITH ins AS (
@@ -233,8 +227,9 @@ type storedOdds struct {
 	cents int64
 }
 
-// lookupEnds reads the latest stored row of every candidate series, and the
-// candidate odds as they would be stored, in one pipelined round trip.
+// lookupEnds reads the latest stored row of every candidate series in one
+// pipelined round trip, and works out the candidate odds as they would be
+// stored (oddsCents).
 func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
 	oKeys []oddsKey, oSeries map[oddsKey][]entry[transform.Odds]) ([]storedMoney, []storedOdds, []int64, error) {
 	batch := &pgx.Batch{}
@@ -253,17 +248,20 @@ func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[mo
 	batch.Queue(sqlLatestMoney, races, entrants, lo, hi)
 	var oEntrants, types []string
 	var oLo, oHi []time.Time
-	var values []float64
+	var cents []int64
 	for _, k := range oKeys {
 		s := oSeries[k]
 		oEntrants, types = append(oEntrants, k.entrant), append(types, k.typ)
 		oLo, oHi = append(oLo, s[0].row.EventTimestamp), append(oHi, s[len(s)-1].row.EventTimestamp)
 		for _, e := range s {
-			values = append(values, e.row.Odds)
+			c, err := oddsCents(e.row.Odds)
+			if err != nil {
+				return nil, nil, nil, newDBError(TableOdds, err)
+			}
+			cents = append(cents, c)
 		}
 	}
 	batch.Queue(sqlLatestOdds, oEntrants, types, oLo, oHi)
-	batch.Queue(sqlOddsAsStored, values)
 	batch.Queue(sqlPlannerRestore)
 
 	br := tx.SendBatch(ctx, batch)
@@ -313,16 +311,6 @@ func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[mo
 	}
 	if err := rows.Err(); err != nil {
 		return fail(TableOdds, err)
-	}
-	var texts []string
-	if err := br.QueryRow().Scan(&texts); err != nil {
-		return fail(TableOdds, err)
-	}
-	cents := make([]int64, len(texts))
-	for i, t := range texts {
-		if cents[i], err = parseCents(t); err != nil {
-			return fail(TableOdds, err)
-		}
 	}
 	if _, err := br.Exec(); err != nil {
 		return fail("batch", err)
