@@ -104,9 +104,9 @@ func transformErr(msg *message.Message, kind string, err error) error {
 		PollID: msg.Metadata.Get(KeyPollID), Kind: kind, Err: err}}
 }
 
-// BeginFunc gives the write handler the transaction for a message: a
-// savepoint inside the subscriber's transaction when the backend has one (so
-// rows and the next message commit together with the ack), else a new one.
+// BeginFunc gives the write handler the transaction for a message: the
+// subscriber's own transaction when the backend has one (so rows and the
+// next message commit together with the ack), else a new one.
 type BeginFunc func(msg *message.Message) (pgx.Tx, error)
 
 // Write returns the write handler: race.fetched → race.written. It runs

@@ -42,8 +42,10 @@ type Driver interface {
 	// Middleware wraps every handler, right inside the engine's tracking of
 	// handlers in flight (nats: keeps a long handling alive and acks).
 	Middleware() message.HandlerMiddleware
-	// BeginWrite opens the write stage's transaction for msg: a savepoint
-	// inside the delivery's own transaction where the backend has one.
+	// BeginWrite opens the write stage's transaction for msg: the
+	// delivery's own transaction where the backend has one, whose Commit
+	// then leaves the rows to commit with the acknowledgement and whose
+	// Rollback undoes them and nothing else.
 	BeginWrite(msg *message.Message) (pgx.Tx, error)
 	// Lost reports that msg's delivery can no longer commit (its transaction
 	// lost its connection): no retry inside it can help, and acking it lets

@@ -343,20 +343,47 @@ func testBeginWrite(t *testing.T, h Harness) {
 	ns := namespace("w")
 	d := open(t, h, ns)
 	initTopics(t, d, ns)
-	in := driver.ShardTopic(ns, driver.Written, 2)
-	require.NoError(t, d.Publisher().Publish(in.String(), newMessage("r1", 1)))
-	ch := subscribe(t, d, in)
+	in, out := driver.ShardTopic(ns, driver.Written, 2), driver.ShardTopic(ns, driver.Processed, 2)
+	require.NoError(t, d.Publisher().Publish(in.String(), newMessage("r1", 1), newMessage("r1", 2), newMessage("r1", 3)))
+	ch, outs := subscribe(t, d, in), subscribe(t, d, out)
+	table := `"drivertest_` + ns + `"`
+
+	// The first write commits with its delivery.
 	handle(t, d, next(t, ch), func(m *message.Message) error {
 		tx, err := d.BeginWrite(m)
 		require.NoError(t, err)
-		var one int
-		require.NoError(t, tx.QueryRow(m.Context(), `SELECT 1`).Scan(&one))
-		require.Equal(t, 1, one)
+		_, err = tx.Exec(m.Context(), `CREATE TABLE `+table+` (n int)`)
+		require.NoError(t, err)
+		_, err = tx.Exec(m.Context(), `INSERT INTO `+table+` VALUES (1)`)
+		require.NoError(t, err)
+		return tx.Commit(m.Context())
+	})
+	// The second fails, rolls back, and its delivery still publishes (the
+	// failure result the write handler reports).
+	handle(t, d, next(t, ch), func(m *message.Message) error {
+		tx, err := d.BeginWrite(m)
+		require.NoError(t, err)
+		_, err = tx.Exec(m.Context(), `INSERT INTO `+table+` VALUES (2)`)
+		require.NoError(t, err)
 		_, err = tx.Exec(m.Context(), `SELECT 1/0`)
 		require.Error(t, err)
 		require.NoError(t, tx.Rollback(m.Context()), "a failed write rolls back on its own")
 		require.False(t, d.Lost(m))
-		return nil
+		o := newMessage("r1", 20)
+		o.SetContext(m.Context())
+		return d.HandlerPublisher().Publish(out.String(), o)
+	})
+	require.Equal(t, "payload-20", string(next(t, outs).Payload), "published after the write rolled back")
+	// The third sees the first write and not the second.
+	handle(t, d, next(t, ch), func(m *message.Message) error {
+		tx, err := d.BeginWrite(m)
+		require.NoError(t, err)
+		var rows []int32
+		require.NoError(t, tx.QueryRow(m.Context(), `SELECT coalesce(array_agg(n ORDER BY n), '{}') FROM `+table).Scan(&rows))
+		require.Equal(t, []int32{1}, rows, "the committed write is stored, the rolled-back one is not")
+		_, err = tx.Exec(m.Context(), `DROP TABLE `+table)
+		require.NoError(t, err)
+		return tx.Commit(m.Context())
 	})
 	requireBacklog(t, d, in, 0)
 }

@@ -77,8 +77,11 @@ func (d *delivery) begin(ctx context.Context) (pgx.Tx, error) {
 	return tx, nil
 }
 
-// write opens a savepoint for the write stage: a failed write rolls back to
-// it and leaves the delivery able to publish a failure result and poison.
+// write gives the write stage the delivery's transaction (deliveryTx). It
+// holds nothing else until the delivery commits, so a failed write can undo
+// the whole of it and the delivery still publish a failure result and
+// poison, in a transaction of its own; a savepoint would cost every
+// successful write two more round trips for that rare case.
 func (d *delivery) write(ctx context.Context) (pgx.Tx, error) {
 	tx, err := d.begin(ctx)
 	if err != nil {
@@ -87,7 +90,49 @@ func (d *delivery) write(ctx context.Context) (pgx.Tx, error) {
 	d.mu.Lock()
 	d.wrote = true
 	d.mu.Unlock()
-	return tx.Begin(ctx)
+	return deliveryTx{Tx: tx, d: d}, nil
+}
+
+// deliveryTx is the delivery's transaction as the write stage holds it: its
+// rows commit with the hand-off, not before.
+type deliveryTx struct {
+	pgx.Tx
+	d *delivery
+}
+
+// Commit leaves the rows to commit with the hand-off (delivery.commit).
+func (t deliveryTx) Commit(context.Context) error { return t.d.current(t.Tx) }
+
+// Rollback undoes what the handler wrote, which is all the transaction
+// holds, and returns its connection.
+func (t deliveryTx) Rollback(ctx context.Context) error {
+	d := t.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.currentLocked(t.Tx); err != nil {
+		return err
+	}
+	err := d.tx.Rollback(context.WithoutCancel(ctx))
+	d.release()
+	d.wrote = false
+	return err
+}
+
+// current says whether tx is still the delivery's open transaction.
+func (d *delivery) current(tx pgx.Tx) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.currentLocked(tx)
+}
+
+func (d *delivery) currentLocked(tx pgx.Tx) error {
+	switch {
+	case d.done:
+		return errDeliveryOver
+	case d.tx != tx:
+		return pgx.ErrTxClosed
+	}
+	return nil
 }
 
 // publish records outputs to insert at commit.
@@ -137,7 +182,8 @@ func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*
 }
 
 // send runs batch in the delivery's transaction, or in one of its own, and
-// commits.
+// commits: the COMMIT goes in the same round trip, after every statement of
+// the batch has succeeded (an error skips the rest of a pipelined batch).
 func (d *delivery) send(ctx context.Context, batch *pgx.Batch) error {
 	if d.tx == nil {
 		batch.Queue(`COMMIT`)
@@ -147,11 +193,15 @@ func (d *delivery) send(ctx context.Context, batch *pgx.Batch) error {
 	if !d.wrote {
 		batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
 	}
-	if err := d.tx.SendBatch(ctx, batch).Close(); err != nil {
-		_ = d.tx.Rollback(context.WithoutCancel(ctx))
-		return err
+	batch.Queue(`COMMIT`)
+	err := d.tx.SendBatch(ctx, batch).Close()
+	if err == nil && d.conn.Conn().PgConn().TxStatus() != 'I' {
+		err = errors.New("pgdriver: the transaction did not commit")
 	}
-	return d.tx.Commit(ctx)
+	if err != nil {
+		_ = d.tx.Rollback(context.WithoutCancel(ctx))
+	}
+	return err
 }
 
 // sendOwnTx sends a batch that begins and commits its own transaction on a

@@ -222,8 +222,9 @@ func (d *Driver) Middleware() message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc { return h }
 }
 
-// BeginWrite opens a savepoint in the delivery's transaction, so the
-// domain rows commit with the hand-off.
+// BeginWrite gives the write stage the delivery's transaction, so the
+// domain rows commit with the hand-off: the transaction's Commit leaves
+// them to the acknowledgement, its Rollback undoes them.
 func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) {
 	if dl, ok := deliveryOf(msg.Context()); ok {
 		if dl.lost() {
