@@ -16,6 +16,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/flows/driver"
@@ -347,26 +348,30 @@ func testBeginWrite(t *testing.T, h Harness) {
 	require.NoError(t, d.Publisher().Publish(in.String(), newMessage("r1", 1), newMessage("r1", 2), newMessage("r1", 3)))
 	ch, outs := subscribe(t, d, in), subscribe(t, d, out)
 	table := `"drivertest_` + ns + `"`
+	insert := func(n int) *pgx.Batch {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO `+table+` VALUES ($1)`, n)
+		return b
+	}
 
-	// The first write commits with its delivery.
+	// The first write (a single statement first) commits with its delivery.
 	handle(t, d, next(t, ch), func(m *message.Message) error {
 		tx, err := d.BeginWrite(m)
 		require.NoError(t, err)
 		_, err = tx.Exec(m.Context(), `CREATE TABLE `+table+` (n int)`)
 		require.NoError(t, err)
-		_, err = tx.Exec(m.Context(), `INSERT INTO `+table+` VALUES (1)`)
-		require.NoError(t, err)
+		require.NoError(t, tx.SendBatch(m.Context(), insert(1)).Close())
 		return tx.Commit(m.Context())
 	})
-	// The second fails, rolls back, and its delivery still publishes (the
-	// failure result the write handler reports).
+	// The second (a batch first, as the write stage sends) fails, rolls
+	// back, and its delivery still publishes (the failure result the write
+	// handler reports).
 	handle(t, d, next(t, ch), func(m *message.Message) error {
 		tx, err := d.BeginWrite(m)
 		require.NoError(t, err)
-		_, err = tx.Exec(m.Context(), `INSERT INTO `+table+` VALUES (2)`)
-		require.NoError(t, err)
-		_, err = tx.Exec(m.Context(), `SELECT 1/0`)
-		require.Error(t, err)
+		b := insert(2)
+		b.Queue(`SELECT 1/0`)
+		require.Error(t, tx.SendBatch(m.Context(), b).Close())
 		require.NoError(t, tx.Rollback(m.Context()), "a failed write rolls back on its own")
 		require.False(t, d.Lost(m))
 		o := newMessage("r1", 20)
@@ -374,13 +379,27 @@ func testBeginWrite(t *testing.T, h Harness) {
 		return d.HandlerPublisher().Publish(out.String(), o)
 	})
 	require.Equal(t, "payload-20", string(next(t, outs).Payload), "published after the write rolled back")
-	// The third sees the first write and not the second.
+	// The third writes and its handler then fails: where the hand-off is
+	// transactional, its rows go with the delivery.
 	handle(t, d, next(t, ch), func(m *message.Message) error {
+		tx, err := d.BeginWrite(m)
+		require.NoError(t, err)
+		require.NoError(t, tx.SendBatch(m.Context(), insert(3)).Close())
+		require.NoError(t, tx.Commit(m.Context()))
+		return errFailed
+	})
+	want := []int32{1, 3}
+	if h.TransactionalHandoff {
+		want = []int32{1}
+	}
+	// Its redelivery reads what is stored (a query first).
+	handle(t, d, next(t, ch), func(m *message.Message) error {
+		require.Equal(t, "payload-3", string(m.Payload))
 		tx, err := d.BeginWrite(m)
 		require.NoError(t, err)
 		var rows []int32
 		require.NoError(t, tx.QueryRow(m.Context(), `SELECT coalesce(array_agg(n ORDER BY n), '{}') FROM `+table).Scan(&rows))
-		require.Equal(t, []int32{1}, rows, "the committed write is stored, the rolled-back one is not")
+		require.Equal(t, want, rows, "committed writes are stored, rolled-back ones not")
 		_, err = tx.Exec(m.Context(), `DROP TABLE `+table)
 		require.NoError(t, err)
 		return tx.Commit(m.Context())

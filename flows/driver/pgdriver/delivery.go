@@ -27,7 +27,7 @@ type delivery struct {
 
 	mu      sync.Mutex
 	conn    *pgxpool.Conn
-	tx      pgx.Tx
+	wtx     *writeTx // the write stage's transaction on conn (BeginWrite)
 	wrote   bool
 	pending []published
 	done    bool // committed, rolled back or abandoned: no more use
@@ -54,82 +54,32 @@ func deliveryOf(ctx context.Context) (*delivery, bool) {
 // while its handler still used it.
 var errDeliveryOver = errors.New("pgdriver: the message's delivery is over")
 
-// begin returns the delivery's transaction, beginning it on first use.
-func (d *delivery) begin(ctx context.Context) (pgx.Tx, error) {
+// write gives the write stage the delivery's transaction (writeTx), on a
+// connection of its own until the delivery ends.
+func (d *delivery) write(ctx context.Context) (pgx.Tx, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done {
 		return nil, errDeliveryOver
 	}
-	if d.tx != nil {
-		return d.tx, nil
+	if d.wtx == nil {
+		conn, err := d.pool.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d.conn, d.wtx = conn, &writeTx{d: d, conn: conn}
 	}
-	conn, err := d.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		conn.Release()
-		return nil, err
-	}
-	d.conn, d.tx = conn, tx
-	return tx, nil
-}
-
-// write gives the write stage the delivery's transaction (deliveryTx). It
-// holds nothing else until the delivery commits, so a failed write can undo
-// the whole of it and the delivery still publish a failure result and
-// poison, in a transaction of its own; a savepoint would cost every
-// successful write two more round trips for that rare case.
-func (d *delivery) write(ctx context.Context) (pgx.Tx, error) {
-	tx, err := d.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
 	d.wrote = true
-	d.mu.Unlock()
-	return deliveryTx{Tx: tx, d: d}, nil
+	return d.wtx, nil
 }
 
-// deliveryTx is the delivery's transaction as the write stage holds it: its
-// rows commit with the hand-off, not before.
-type deliveryTx struct {
-	pgx.Tx
-	d *delivery
-}
-
-// Commit leaves the rows to commit with the hand-off (delivery.commit).
-func (t deliveryTx) Commit(context.Context) error { return t.d.current(t.Tx) }
-
-// Rollback undoes what the handler wrote, which is all the transaction
-// holds, and returns its connection.
-func (t deliveryTx) Rollback(ctx context.Context) error {
-	d := t.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.currentLocked(t.Tx); err != nil {
-		return err
-	}
-	err := d.tx.Rollback(context.WithoutCancel(ctx))
-	d.release()
-	d.wrote = false
-	return err
-}
-
-// current says whether tx is still the delivery's open transaction.
-func (d *delivery) current(tx pgx.Tx) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.currentLocked(tx)
-}
-
-func (d *delivery) currentLocked(tx pgx.Tx) error {
+// currentLocked says whether t is still the delivery's open transaction;
+// d.mu is held.
+func (d *delivery) currentLocked(t *writeTx) error {
 	switch {
 	case d.done:
 		return errDeliveryOver
-	case d.tx != tx:
+	case d.wtx != t:
 		return pgx.ErrTxClosed
 	}
 	return nil
@@ -156,8 +106,8 @@ func (d *delivery) lost() bool {
 // commit inserts the outputs, acknowledges the delivered message c (which
 // must find it still leased to sub, or it fails and everything rolls back),
 // claims what comes after it for sub (nextSQL) and commits; it returns the
-// message claimed, if any. Without a transaction begun, it all goes to
-// the server in one round trip.
+// message claimed, if any: one round trip, in the write stage's
+// transaction if the handler opened one (BeginWrite), else in its own.
 func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*claimed, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -166,13 +116,18 @@ func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*
 	}
 	d.done = true
 	batch := &pgx.Batch{}
-	if d.tx == nil {
+	if d.wtx == nil || d.wtx.tx == nil {
 		batch.Queue(`BEGIN`)
+	}
+	if !d.wrote {
 		batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
 	}
 	out := sub.s.d.queueOutputs(batch, d.pending)
 	batch.Queue(sub.ack, c.offset, sub.owner)
 	next := sub.queueNext(batch, c)
+	// COMMIT rides in the same round trip; it runs only if every statement
+	// before it succeeded, since an error skips the rest of a batch.
+	batch.Queue(`COMMIT`)
 	if err := d.send(ctx, batch); err != nil {
 		out.failed()
 		return nil, err
@@ -181,40 +136,35 @@ func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*
 	return next.result(), nil
 }
 
-// send runs batch in the delivery's transaction, or in one of its own, and
-// commits: the COMMIT goes in the same round trip, after every statement of
-// the batch has succeeded (an error skips the rest of a pipelined batch).
+// send runs a batch that ends its transaction on the delivery's connection,
+// or on one of the pool's.
 func (d *delivery) send(ctx context.Context, batch *pgx.Batch) error {
-	if d.tx == nil {
-		batch.Queue(`COMMIT`)
+	if d.conn == nil {
 		return sendOwnTx(ctx, d.pool, batch)
 	}
 	defer d.release()
-	if !d.wrote {
-		batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
-	}
-	batch.Queue(`COMMIT`)
-	err := d.tx.SendBatch(ctx, batch).Close()
-	if err == nil && d.conn.Conn().PgConn().TxStatus() != 'I' {
-		err = errors.New("pgdriver: the transaction did not commit")
-	}
-	if err != nil {
-		_ = d.tx.Rollback(context.WithoutCancel(ctx))
-	}
-	return err
+	return sendTx(ctx, d.conn, batch)
 }
 
 // sendOwnTx sends a batch that begins and commits its own transaction on a
-// pooled connection; should a statement fail, the transaction is rolled
-// back before the connection returns to the pool.
+// pooled connection.
 func sendOwnTx(ctx context.Context, pool *pgxpool.Pool, batch *pgx.Batch) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	err = conn.SendBatch(ctx, batch).Close()
+	return sendTx(ctx, conn, batch)
+}
+
+// sendTx sends a batch that ends with COMMIT; should it not commit, the
+// transaction is rolled back before the connection returns to the pool.
+func sendTx(ctx context.Context, conn *pgxpool.Conn, batch *pgx.Batch) error {
+	err := conn.SendBatch(ctx, batch).Close()
 	if conn.Conn().PgConn().TxStatus() != 'I' {
+		if err == nil {
+			err = errors.New("pgdriver: the transaction did not commit")
+		}
 		if _, rbErr := conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`); rbErr != nil {
 			// A connection in an unknown state must not serve anyone else.
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
@@ -231,8 +181,10 @@ func (d *delivery) rollback(ctx context.Context) {
 		return
 	}
 	d.done = true
-	if d.tx != nil {
-		_ = d.tx.Rollback(context.WithoutCancel(ctx))
+	if d.conn != nil {
+		if d.wtx.tx != nil {
+			_ = d.wtx.tx.Rollback(context.WithoutCancel(ctx))
+		}
 		d.release()
 	}
 }
@@ -257,7 +209,7 @@ func (d *delivery) abandon() {
 func (d *delivery) release() {
 	if d.conn != nil {
 		d.conn.Release()
-		d.conn, d.tx = nil, nil
+		d.conn, d.wtx = nil, nil
 	}
 }
 
