@@ -181,6 +181,7 @@ type Engine struct {
 
 	outputPub message.Publisher // publishes stage outputs inside the tracked region
 	notifier  *notify.Notifier  // delivers the alerts (alerts.go)
+	results   *earlySubscriber  // the results topics' subscriber (results.go)
 
 	flight   sync.Mutex // guards the fields below (see drain.go)
 	inFlight int
@@ -278,6 +279,8 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 		}
 		subs[kind] = drainingSubscriber{sub, e}
 	}
+	e.results = &earlySubscriber{Subscriber: subs[driver.Processed]}
+	subs[driver.Processed] = e.results
 	// The fetch hands the event it decoded to the write of the same poll.
 	handover := handlers.NewHandover(4*cfg.FetchConcurrency + 64)
 	fetcher := newFetchLimit(deps.Fetcher, cfg.FetchConcurrency)
@@ -337,6 +340,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.addLegacyHandlers(ctx); err != nil {
 		return errors.Join(err, e.drv.Close())
 	}
+	var results []string
+	for shard := 0; shard < e.cfg.Shards; shard++ {
+		results = append(results, e.topic(driver.Processed, shard))
+	}
+	if err := e.results.subscribeEarly(context.WithoutCancel(ctx), results); err != nil {
+		return errors.Join(err, e.drv.Close())
+	}
 	// The router's own context would cancel subscriptions under running
 	// handlers; close through Close instead (drain.go).
 	stop := context.AfterFunc(ctx, func() { _ = e.router.Close() })
@@ -346,7 +356,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err == nil {
 		err = ctx.Err()
 	}
-	return errors.Join(err, stopNotifier(), e.drv.Close())
+	return errors.Join(err, stopNotifier(), e.results.closeUnclaimed(), e.drv.Close())
 }
 
 // Running is closed once every handler runs.
