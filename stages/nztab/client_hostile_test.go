@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,8 +121,13 @@ func TestFetchEventBackoffThatDoesNotFitTheBudgetEndsTheFetch(t *testing.T) {
 func TestFetchEventFollowsNoRedirect(t *testing.T) {
 	t.Parallel()
 	var elsewhere atomic.Int32
+	var mine sync.Map // tokens of this test's servers, which its clients send
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !fromTestClient(w, r) {
+			return
+		}
+		if _, ok := mine.Load(r.Header.Get(testServerHeader)); !ok {
+			http.Error(w, "a request of another test's client", http.StatusMisdirectedRequest)
 			return
 		}
 		elsewhere.Add(1)
@@ -153,6 +159,7 @@ func TestFetchEventFollowsNoRedirect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv, h := serve(t, tc.handler)
+			mine.Store(h.token, true)
 			c, rec := newTestClient(t, srv.URL, nil)
 			_, err := c.FetchEvent(t.Context(), testRaceID)
 			var re *RedirectError

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,12 +54,58 @@ func newTestClient(t *testing.T, baseURL string, mutate func(*ClientConfig)) (*C
 		Sleep:       rec.sleep,
 		Now:         func() time.Time { return testNow },
 	}
+	// A transport of its own: no pooled connection of another test's
+	// client, to a server that once had this port, is ever reused.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	cfg.HTTPClient = &http.Client{Transport: tokenTransport{token: serverToken(baseURL), next: tr}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	c, err := NewClient(cfg)
 	require.NoError(t, err)
 	return c, rec
+}
+
+// Every test server has a token that the clients made for it send in
+// testServerHeader, and counts only requests carrying it: loopback ports
+// are reused at once, so a request another test's client makes to a server
+// it once had at this port can reach this test's server, with the same From.
+const testServerHeader = "X-Raceflow-Test-Server"
+
+var (
+	serverTokens sync.Map // host:port → token of the server listening there now
+	lastToken    atomic.Int64
+)
+
+// registerServer gives the server at srvURL a new token.
+func registerServer(srvURL string) string {
+	token := strconv.FormatInt(lastToken.Add(1), 10)
+	serverTokens.Store(strings.TrimPrefix(srvURL, "http://"), token)
+	return token
+}
+
+// serverToken is the token of the server at baseURL's host, if it has one.
+func serverToken(baseURL string) string {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return ""
+	}
+	token, _ := serverTokens.Load(u.Host)
+	s, _ := token.(string)
+	return s
+}
+
+// tokenTransport adds a server's token to every request.
+type tokenTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(testServerHeader, t.token)
+	return t.next.RoundTrip(r)
 }
 
 // testFrom is the From header of every test client. Test servers count only
@@ -83,10 +130,15 @@ func fromTestClient(w http.ResponseWriter, r *http.Request) bool {
 type scripted struct {
 	calls atomic.Int32
 	steps []http.HandlerFunc
+	token string // registerServer
 }
 
 func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !fromTestClient(w, r) {
+		return
+	}
+	if r.Header.Get(testServerHeader) != s.token {
+		http.Error(w, "a request of another test's client", http.StatusMisdirectedRequest)
 		return
 	}
 	n := int(s.calls.Add(1))
@@ -99,7 +151,9 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func serve(t *testing.T, steps ...http.HandlerFunc) (*httptest.Server, *scripted) {
 	t.Helper()
 	h := &scripted{steps: steps}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	h.token = registerServer("http://" + srv.Listener.Addr().String())
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv, h
 }
