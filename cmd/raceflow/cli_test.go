@@ -152,16 +152,27 @@ func (p *running) scan(r io.Reader, into *strings.Builder) {
 	}
 }
 
+// waitGuard bounds waitFor: a guard against a hang that prints what the
+// process said, not a performance assertion.
+const waitGuard = 3 * time.Minute
+
 // waitFor reads output until a line contains want and returns that line.
 func (p *running) waitFor(t *testing.T, want string) string {
 	t.Helper()
-	for line := range p.lines {
-		if strings.Contains(line, want) {
-			return line
+	guard := time.After(waitGuard)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("raceflow ended without printing %q:\n%s", want, p.result(-1))
+			}
+			if strings.Contains(line, want) {
+				return line
+			}
+		case <-guard:
+			t.Fatalf("raceflow printed no %q in %s (still running):\n%s", want, waitGuard, p.result(-1))
 		}
 	}
-	t.Fatalf("raceflow ended without printing %q:\n%s", want, p.result(-1))
-	return ""
 }
 
 // wait waits for the process to end and returns what it did.
@@ -194,9 +205,27 @@ func (p *running) result(code int) result {
 // and returns it with its base URL.
 func apiSim(t *testing.T, seed int64) (*nztabsim.Sim, string) {
 	t.Helper()
+	return serveSim(t, seed, nztabsim.DefaultFirstRaceAt)
+}
+
+// apiSimNow is apiSim with the day's first race half an hour before now
+// (or at 00:01 NZ, early in the day), so that whatever the time of day a
+// `raceflow run`, whose scheduler works on the real clock, finds races to
+// poll: one it still polls after its start (not final for two hours) or
+// one soon to start. With the default card (12:00 NZ on) it would find
+// none from about 17:45 NZ to midnight.
+func apiSimNow(t *testing.T, seed int64) (*nztabsim.Sim, string) {
+	t.Helper()
+	now := time.Now()
+	sinceMidnight := now.Sub(nzday.Of(now).Start()).Truncate(time.Second)
+	return serveSim(t, seed, max(sinceMidnight-30*time.Minute, time.Minute))
+}
+
+func serveSim(t *testing.T, seed int64, firstRace time.Duration) (*nztabsim.Sim, string) {
+	t.Helper()
 	today := nzday.Of(time.Now())
-	clock := nztabsim.NewManualClock(today.Start().Add(11 * time.Hour))
-	sim, err := nztabsim.New(nztabsim.Config{Seed: seed, Date: today.String(), Clock: clock})
+	clock := nztabsim.NewManualClock(today.Start().Add(firstRace - time.Hour))
+	sim, err := nztabsim.New(nztabsim.Config{Seed: seed, Date: today.String(), Clock: clock, FirstRaceAt: firstRace})
 	require.NoError(t, err)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
