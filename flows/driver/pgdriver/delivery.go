@@ -50,6 +50,15 @@ func deliveryOf(ctx context.Context) (*delivery, bool) {
 	return d, ok
 }
 
+// sqlAsyncCommit lets the transaction it runs in commit without waiting for
+// the disk (see delivery). The driver's batches rely on how PostgreSQL runs
+// a pipeline: the statements of a batch sent without BEGIN form one
+// transaction, committed once the last has run (pgx ends a batch with one
+// Sync), and an error skips the rest and rolls them all back. So BEGIN and
+// COMMIT are left out, two statements fewer for each hand-off, and the
+// setting goes with set_config: SET LOCAL warns outside BEGIN.
+const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+
 // errDeliveryOver: the delivery was settled (or abandoned at shutdown)
 // while its handler still used it.
 var errDeliveryOver = errors.New("pgdriver: the message's delivery is over")
@@ -116,18 +125,19 @@ func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*
 	}
 	d.done = true
 	batch := &pgx.Batch{}
-	if d.wtx == nil || d.wtx.tx == nil {
-		batch.Queue(`BEGIN`)
-	}
 	if !d.wrote {
-		batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
+		batch.Queue(sqlAsyncCommit)
 	}
 	out := sub.s.d.queueOutputs(batch, d.pending)
 	batch.Queue(sub.ack, c.offset, sub.owner)
 	next := sub.queueNext(batch, c)
-	// COMMIT rides in the same round trip; it runs only if every statement
-	// before it succeeded, since an error skips the rest of a batch.
-	batch.Queue(`COMMIT`)
+	if d.wtx != nil && d.wtx.tx != nil {
+		// The write stage's transaction: COMMIT rides in the same round
+		// trip and runs only if every statement before it succeeded, since
+		// an error skips the rest of a batch. Without it the batch is a
+		// transaction of its own (sqlAsyncCommit).
+		batch.Queue(`COMMIT`)
+	}
 	if err := d.send(ctx, batch); err != nil {
 		out.failed()
 		return nil, err
@@ -146,8 +156,8 @@ func (d *delivery) send(ctx context.Context, batch *pgx.Batch) error {
 	return sendTx(ctx, d.conn, batch)
 }
 
-// sendOwnTx sends a batch that begins and commits its own transaction on a
-// pooled connection.
+// sendOwnTx sends a batch that is a transaction of its own
+// (sqlAsyncCommit) on a pooled connection.
 func sendOwnTx(ctx context.Context, pool *pgxpool.Pool, batch *pgx.Batch) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -157,8 +167,10 @@ func sendOwnTx(ctx context.Context, pool *pgxpool.Pool, batch *pgx.Batch) error 
 	return sendTx(ctx, conn, batch)
 }
 
-// sendTx sends a batch that ends with COMMIT; should it not commit, the
-// transaction is rolled back before the connection returns to the pool.
+// sendTx sends a batch that commits: a batch of its own transaction
+// (sqlAsyncCommit), or the end of an explicit one, ending with COMMIT.
+// Should it not commit, the transaction is rolled back before the
+// connection returns to the pool.
 func sendTx(ctx context.Context, conn *pgxpool.Conn, batch *pgx.Batch) error {
 	err := conn.SendBatch(ctx, batch).Close()
 	if conn.Conn().PgConn().TxStatus() != 'I' {

@@ -231,9 +231,7 @@ func (r *tailReader) hand(ctx context.Context, msg *message.Message, out chan<- 
 // markHandled sets the handled flag, without waiting for the disk.
 func markHandled(ctx context.Context, d *Driver, topic string, offsets []int64) error {
 	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN`)
-	batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
+	batch.Queue(sqlAsyncCommit)
 	batch.Queue(`UPDATE `+tableOf(topic)+` SET acked = TRUE WHERE "offset" = ANY($1) AND NOT acked`, offsets)
-	batch.Queue(`COMMIT`)
 	return sendOwnTx(ctx, d.pool, batch)
 }

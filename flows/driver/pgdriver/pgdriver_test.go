@@ -175,3 +175,61 @@ func handedOut(t *testing.T, sub message.Subscriber, topic string) *message.Mess
 		return nil
 	}
 }
+
+// A hand-off's outputs and its acknowledgement are one transaction: the
+// batch that carries them has no BEGIN or COMMIT, and PostgreSQL runs a
+// pipelined batch as one transaction. When the acknowledgement finds the
+// message leased to someone else, the output inserted before it in that
+// batch must be gone with it.
+func TestHandOffWhoseMessageWasTakenOverPublishesNothing(t *testing.T) {
+	t.Parallel()
+	const in, out = "taken-over-in", "taken-over-out"
+	db := pgtest.New(t)
+	logs := &dropLog{dropped: make(chan string, 1)}
+	d, err := pgdriver.Open(pgdriver.DefaultConfig(), db.Pool, logs)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	sub := d.NewSubscriber(false, 1)
+	t.Cleanup(func() { require.NoError(t, sub.Close()) })
+	require.NoError(t, d.Publisher().Publish(in, message.NewMessage("in-1", []byte("input"))))
+
+	msg := handedOut(t, sub, in)
+	_, err = db.Pool.Exec(t.Context(), `UPDATE "watermill_`+in+`" SET lease_owner = 'another process'`)
+	require.NoError(t, err)
+	o := message.NewMessage("out-1", []byte("output"))
+	o.SetContext(msg.Context())
+	require.NoError(t, d.HandlerPublisher().Publish(out, o))
+	msg.Ack()
+	select {
+	case reason := <-logs.dropped:
+		require.Contains(t, reason, "taken over")
+	case <-time.After(time.Minute):
+		t.Fatal("the acknowledgement was not dropped within a minute")
+	}
+
+	var outputs, kept int
+	require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM "watermill_`+out+`"`).Scan(&outputs))
+	require.Zero(t, outputs, "the output of a hand-off whose acknowledgement failed was published")
+	require.NoError(t, db.Pool.QueryRow(t.Context(),
+		`SELECT count(*) FROM "watermill_`+in+`" WHERE lease_owner = 'another process'`).Scan(&kept))
+	require.Equal(t, 1, kept, "the message taken over must stay with its new owner")
+}
+
+// dropLog is a quiet logger that reports the driver dropping an
+// acknowledgement.
+type dropLog struct {
+	watermill.NopLogger
+	dropped chan string
+}
+
+func (l *dropLog) Info(msg string, fields watermill.LogFields) {
+	if msg == "pgdriver: acknowledgement dropped" {
+		reason, _ := fields["reason"].(string)
+		select {
+		case l.dropped <- reason:
+		default:
+		}
+	}
+}
+
+func (l *dropLog) With(watermill.LogFields) watermill.LoggerAdapter { return l }

@@ -37,10 +37,8 @@ func (p publisher) Publish(topic string, msgs ...*message.Message) error {
 		return dl.publish(topic, rows)
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN`)
-	batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
+	batch.Queue(sqlAsyncCommit)
 	out := p.d.queueOutputs(batch, []published{{topic: topic, rows: rows}})
-	batch.Queue(`COMMIT`)
 	if err := sendOwnTx(ctx, p.d.pool, batch); err != nil {
 		out.failed()
 		return errors.Join(errPublish, err)

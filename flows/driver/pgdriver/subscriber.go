@@ -276,10 +276,8 @@ func leaseSQL(table, next string) string {
 
 func (sub *subscription) claimOne(ctx context.Context) (*claimed, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN`)
-	batch.Queue(`SET LOCAL synchronous_commit TO OFF`)
+	batch.Queue(sqlAsyncCommit)
 	cl := sub.queueClaim(batch)
-	batch.Queue(`COMMIT`)
 	if err := sendOwnTx(ctx, sub.s.d.pool, batch); err != nil {
 		return nil, err
 	}
