@@ -115,8 +115,9 @@ type oddsKey struct{ entrant, typ string }
 // appendHistory takes the appendable series out of the polls' money and odds
 // rows and returns the statements that insert them, their counts already
 // added to the polls' Rows. It reads the stored series ends in one round
-// trip of its own.
-func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) ([]stmt, error) {
+// trip of its own, which switches the planner settings for the rest of the
+// write (switched true; see sqlPlannerOn).
+func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) (stmts []stmt, switched bool, err error) {
 	mTime := func(a, b transform.MoneyFlow) int {
 		return cmp.Or(a.PollingTimestamp.Compare(b.PollingTimestamp), a.EventTimestamp.Compare(b.EventTimestamp))
 	}
@@ -146,12 +147,12 @@ func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) ([]stmt, error
 		return false
 	})
 	if len(mKeys) == 0 && len(oKeys) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 
 	latestMoney, latestOdds, cents, err := lookupEnds(ctx, tx, mKeys, mSeries, oKeys, oSeries)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 
 	var out []stmt
@@ -210,7 +211,7 @@ func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) ([]stmt, error
 	if len(odds) > 0 {
 		out = append(out, stmt{table: TableOdds, sql: sqlAppendOdds, args: oddsArgs(odds), expect: len(odds)})
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // storedMoney is the latest stored row of a money series (ok false: none).
@@ -229,7 +230,8 @@ type storedOdds struct {
 
 // lookupEnds reads the latest stored row of every candidate series in one
 // pipelined round trip, and works out the candidate odds as they would be
-// stored (oddsCents).
+// stored (oddsCents). It switches the planner settings and leaves them
+// switched for the write's statements (execute restores them).
 func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
 	oKeys []oddsKey, oSeries map[oddsKey][]entry[transform.Odds]) ([]storedMoney, []storedOdds, []int64, error) {
 	batch := &pgx.Batch{}
@@ -262,7 +264,6 @@ func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[mo
 		}
 	}
 	batch.Queue(sqlLatestOdds, oEntrants, types, oLo, oHi)
-	batch.Queue(sqlPlannerRestore)
 
 	br := tx.SendBatch(ctx, batch)
 	fail := func(table string, err error) ([]storedMoney, []storedOdds, []int64, error) {
@@ -311,9 +312,6 @@ func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[mo
 	}
 	if err := rows.Err(); err != nil {
 		return fail(TableOdds, err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return fail("batch", err)
 	}
 	if err := br.Close(); err != nil {
 		return nil, nil, nil, newDBError("batch", err)

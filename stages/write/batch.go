@@ -104,7 +104,7 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 // then every statement in one pipelined batch. It returns the number of
 // rounds and of appended history rows.
 func writePending(ctx context.Context, tx pgx.Tx, ps []*pending, durations map[string]time.Duration) (int, int, error) {
-	appended, err := appendHistory(ctx, tx, ps)
+	appended, switched, err := appendHistory(ctx, tx, ps)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -121,7 +121,7 @@ func writePending(ctx context.Context, tx pgx.Tx, ps []*pending, durations map[s
 	for _, a := range appended {
 		n += a.expect
 	}
-	if err := execute(ctx, tx, append(rounds, appended), durations); err != nil {
+	if err := execute(ctx, tx, append(rounds, appended), switched, durations); err != nil {
 		return 0, 0, err
 	}
 	return len(plan), n, nil

@@ -208,6 +208,9 @@ func failed(rows Rows, err error) (Rows, error) {
 //     do not depend on the values.
 //
 // A plan is built when its statement executes, so both hold for planning too.
+// They are switched once for a write's two round trips (the lookup of the
+// series' ends, then every statement) and restored at its end: between the
+// two nothing else runs in the transaction, and each switch is a statement.
 const (
 	sqlPlannerOn = `SELECT set_config('raceflow.enable_sort', current_setting('enable_sort'), true),
        set_config('raceflow.plan_cache_mode', current_setting('plan_cache_mode'), true),
@@ -219,10 +222,13 @@ const (
 // execute sends every statement of every round in one pipelined batch and
 // adds each statement's counters to the Rows of the poll its key belongs to.
 // Statements run in order, each seeing the effects of those before it, as if
-// sent one by one.
-func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[string]time.Duration) error {
+// sent one by one. The batch switches the planner settings unless the lookup
+// before it did (switched), and restores them.
+func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, switched bool, durations map[string]time.Duration) error {
 	batch := &pgx.Batch{}
-	batch.Queue(sqlPlannerOn)
+	if !switched {
+		batch.Queue(sqlPlannerOn)
+	}
 	for _, r := range rounds {
 		for _, s := range r {
 			batch.Queue(s.sql, s.args...)
@@ -230,9 +236,11 @@ func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, durations map[stri
 	}
 	batch.Queue(sqlPlannerRestore)
 	br := tx.SendBatch(ctx, batch)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return newDBError("batch", err)
+	if !switched {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return newDBError("batch", err)
+		}
 	}
 	var (
 		keys    []string
