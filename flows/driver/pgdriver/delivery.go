@@ -55,8 +55,8 @@ func deliveryOf(ctx context.Context) (*delivery, bool) {
 // a pipeline: the statements of a batch sent without BEGIN form one
 // transaction, committed once the last has run (pgx ends a batch with one
 // Sync), and an error skips the rest and rolls them all back. So BEGIN and
-// COMMIT are left out, two statements fewer for each hand-off, and the
-// setting goes with set_config: SET LOCAL warns outside BEGIN.
+// COMMIT are left out, and the setting goes with set_config (SET LOCAL
+// warns outside BEGIN), in a hand-off's acknowledgement itself (ackSQL).
 const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
 
 // errDeliveryOver: the delivery was settled (or abandoned at shutdown)
@@ -125,11 +125,12 @@ func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*
 	}
 	d.done = true
 	batch := &pgx.Batch{}
-	if !d.wrote {
-		batch.Queue(sqlAsyncCommit)
-	}
 	out := sub.s.d.queueOutputs(batch, d.pending)
-	batch.Queue(sub.ack, c.offset, sub.owner)
+	ack := sub.ackAsync
+	if d.wrote {
+		ack = sub.ack
+	}
+	batch.Queue(ack, c.offset, sub.owner)
 	next := sub.queueNext(batch, c)
 	if d.wtx != nil && d.wtx.tx != nil {
 		// The write stage's transaction: COMMIT rides in the same round
@@ -228,13 +229,19 @@ func (d *delivery) release() {
 // ackSQL is the acknowledgement of a delivered row: it fails (division by
 // zero) when the row is no longer leased to this delivery, because another
 // instance took it over, so that the delivery's outputs roll back with it.
-func ackSQL(topic string, keep bool) string {
+// With async it also does what sqlAsyncCommit does, one statement fewer for
+// a hand-off that wrote nothing.
+func ackSQL(topic string, keep, async bool) string {
 	t := tableOf(topic)
 	change := `DELETE FROM ` + t
 	if keep {
 		change = `UPDATE ` + t + ` SET acked = TRUE, lease_owner = NULL, lease_until = NULL`
 	}
-	return `WITH a AS (` + change + ` WHERE "offset" = $1 AND lease_owner = $2 RETURNING 1) SELECT 1 / count(*) FROM a`
+	result := `1 / count(*)`
+	if async {
+		result += `, set_config('synchronous_commit', 'off', true)`
+	}
+	return `WITH a AS (` + change + ` WHERE "offset" = $1 AND lease_owner = $2 RETURNING 1) SELECT ` + result + ` FROM a`
 }
 
 // errLeaseLost: the acknowledgement found the row leased to someone else.

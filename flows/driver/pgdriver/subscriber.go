@@ -37,17 +37,19 @@ type subscriber struct {
 
 // subscription is one Subscribe call.
 type subscription struct {
-	s      *subscriber
-	topic  string
-	owner  string // this subscription's leases
-	claim  string // the claim statement of its topic
-	next   string // the claim a delivery's commit makes (nextSQL)
-	keyed  bool
-	ack    string
-	signal *signal
-	ctx    context.Context
-	cancel context.CancelFunc
-	out    chan *message.Message
+	s     *subscriber
+	topic string
+	owner string // this subscription's leases
+	claim string // the claim statement of its topic
+	next  string // the claim a delivery's commit makes (nextSQL)
+	keyed bool
+	// ack and ackAsync acknowledge a delivery that wrote domain rows and one
+	// that did not (ackSQL).
+	ack, ackAsync string
+	signal        *signal
+	ctx           context.Context
+	cancel        context.CancelFunc
+	out           chan *message.Message
 
 	// slots holds a token per message being handled (at most parallel).
 	slots chan struct{}
@@ -76,7 +78,7 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	sctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{s: s, topic: topic, owner: watermill.NewShortUUID(), claim: claimSQL(topic, s.parallel > 1),
 		next: nextSQL(topic, s.parallel > 1), keyed: s.parallel > 1,
-		ack: ackSQL(topic, s.keep), signal: newSignal(), ctx: sctx, cancel: cancel, out: make(chan *message.Message),
+		ack: ackSQL(topic, s.keep, false), ackAsync: ackSQL(topic, s.keep, true), signal: newSignal(), ctx: sctx, cancel: cancel, out: make(chan *message.Message),
 		slots: make(chan struct{}, s.parallel)}
 	s.subs = append(s.subs, sub)
 	s.d.waker.add(topic, sub.signal)
