@@ -78,7 +78,8 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	sctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{s: s, topic: topic, owner: watermill.NewShortUUID(), claim: claimSQL(topic, s.parallel > 1),
 		next: nextSQL(topic, s.parallel > 1), keyed: s.parallel > 1,
-		ack: ackSQL(topic, s.keep, false), ackAsync: ackSQL(topic, s.keep, true), signal: newSignal(), ctx: sctx, cancel: cancel, out: make(chan *message.Message),
+		ack: ackSQL(topic, s.keep, false), ackAsync: ackSQL(topic, s.keep, true),
+		signal: newSignal(), ctx: sctx, cancel: cancel, out: make(chan *message.Message),
 		slots: make(chan struct{}, s.parallel)}
 	s.subs = append(s.subs, sub)
 	s.d.waker.add(topic, sub.signal)
