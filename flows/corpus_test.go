@@ -19,9 +19,9 @@ import (
 )
 
 // caseBound is how long one hostile poll may take to end, on a machine as
-// busy as CI's: the cases end in a few seconds (the client's budget under
-// corpus.ShortTimeouts is 5 s); a poll that has not ended by then is stuck.
-const caseBound = 10 * time.Second
+// busy as CI's: the cases end within seconds (the client's budget under
+// corpus.ShortTimeouts is 10 s); a poll that has not ended by then is stuck.
+const caseBound = 30 * time.Second
 
 // TestEveryHostileAnswerEndsInBoundedTimeWhileItsShardFlows polls, on every
 // backend, a race answered by each case of the hostile-input corpus, and a
