@@ -212,6 +212,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	busy0, total0 := machineTicks()
 	rep.Metadata.StartedAt = time.Now().UTC()
 	rep.Metadata.LoadAvg = loadAvg()
+	rep.Metadata.DBConnection = connection(ctx, deps.Pool)
 	for k := 1; k <= cfg.Iterations; k++ {
 		runs, wall, err := batch(false, k, cfg.Iterations)
 		if err != nil {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/csv"
 	"encoding/json"
 	"io"
@@ -235,4 +236,25 @@ func TestDBCPUCountsTheBackendsWork(t *testing.T) {
 	spent, ok := c.since(ctx)
 	require.True(t, ok)
 	require.GreaterOrEqual(t, spent, 20*time.Millisecond, "the backend that ran the query used CPU")
+}
+
+func TestConnectionSaysWhatTheClientsSocketIs(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := t.Context()
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	// The client's own view of its socket, independent of the server's.
+	nc := conn.Conn().PgConn().Conn()
+	want := ConnTCP
+	if _, ok := nc.(*tls.Conn); ok {
+		want = ConnTCPWithTLS
+	} else if nc.RemoteAddr().Network() == "unix" {
+		want = ConnUnixSocket
+	}
+	var got string
+	require.NoError(t, conn.QueryRow(ctx, sqlConnection).Scan(&got))
+	conn.Release()
+	require.Equal(t, want, got, "the server's view of the connection")
+	require.Equal(t, want, connection(ctx, db.Pool))
 }

@@ -66,3 +66,30 @@ func backendCPU(ctx context.Context, pool *pgxpool.Pool) map[int]time.Duration {
 	}
 	return out
 }
+
+// Ways the benchmark's connections reach the server (Metadata.DBConnection).
+const (
+	ConnUnixSocket = "Unix socket"
+	ConnTCP        = "TCP"
+	ConnTCPWithTLS = "TCP with TLS"
+)
+
+// sqlConnection asks the server how this session reached it: a session
+// over a Unix socket has no client address, and pg_stat_ssl says whether a
+// TCP one negotiated TLS. Each round trip over TCP with TLS costs both sides
+// more than over the socket (docs/BENCHMARKS.md, sitting I), so a figure
+// means little without it.
+const sqlConnection = `SELECT CASE
+    WHEN inet_client_addr() IS NULL THEN '` + ConnUnixSocket + `'
+    WHEN COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) THEN '` + ConnTCPWithTLS + `'
+    ELSE '` + ConnTCP + `' END`
+
+// connection says how the pool's connections reach the server; empty when
+// the server cannot say.
+func connection(ctx context.Context, pool *pgxpool.Pool) string {
+	var kind string
+	if err := pool.QueryRow(ctx, sqlConnection).Scan(&kind); err != nil {
+		return ""
+	}
+	return kind
+}

@@ -49,12 +49,15 @@ type Metadata struct {
 	Seeds          []int64   `json:"seeds,omitempty"`
 	Runners        string    `json:"runners,omitempty"` // field sizes of the races polled, e.g. "16" or "14–16"
 	Database       string    `json:"database,omitempty"`
-	DBMaxConns     int       `json:"db_max_conns,omitempty"`
-	GoVersion      string    `json:"go_version"`
-	GOOS           string    `json:"goos"`
-	GOARCH         string    `json:"goarch"`
-	NumCPU         int       `json:"num_cpu"`
-	GOMAXPROCS     int       `json:"gomaxprocs"`
+	// DBConnection is how the connections reach the server: ConnUnixSocket,
+	// ConnTCP or ConnTCPWithTLS.
+	DBConnection string `json:"db_connection,omitempty"`
+	DBMaxConns   int    `json:"db_max_conns,omitempty"`
+	GoVersion    string `json:"go_version"`
+	GOOS         string `json:"goos"`
+	GOARCH       string `json:"goarch"`
+	NumCPU       int    `json:"num_cpu"`
+	GOMAXPROCS   int    `json:"gomaxprocs"`
 	// LoadAvg is the machine's 1, 5 and 15 minute load average when the
 	// measured batches began; figures taken on a busy machine say so.
 	LoadAvg string `json:"load_avg,omitempty"`
@@ -436,7 +439,11 @@ func WriteTable(w io.Writer, r *Report) error {
 		fmt.Fprintln(w)
 	}
 	if m.Database != "" {
-		fmt.Fprintf(w, "database: %s\n", m.Database)
+		fmt.Fprintf(w, "database: %s", m.Database)
+		if m.DBConnection != "" {
+			fmt.Fprintf(w, ", over %s", m.DBConnection)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

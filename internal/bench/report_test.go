@@ -190,11 +190,13 @@ func TestWriteTableShowsEveryMeasureAndTheVerdict(t *testing.T) {
 	t.Parallel()
 	rep := sampleReport()
 	rep.Checks = []Check{{Name: CheckBatch, TargetMS: 10, ObservedMS: 20, Applicable: true}}
+	rep.Metadata.Database, rep.Metadata.DBConnection = "postgres://127.0.0.1:5432/x", ConnTCPWithTLS
 	var buf bytes.Buffer
 	require.NoError(t, WriteTable(&buf, rep))
 	out := buf.String()
 	for _, want := range []string{"fetch", "transform", "write", "queue", "total", "batch_wall", "polls/s",
-		"target batch_wall ≤ 10.0 ms: worst 20.0 ms: FAIL", "FAILED: 1 of 2 polls failed"} {
+		"target batch_wall ≤ 10.0 ms: worst 20.0 ms: FAIL", "FAILED: 1 of 2 polls failed",
+		"database: postgres://127.0.0.1:5432/x, over TCP with TLS\n"} {
 		require.True(t, strings.Contains(out, want), "missing %q in:\n%s", want, out)
 	}
 }
