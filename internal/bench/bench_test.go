@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
@@ -238,23 +240,51 @@ func TestDBCPUCountsTheBackendsWork(t *testing.T) {
 	require.GreaterOrEqual(t, spent, 20*time.Millisecond, "the backend that ran the query used CPU")
 }
 
-func TestConnectionSaysWhatTheClientsSocketIs(t *testing.T) {
+func TestConnectionSaysHowTheSessionReachesTheServer(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := t.Context()
-	conn, err := db.Pool.Acquire(ctx)
-	require.NoError(t, err)
-	// The client's own view of its socket, independent of the server's.
-	nc := conn.Conn().PgConn().Conn()
-	want := ConnTCP
-	if _, ok := nc.(*tls.Conn); ok {
-		want = ConnTCPWithTLS
-	} else if nc.RemoteAddr().Network() == "unix" {
-		want = ConnUnixSocket
+	for _, tc := range []struct {
+		name string
+		// adjust the test database's connection settings; want is the
+		// kind that must come back, empty for whatever the client's own
+		// socket shows.
+		adjust func(*pgconn.Config)
+		want   string
+	}{
+		{name: "as configured", adjust: func(*pgconn.Config) {}},
+		{name: "TCP with TLS", want: ConnTCPWithTLS, adjust: func(c *pgconn.Config) {
+			c.Host, c.Fallbacks = "127.0.0.1", nil
+			c.TLSConfig = &tls.Config{InsecureSkipVerify: true, ServerName: "127.0.0.1"}
+		}},
+		{name: "Unix socket", want: ConnUnixSocket, adjust: func(c *pgconn.Config) {
+			c.Host, c.TLSConfig, c.Fallbacks = "/var/run/postgresql", nil, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			cfg := db.Pool.Config().Copy()
+			tc.adjust(&cfg.ConnConfig.Config)
+			pool, err := pgxpool.NewWithConfig(ctx, cfg)
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
+			conn, err := pool.Acquire(ctx)
+			if err != nil && tc.want != "" {
+				t.Skipf("the test server cannot be reached %s here: %v", tc.want, err)
+			}
+			require.NoError(t, err)
+			// The client's own view of its socket, independent of the server's.
+			nc := conn.Conn().PgConn().Conn()
+			client := ConnTCP
+			if _, ok := nc.(*tls.Conn); ok {
+				client = ConnTCPWithTLS
+			} else if nc.RemoteAddr().Network() == "unix" {
+				client = ConnUnixSocket
+			}
+			conn.Release()
+			if tc.want != "" {
+				require.Equal(t, tc.want, client, "the client's socket")
+			}
+			require.Equal(t, client, connection(ctx, pool), "the server's view of the session")
+		})
 	}
-	var got string
-	require.NoError(t, conn.QueryRow(ctx, sqlConnection).Scan(&got))
-	conn.Release()
-	require.Equal(t, want, got, "the server's view of the connection")
-	require.Equal(t, want, connection(ctx, db.Pool))
 }
