@@ -49,7 +49,8 @@ func Open(ctx context.Context, configured string, fresh bool, name string, say f
 		if err != nil {
 			return nil, err
 		}
-		u, err := create(ctx, srv.URL(), name)
+		// Over the socket: the server is on this machine.
+		u, err := create(ctx, srv.SocketURL(), name)
 		if err != nil {
 			return nil, fmt.Errorf("%w (the private server was stopped: %v)", err, srv.Stop())
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -110,9 +111,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// URL connects as the superuser to the postgres database.
+// URL connects as the superuser to the postgres database over TCP.
 func (s *Server) URL() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
+}
+
+// SocketURL is URL over the server's Unix socket, in its data folder: the
+// same database without the TCP stack on every round trip, which a command
+// running its whole flow against the server (the demo, the benchmark)
+// notices. The server does not start unless it could create the socket.
+func (s *Server) SocketURL() string {
+	return fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", url.QueryEscape(s.dir), s.port)
 }
 
 // Port is the TCP port the server listens on.

@@ -30,6 +30,13 @@ func TestStartConnectStop(t *testing.T) {
 	require.Equal(t, 1, one)
 	require.NoError(t, conn.Close(ctx))
 
+	conn, err = pgx.Connect(ctx, srv.SocketURL())
+	require.NoError(t, err)
+	var overSocket bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT inet_client_addr() IS NULL").Scan(&overSocket))
+	require.True(t, overSocket, "SocketURL reaches the server over its Unix socket")
+	require.NoError(t, conn.Close(ctx))
+
 	require.NoError(t, srv.Stop())
 	require.NoError(t, srv.Stop(), "stop is idempotent")
 	_, err = pgx.Connect(ctx, srv.URL())
