@@ -46,13 +46,18 @@ var (
 	shared server
 )
 
-// Main runs the package's tests and stops a private server if one was started.
-func Main(m *testing.M) {
+// Main runs the package's tests, stops a private server if one was started
+// and exits with the tests' code.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain with its own clean-up to do before it exits:
+// it returns the tests' exit code instead of exiting.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared.embedded != nil {
 		_ = shared.embedded.Stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // AdminURL returns a URL of a server the tests may create databases on,
