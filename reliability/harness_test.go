@@ -34,7 +34,7 @@ import (
 	"github.com/raceflow/raceflow/flows"
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/internal/nztabsim"
-	"github.com/raceflow/raceflow/internal/pgembed"
+	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
 )
@@ -60,10 +60,9 @@ const (
 
 func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
-// runSuite builds the binary once for all tests and removes it afterwards.
-// It does what pgtest.Main does for a private server itself (pgtest.Main
-// exits without returning, and the binary's folder must be removed): when
-// no PostgreSQL answers, it starts one and points TEST_DATABASE_URL at it.
+// runSuite builds the binary once for all tests, runs them through
+// pgtest.Run (which stops a private server if one was started) and removes
+// the binary afterwards.
 func runSuite(m *testing.M) int {
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "raceflow-reliability-")
@@ -79,13 +78,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "reliability: build raceflow:", err)
 		return 1
 	}
-	stop, err := ensureServer()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "reliability:", err)
-		return 1
-	}
-	defer stop()
-	return m.Run()
+	return pgtest.Run(m)
 }
 
 func buildBinary(out string, race bool) error {
@@ -130,41 +123,6 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// ensureServer mirrors pgtest's choice of server; when none answers it
-// starts a private one for the whole suite. Without server binaries it
-// leaves the choice to pgtest, which then reports the problem per test.
-func ensureServer() (stop func(), err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	for _, cand := range []string{os.Getenv("TEST_DATABASE_URL"), os.Getenv("DATABASE_URL"), "postgres://127.0.0.1:5432/postgres?sslmode=disable"} {
-		if cand == "" {
-			continue
-		}
-		if pingURL(ctx, cand) == nil {
-			return func() {}, os.Setenv("TEST_DATABASE_URL", cand)
-		}
-	}
-	srv, err := pgembed.Start(ctx, pgembed.Config{})
-	if errors.Is(err, pgembed.ErrNoBinaries) {
-		return func() {}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("no PostgreSQL answers and a private one could not start: %w", err)
-	}
-	return func() { _ = srv.Stop() }, os.Setenv("TEST_DATABASE_URL", srv.URL())
-}
-
-func pingURL(ctx context.Context, dsn string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	return conn.Ping(ctx)
 }
 
 // long reports whether the long variants were asked for.
