@@ -132,6 +132,18 @@ func (r *tailReader) run(ctx context.Context, sig *signal, out chan<- *message.M
 	}
 }
 
+// readSQL reads what follows offset $1 and the gaps $2, in order. Each
+// part is an index range of its own: as one condition (a > $1 OR a = ANY)
+// the planner walks the whole primary key and filters, and the table keeps
+// every result until it is pruned.
+func readSQL(topic string) string {
+	t, limit := tableOf(topic), strconv.Itoa(readBatch)
+	return `(SELECT "offset", uuid, payload, metadata FROM ` + t + ` WHERE "offset" > $1 ORDER BY "offset" LIMIT ` + limit + `)
+		UNION ALL
+		(SELECT "offset", uuid, payload, metadata FROM ` + t + ` WHERE "offset" = ANY($2) AND "offset" <= $1)
+		ORDER BY 1 LIMIT ` + limit
+}
+
 // read delivers what is new (and any gap that appeared), marks it handled,
 // and returns how many rows it read.
 func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int, error) {
@@ -144,8 +156,7 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		}
 		gaps = append(gaps, off)
 	}
-	rows, err := r.f.d.pool.Query(ctx, `SELECT "offset", uuid, payload, metadata FROM `+tableOf(r.topic)+`
-		WHERE "offset" > $1 OR "offset" = ANY($2) ORDER BY "offset" LIMIT `+strconv.Itoa(readBatch), r.next, gaps)
+	rows, err := r.f.d.pool.Query(ctx, readSQL(r.topic), r.next, gaps)
 	if err != nil {
 		return 0, err
 	}
