@@ -47,6 +47,13 @@ type Driver interface {
 	// then leaves the rows to commit with the acknowledgement and whose
 	// Rollback undoes them and nothing else.
 	BeginWrite(msg *message.Message) (pgx.Tx, error)
+	// BeginWriteGroup opens one write transaction for several messages
+	// handled at once, so that their polls pay for one transaction and one
+	// commit. Where the backend has delivery transactions, every message's
+	// hand-off commits in it once the last of them is acknowledged (or none
+	// does, and all are delivered again); its Rollback undoes the rows and
+	// leaves each message free to write alone (BeginWrite).
+	BeginWriteGroup(msgs []*message.Message) (pgx.Tx, error)
 	// Lost reports that msg's delivery can no longer commit (its transaction
 	// lost its connection): no retry inside it can help, and acking it lets
 	// the backend deliver it again on a new connection.

@@ -66,6 +66,7 @@ func Run(t *testing.T, h Harness) {
 		{"ParallelKeepsARacesOrderWhilePublishing", testParallelPublishing},
 		{"HandoffInsideADelivery", testHandoff},
 		{"BeginWriteInsideADelivery", testBeginWrite},
+		{"BeginWriteGroupSharesOneTransaction", testBeginWriteGroup},
 		{"ResultsReachEveryInstanceOrOne", testResults},
 		{"QueueStatsCountTheBacklog", testQueueStats},
 		{"PoisonQueueListsGetsRequeuesAndPurges", testPoison},

@@ -85,6 +85,18 @@ func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) {
 	return d.pool.Begin(msg.Context())
 }
 
+// BeginWriteGroup opens one transaction on the database of record for the
+// writes of msgs; their hand-offs are not transactional here anyway.
+func (d *Driver) BeginWriteGroup(msgs []*message.Message) (pgx.Tx, error) {
+	if len(msgs) == 0 {
+		return nil, errNoMessages
+	}
+	return d.BeginWrite(msgs[0])
+}
+
+// errNoMessages: BeginWriteGroup without a message.
+var errNoMessages = errors.New("memdriver: a write group needs a message")
+
 // Lost is false: a delivery has no transaction to lose.
 func (d *Driver) Lost(*message.Message) bool { return false }
 

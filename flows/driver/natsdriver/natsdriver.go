@@ -244,6 +244,15 @@ func (d *Driver) Middleware() message.HandlerMiddleware { return d.holdAndAck }
 // BeginWrite opens a transaction on the database of record.
 func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) { return d.pool.Begin(msg.Context()) }
 
+// BeginWriteGroup opens one transaction on the database of record for the
+// writes of msgs; their acks are JetStream's, outside it.
+func (d *Driver) BeginWriteGroup(msgs []*message.Message) (pgx.Tx, error) {
+	if len(msgs) == 0 {
+		return nil, errors.New("natsdriver: a write group needs a message")
+	}
+	return d.pool.Begin(msgs[0].Context())
+}
+
 // Lost is false: a delivery has no transaction to lose.
 func (d *Driver) Lost(*message.Message) bool { return false }
 

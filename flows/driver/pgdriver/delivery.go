@@ -10,11 +10,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// delivery is one handing out of one message: the transaction its handler
-// works in, begun only when the handler first needs the database, and the
-// outputs it published, inserted when the message is acknowledged. The
-// outputs, the handler's writes and the acknowledgement commit together, or
-// none of them do.
+// delivery is one handing out of one message: the write transaction its
+// handler works in (a txGroup, begun only when the handler first needs the
+// database, and maybe shared with other deliveries), and the outputs it
+// published, inserted when the message is acknowledged. The outputs, the
+// handler's writes and the acknowledgement commit together, or none of
+// them do.
 //
 // A delivery that wrote domain rows (BeginWrite) commits synchronously: its
 // rows are the store of record. Every other hand-off commits without
@@ -26,9 +27,7 @@ type delivery struct {
 	pool *pgxpool.Pool
 
 	mu      sync.Mutex
-	conn    *pgxpool.Conn
-	wtx     *writeTx // the write stage's transaction on conn (BeginWrite)
-	wrote   bool
+	group   *txGroup // the write transaction, once the handler asked for one
 	pending []published
 	done    bool // committed, rolled back or abandoned: no more use
 }
@@ -64,35 +63,42 @@ const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
 var errDeliveryOver = errors.New("pgdriver: the message's delivery is over")
 
 // write gives the write stage the delivery's transaction (writeTx), on a
-// connection of its own until the delivery ends.
+// connection of its own until the delivery ends: its group's, if it has
+// one still open, else a new group of one.
 func (d *delivery) write(ctx context.Context) (pgx.Tx, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done {
 		return nil, errDeliveryOver
 	}
-	if d.wtx == nil {
+	if d.group == nil || d.group.rolledBack() {
 		conn, err := d.pool.Acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
-		d.conn, d.wtx = conn, &writeTx{d: d, conn: conn}
+		d.group = newGroup(conn, 1)
 	}
-	d.wrote = true
-	return d.wtx, nil
+	return d.group.wtx, nil
 }
 
-// currentLocked says whether t is still the delivery's open transaction;
-// d.mu is held.
-func (d *delivery) currentLocked(t *writeTx) error {
+// join makes the delivery a member of g, which must be its first write
+// transaction or follow one rolled back.
+func (d *delivery) join(g *txGroup) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	switch {
 	case d.done:
 		return errDeliveryOver
-	case d.wtx != t:
-		return pgx.ErrTxClosed
+	case d.writingLocked() != nil:
+		return errAlreadyWriting
 	}
+	d.group = g
 	return nil
 }
+
+// errAlreadyWriting: BeginWriteGroup for a delivery whose write
+// transaction is open.
+var errAlreadyWriting = errors.New("pgdriver: the message's delivery already has a write transaction open")
 
 // publish records outputs to insert at commit.
 func (d *delivery) publish(topic string, rows []row) error {
@@ -108,53 +114,68 @@ func (d *delivery) publish(topic string, rows []row) error {
 // lost reports that the transaction lost its connection.
 func (d *delivery) lost() bool {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.conn != nil && d.conn.Conn().IsClosed()
+	g := d.group
+	d.mu.Unlock()
+	return g != nil && g.lost()
+}
+
+// writingLocked is the group the delivery wrote in, unless none or rolled
+// back; d.mu is held. (A group over before the delivery settled fails its
+// commit, txGroup.commit.)
+func (d *delivery) writingLocked() *txGroup {
+	if d.group != nil && !d.group.rolledBack() {
+		return d.group
+	}
+	return nil
 }
 
 // commit inserts the outputs, acknowledges the delivered message c (which
 // must find it still leased to sub, or it fails and everything rolls back),
 // claims what comes after it for sub (nextSQL) and commits; it returns the
 // message claimed, if any: one round trip, in the write stage's
-// transaction if the handler opened one (BeginWrite), else in its own.
+// transaction if the handler opened one (BeginWrite), else in its own. In
+// a group of several, the round trip is the last member's, and the
+// outcome every member's.
 func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*claimed, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.done {
+		d.mu.Unlock()
 		return nil, errDeliveryOver
 	}
 	d.done = true
-	batch := &pgx.Batch{}
-	out := sub.s.d.queueOutputs(batch, d.pending)
-	ack := sub.ackAsync
-	if d.wrote {
-		ack = sub.ack
+	g, pending := d.writingLocked(), d.pending
+	d.mu.Unlock()
+
+	var (
+		out  *outputs
+		next *claim
+	)
+	queue := func(batch *pgx.Batch) {
+		out = sub.s.d.queueOutputs(batch, pending)
+		ack := sub.ackAsync
+		if g != nil {
+			ack = sub.ack
+		}
+		batch.Queue(ack, c.offset, sub.owner)
+		next = sub.queueNext(batch, c)
 	}
-	batch.Queue(ack, c.offset, sub.owner)
-	next := sub.queueNext(batch, c)
-	if d.wtx != nil && d.wtx.tx != nil {
-		// The write stage's transaction: COMMIT rides in the same round
-		// trip and runs only if every statement before it succeeded, since
-		// an error skips the rest of a batch. Without it the batch is a
-		// transaction of its own (sqlAsyncCommit).
-		batch.Queue(`COMMIT`)
+	var err error
+	if g != nil {
+		err = g.commit(ctx, queue)
+	} else {
+		batch := &pgx.Batch{}
+		queue(batch)
+		err = sendOwnTx(ctx, d.pool, batch)
 	}
-	if err := d.send(ctx, batch); err != nil {
+	if out == nil { // the group was over before this member could queue
+		return nil, err
+	}
+	if err != nil {
 		out.failed()
 		return nil, err
 	}
 	out.committed()
 	return next.result(), nil
-}
-
-// send runs a batch that ends its transaction on the delivery's connection,
-// or on one of the pool's.
-func (d *delivery) send(ctx context.Context, batch *pgx.Batch) error {
-	if d.conn == nil {
-		return sendOwnTx(ctx, d.pool, batch)
-	}
-	defer d.release()
-	return sendTx(ctx, d.conn, batch)
 }
 
 // sendOwnTx sends a batch that is a transaction of its own
@@ -186,7 +207,8 @@ func sendTx(ctx context.Context, conn *pgxpool.Conn, batch *pgx.Batch) error {
 	return err
 }
 
-// rollback ends the delivery without committing anything.
+// rollback ends the delivery without committing anything; a group it
+// wrote in rolls back.
 func (d *delivery) rollback(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -194,17 +216,15 @@ func (d *delivery) rollback(ctx context.Context) {
 		return
 	}
 	d.done = true
-	if d.conn != nil {
-		if d.wtx.tx != nil {
-			_ = d.wtx.tx.Rollback(context.WithoutCancel(ctx))
-		}
-		d.release()
+	if d.group != nil {
+		d.group.leave(ctx)
 	}
 }
 
 // abandon ends a delivery whose handler may still be running (shutdown):
-// its connection is closed, which rolls the transaction back on the server
-// and makes any further use by the handler fail instead of racing it.
+// its write transaction's connection is closed, which rolls it back on the
+// server and makes any further use by the handler fail instead of racing
+// it.
 func (d *delivery) abandon() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -212,17 +232,8 @@ func (d *delivery) abandon() {
 		return
 	}
 	d.done = true
-	if d.conn != nil {
-		_ = d.conn.Conn().Close(context.Background())
-		d.release()
-	}
-}
-
-// release returns the connection to the pool; d.mu is held.
-func (d *delivery) release() {
-	if d.conn != nil {
-		d.conn.Release()
-		d.conn, d.wtx = nil, nil
+	if d.group != nil {
+		d.group.abandon()
 	}
 }
 

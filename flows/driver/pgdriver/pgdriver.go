@@ -235,6 +235,48 @@ func (d *Driver) BeginWrite(msg *message.Message) (pgx.Tx, error) {
 	return d.pool.Begin(msg.Context())
 }
 
+// BeginWriteGroup gives the write stage one transaction for the messages
+// being delivered, in which every one of their hand-offs commits once the
+// last of them is acknowledged (txGroup): several polls pay for one
+// transaction and one synchronous commit. Messages handled outside a
+// subscription get a plain transaction, as with BeginWrite.
+func (d *Driver) BeginWriteGroup(msgs []*message.Message) (pgx.Tx, error) {
+	if len(msgs) == 0 {
+		return nil, errors.New("pgdriver: a write group needs a message")
+	}
+	dls := make([]*delivery, 0, len(msgs))
+	for _, m := range msgs {
+		if dl, ok := deliveryOf(m.Context()); ok {
+			if dl.lost() {
+				return nil, driver.ErrDeliveryLost
+			}
+			dls = append(dls, dl)
+		}
+	}
+	ctx := msgs[0].Context()
+	switch len(dls) {
+	case 0:
+		return d.pool.Begin(ctx)
+	case len(msgs):
+	default:
+		return nil, errors.New("pgdriver: a write group mixes delivered messages with others")
+	}
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g := newGroup(conn, len(dls))
+	for i, dl := range dls {
+		if err := dl.join(g); err != nil {
+			// Nothing was written: the members that joined go back to
+			// writing alone, as after a rollback.
+			_ = g.rollback(ctx)
+			return nil, fmt.Errorf("pgdriver: message %d of the write group: %w", i, err)
+		}
+	}
+	return g.wtx, nil
+}
+
 // Lost reports that msg's transaction lost its connection: nothing it did
 // can commit; acknowledging it lets the subscription find out at once and
 // hand the message out again.

@@ -382,7 +382,7 @@ func (sub *subscription) deliver(ctx context.Context, c *claimed) *claimed {
 			return next
 		}
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // the ack found no lease of ours
+		if !errors.Is(err, errGroupCommit) && errors.As(err, &pgErr) && pgErr.Code == "22012" { // the ack found no lease of ours
 			d.logger.Info("pgdriver: acknowledgement dropped", watermill.LogFields{"topic": sub.topic,
 				"offset": c.offset, "reason": leaseLost(err).Error()})
 			return nil

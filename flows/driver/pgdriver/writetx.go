@@ -8,51 +8,48 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// writeTx is the delivery's transaction as the write and detect stages hold
-// it (BeginWrite). Its rows commit with the hand-off: Commit leaves them to
-// the acknowledgement, Rollback undoes them, which is all the transaction
-// holds, and returns the connection, so the delivery can still publish a
-// failure result in a transaction of its own.
+// writeTx is the write group's transaction as the write and detect stages
+// hold it (BeginWrite, BeginWriteGroup). Its rows commit with the members'
+// hand-offs: Commit leaves them to the acknowledgements, Rollback undoes
+// them, which is all the transaction holds, and returns the connection, so
+// each member can still publish (a failure result, say) or write alone.
 //
 // BEGIN is not a round trip of its own: it goes to the server at the head
 // of the transaction's first batch (pgx's Batch.BeginTx; both stages start
 // with a batch), or with the hand-off's batch when the handler sent
 // nothing; only a first single statement waits for it. A savepoint per
 // write would cost two more round trips, for the rare failed write only.
-type writeTx struct {
-	d    *delivery
-	conn *pgxpool.Conn
-	// tx is the transaction once BEGIN has gone to the server. Guarded by
-	// d.mu; the connection is used outside it, so that abandon can close it
-	// under a handler stuck on the server.
-	tx pgx.Tx
-}
+type writeTx struct{ g *txGroup }
 
-// current returns the transaction if begun (nil: not yet).
-func (t *writeTx) current() (pgx.Tx, error) {
-	d := t.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.currentLocked(t); err != nil {
-		return nil, err
+// current returns the connection and the transaction if begun (nil: not
+// yet).
+func (t *writeTx) current() (*pgxpool.Conn, pgx.Tx, error) {
+	g := t.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch g.state {
+	case groupOver:
+		return nil, nil, errDeliveryOver
+	case groupRolledBack:
+		return nil, nil, pgx.ErrTxClosed
 	}
-	return t.tx, nil
+	return g.conn, g.tx, nil
 }
 
 // begun records the transaction BEGIN opened.
 func (t *writeTx) begun(tx pgx.Tx) {
-	t.d.mu.Lock()
-	defer t.d.mu.Unlock()
-	t.tx = tx
+	t.g.mu.Lock()
+	defer t.g.mu.Unlock()
+	t.g.tx = tx
 }
 
 // open returns the transaction, beginning it first if need be.
 func (t *writeTx) open(ctx context.Context) (pgx.Tx, error) {
-	tx, err := t.current()
+	conn, tx, err := t.current()
 	if err != nil || tx != nil {
 		return tx, err
 	}
-	if tx, err = t.conn.Begin(ctx); err != nil {
+	if tx, err = conn.Begin(ctx); err != nil {
 		return nil, err
 	}
 	t.begun(tx)
@@ -61,7 +58,7 @@ func (t *writeTx) open(ctx context.Context) (pgx.Tx, error) {
 
 // SendBatch sends b, led by BEGIN if it is the transaction's first.
 func (t *writeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	tx, err := t.current()
+	conn, tx, err := t.current()
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
 	}
@@ -71,7 +68,7 @@ func (t *writeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults 
 	withBegin := &pgx.Batch{}
 	withBegin.BeginTx(pgx.TxOptions{})
 	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
-	br := t.conn.SendBatch(ctx, withBegin)
+	br := conn.SendBatch(ctx, withBegin)
 	t.begun(br.Tx())
 	if _, err := br.Exec(); err != nil { // BEGIN's own result
 		_ = br.Close()
@@ -147,31 +144,23 @@ func (t *writeTx) LargeObjects() pgx.LargeObjects {
 	return tx.LargeObjects()
 }
 
-// Conn is the transaction's connection.
-func (t *writeTx) Conn() *pgx.Conn { return t.conn.Conn() }
+// Conn is the transaction's connection (nil once the group is over).
+func (t *writeTx) Conn() *pgx.Conn {
+	conn, _, err := t.current()
+	if err != nil || conn == nil {
+		return nil
+	}
+	return conn.Conn()
+}
 
-// Commit leaves the rows to commit with the hand-off (delivery.commit).
+// Commit leaves the rows to commit with the hand-offs (txGroup.commit).
 func (t *writeTx) Commit(context.Context) error {
-	_, err := t.current()
+	_, _, err := t.current()
 	return err
 }
 
 // Rollback undoes what the handler wrote and returns the connection.
-func (t *writeTx) Rollback(ctx context.Context) error {
-	d := t.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.currentLocked(t); err != nil {
-		return err
-	}
-	var err error
-	if t.tx != nil {
-		err = t.tx.Rollback(context.WithoutCancel(ctx))
-	}
-	d.release()
-	d.wrote = false
-	return err
-}
+func (t *writeTx) Rollback(ctx context.Context) error { return t.g.rollback(ctx) }
 
 // failedRow is a row whose query could not be sent.
 type failedRow struct{ err error }
