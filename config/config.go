@@ -51,6 +51,19 @@ const (
 	// MaxWriteConcurrency bounds WriteConcurrency: each write holds a
 	// database connection.
 	MaxWriteConcurrency = 64
+	// DefaultWriteGroup is how many polls written at the same time may
+	// share one transaction (group commit).
+	DefaultWriteGroup = 16
+	// MaxWriteGroup bounds WriteGroup.
+	MaxWriteGroup = 256
+	// DefaultWriteGroupsInFlight is how many of those transactions write
+	// at once: one lets the next group gather while one writes, and gave
+	// the least database CPU per poll (docs/BENCHMARKS.md).
+	DefaultWriteGroupsInFlight = 1
+	// DefaultWriteGroupWait bounds how long a poll waits for a write
+	// transaction in flight before it writes alone: far above a group's
+	// write (milliseconds), far below a write stuck on a lock.
+	DefaultWriteGroupWait = 100 * time.Millisecond
 )
 
 // ValidNamespace is the rule for a flow's namespace: it becomes part of
@@ -84,6 +97,7 @@ type Config struct {
 	ListenURL        string        // RACEFLOW_LISTEN_DATABASE_URL, a direct connection for LISTEN when DATABASE_URL goes through a pooler
 	FetchConcurrency int           // RACEFLOW_FETCH_CONCURRENCY, fetches at once across the shards
 	WriteConcurrency int           // RACEFLOW_WRITE_CONCURRENCY, polls of different races a shard writes at once
+	WriteGroup       int           // RACEFLOW_WRITE_GROUP, polls written at once that may share a transaction (1: none)
 	Namespace        string        // RACEFLOW_NAMESPACE, the topic prefix of the flow run, process, replay and poison share; separate flows on one database or NATS server need distinct ones
 	HTTPAddr         string        // RACEFLOW_HTTP_ADDR, metrics and health
 	Shards           int           // RACEFLOW_SHARDS, topic shards per stage
@@ -119,6 +133,7 @@ func Default() Config {
 		FallbackPoll:     DefaultFallbackPoll,
 		FetchConcurrency: DefaultFetchConcurrency,
 		WriteConcurrency: DefaultWriteConcurrency,
+		WriteGroup:       DefaultWriteGroup,
 		Namespace:        DefaultNamespace,
 		HTTPAddr:         ":9090",
 		Shards:           DefaultShards,
@@ -211,6 +226,7 @@ func Load(getenv func(string) string) (Config, error) {
 	str("RACEFLOW_LISTEN_DATABASE_URL", &c.ListenURL)
 	num("RACEFLOW_FETCH_CONCURRENCY", &c.FetchConcurrency)
 	num("RACEFLOW_WRITE_CONCURRENCY", &c.WriteConcurrency)
+	num("RACEFLOW_WRITE_GROUP", &c.WriteGroup)
 	str("RACEFLOW_NAMESPACE", &c.Namespace)
 	str("RACEFLOW_HTTP_ADDR", &c.HTTPAddr)
 	num("RACEFLOW_SHARDS", &c.Shards)
@@ -276,6 +292,9 @@ func (c Config) Validate() error {
 	if c.WriteConcurrency < 1 || c.WriteConcurrency > MaxWriteConcurrency {
 		bad("RACEFLOW_WRITE_CONCURRENCY", strconv.Itoa(c.WriteConcurrency), fmt.Sprintf("must be between 1 and %d", MaxWriteConcurrency))
 	}
+	if c.WriteGroup < 1 || c.WriteGroup > MaxWriteGroup {
+		bad("RACEFLOW_WRITE_GROUP", strconv.Itoa(c.WriteGroup), fmt.Sprintf("must be between 1 and %d", MaxWriteGroup))
+	}
 	if ValidNamespace(c.Namespace) != nil {
 		bad("RACEFLOW_NAMESPACE", c.Namespace, "must be 1 to 32 lower-case letters, digits, _ or -")
 	}
@@ -336,9 +355,9 @@ func parseReason(err error) string {
 
 // String renders the configuration for logs with secrets redacted.
 func (c Config) String() string {
-	return fmt.Sprintf("database_url=%s listen_database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d fetch_concurrency=%d write_concurrency=%d fallback_poll=%s db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s alert_webhook_url=%s",
+	return fmt.Sprintf("database_url=%s listen_database_url=%s api_url=%s pubsub=%s http_addr=%s shards=%d fetch_concurrency=%d write_concurrency=%d write_group=%d fallback_poll=%s db_max_conns=%d fetch_timeout=%s retention=%s history_retention=%s log_level=%s log_format=%s alert_webhook_url=%s",
 		RedactDSN(c.DatabaseURL), RedactDSN(c.ListenURL), c.APIURL, c.Backend, c.HTTPAddr, c.Shards, c.FetchConcurrency,
-		c.WriteConcurrency, c.FallbackPoll, c.DBMaxConns, c.FetchTimeout, c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat,
+		c.WriteConcurrency, c.WriteGroup, c.FallbackPoll, c.DBMaxConns, c.FetchTimeout, c.Retention, c.HistoryRetention, c.LogLevel, c.LogFormat,
 		RedactURL(c.AlertWebhookURL))
 }
 

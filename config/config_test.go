@@ -20,6 +20,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	require.Equal(t, config.DefaultAPIURL, c.APIURL)
 	require.Equal(t, config.BackendPostgres, c.Backend)
 	require.Equal(t, 4, c.Shards)
+	require.Equal(t, config.DefaultWriteGroup, c.WriteGroup)
 	require.Equal(t, 7*24*time.Hour, c.Retention)
 }
 
@@ -37,6 +38,8 @@ func TestValidateNamesTheBadVariable(t *testing.T) {
 		{"zero shards", map[string]string{"RACEFLOW_SHARDS": "0"}, "RACEFLOW_SHARDS"},
 		{"zero write concurrency", map[string]string{"RACEFLOW_WRITE_CONCURRENCY": "0"}, "RACEFLOW_WRITE_CONCURRENCY"},
 		{"write concurrency beyond its bound", map[string]string{"RACEFLOW_WRITE_CONCURRENCY": "65"}, "RACEFLOW_WRITE_CONCURRENCY"},
+		{"zero write group", map[string]string{"RACEFLOW_WRITE_GROUP": "0"}, "RACEFLOW_WRITE_GROUP"},
+		{"write group beyond its bound", map[string]string{"RACEFLOW_WRITE_GROUP": "257"}, "RACEFLOW_WRITE_GROUP"},
 		{"retention too short", map[string]string{"RACEFLOW_RETENTION": "1m"}, "RACEFLOW_RETENTION"},
 		{"retention too long", map[string]string{"RACEFLOW_RETENTION": "367d"}, "RACEFLOW_RETENTION"},
 		{"history retention too short", map[string]string{"RACEFLOW_HISTORY_RETENTION": "23h"}, "RACEFLOW_HISTORY_RETENTION"},

@@ -53,6 +53,10 @@ type Config struct {
 	// for each other's writes. A driver that cannot keep a race's order
 	// with several messages of a topic out (nats) writes one at a time.
 	WriteConcurrency int
+	// WriteGroup is how the write handlers of every shard share
+	// transactions between the polls they write at the same time
+	// (handlers.WriteGroups; its Observe is the engine's).
+	WriteGroup handlers.WriteGroupConfig
 	// AckDeadline bounds one message's handling, retries included.
 	AckDeadline time.Duration
 	// MaxDeliveries bounds how often a message is handed out: one delivered
@@ -100,16 +104,18 @@ func DefaultConfig() Config {
 		Namespace:        config.DefaultNamespace,
 		FetchConcurrency: config.DefaultFetchConcurrency,
 		WriteConcurrency: config.DefaultWriteConcurrency,
-		AckDeadline:      60 * time.Second,
-		MaxDeliveries:    5,
-		Retry:            RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
-		SlowPoll:         2 * time.Second,
-		CloseTimeout:     30 * time.Second,
-		Retention:        config.DefaultRetention,
-		Postgres:         pgdriver.DefaultConfig(),
-		NATS:             natsdriver.DefaultConfig(),
-		Alerts:           alerts.DefaultConfig(),
-		Notify:           notify.DefaultConfig(),
+		WriteGroup: handlers.WriteGroupConfig{MaxPolls: config.DefaultWriteGroup, InFlight: config.DefaultWriteGroupsInFlight,
+			MaxWait: config.DefaultWriteGroupWait},
+		AckDeadline:   60 * time.Second,
+		MaxDeliveries: 5,
+		Retry:         RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},
+		SlowPoll:      2 * time.Second,
+		CloseTimeout:  30 * time.Second,
+		Retention:     config.DefaultRetention,
+		Postgres:      pgdriver.DefaultConfig(),
+		NATS:          natsdriver.DefaultConfig(),
+		Alerts:        alerts.DefaultConfig(),
+		Notify:        notify.DefaultConfig(),
 	}
 }
 
@@ -128,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.WriteConcurrency < 1 || c.WriteConcurrency > config.MaxWriteConcurrency {
 		errs = append(errs, fmt.Errorf("flows: write concurrency %d must be within 1..%d", c.WriteConcurrency, config.MaxWriteConcurrency))
+	}
+	if err := c.WriteGroup.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("flows: %w", err))
 	}
 	if err := config.ValidNamespace(c.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("flows: %w", err))
@@ -283,13 +292,24 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 	subs[driver.Processed] = e.results
 	// The fetch hands the event it decoded to the write of the same poll.
 	handover := handlers.NewHandover(4*cfg.FetchConcurrency + 64)
+	groupCfg := cfg.WriteGroup
+	groupCfg.Observe = func(polls int, fellBack error) {
+		if fellBack != nil {
+			e.log.WithError(fellBack).WithField("polls", polls).Debug("a write group failed; its polls write alone")
+		}
+		deps.Metrics.WriteTransaction(polls, fellBack)
+	}
+	groups, err := handlers.NewWriteGroups(drv.BeginWriteGroup, groupCfg)
+	if err != nil {
+		return nil, fmt.Errorf("flows: %w", err)
+	}
 	fetcher := newFetchLimit(deps.Fetcher, cfg.FetchConcurrency)
 	for shard := 0; shard < cfg.Shards; shard++ {
 		router.AddHandler(handlerName(handlers.StageFetch, shard), e.topic(driver.Poll, shard), subs[driver.Poll],
 			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(fetcher, handover))
 		// The write handler runs the transform first (handlers.Write).
 		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
-			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover))
+			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover, groups))
 		router.AddHandler(handlerName(handlers.StageDetect, shard), e.topic(driver.Written, shard), subs[driver.Written],
 			e.topic(driver.Processed, shard), drv.HandlerPublisher(),
 			handlers.Detect(drv.BeginWrite, cfg.Alerts, driver.AlertsTopic(cfg.Namespace).String(), drv.HandlerPublisher()))

@@ -33,6 +33,7 @@ type Metrics struct {
 	handler  *prometheus.HistogramVec
 	api      *prometheus.CounterVec
 	apiTime  *prometheus.HistogramVec
+	groups   *prometheus.HistogramVec
 
 	mu      sync.Mutex
 	samples map[string][]float64
@@ -85,10 +86,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time to the response headers of one NZ TAB API request attempt, by outcome class.",
 			Buckets: latencyBuckets,
 		}, []string{"class"}),
+		groups: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "raceflow", Name: "write_transaction_polls",
+			Help:    "Polls written in one transaction of the write stage (group commit); outcome fell_back counts groups that failed, whose polls then wrote alone.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+		}, []string{"outcome"}),
 		samples: map[string][]float64{},
 		counts:  map[string]int{},
 	}
-	for _, c := range []prometheus.Collector{m.stage, m.polls, m.rows, m.failures, m.poisoned, m.retries, m.handler, m.api, m.apiTime} {
+	for _, c := range []prometheus.Collector{m.stage, m.polls, m.rows, m.failures, m.poisoned, m.retries, m.handler, m.api, m.apiTime, m.groups} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("flows: register metrics: %w", err)
 		}
@@ -186,6 +192,20 @@ type attemptsKey struct{}
 
 // attempts is what CountRetries remembers between attempts of one message.
 type attempts struct{ lastReason string }
+
+// WriteTransaction records a transaction of the write stage's groups
+// (handlers.WriteGroupConfig.Observe): how many polls it wrote, or tried
+// to before it failed (fellBack) and they wrote alone.
+func (m *Metrics) WriteTransaction(polls int, fellBack error) {
+	if m == nil {
+		return
+	}
+	outcome := "written"
+	if fellBack != nil {
+		outcome = "fell_back"
+	}
+	m.groups.WithLabelValues(outcome).Observe(float64(polls))
+}
 
 // CountRetries counts handler retries. It belongs directly inside the Retry
 // middleware: Retry calls it once per attempt with the same message, so every

@@ -119,8 +119,11 @@ type BeginFunc func(msg *message.Message) (pgx.Tx, error)
 // transaction and buy nothing, since the stored body is what replay and a
 // redelivery start from. A transform failure is a *TransformError, so the
 // poll's result and the poison queue name the stage that failed; the
-// output carries both stages' times (MarkStage).
-func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
+// output carries both stages' times (MarkStage). With groups, the write
+// shares a transaction with the writes of other messages handled at the
+// same time (WriteGroups); without, or when the group fails, it writes
+// alone.
+func Write(begin BeginFunc, h *Handover, groups *WriteGroups) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		start := time.Now()
 		snap, err := snapshotFromFetched(msg, h)
@@ -128,19 +131,16 @@ func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 			return nil, err
 		}
 		transformed := time.Now()
-		ctx := msg.Context()
 		pollID := msg.Metadata.Get(KeyPollID)
-		tx, err := begin(msg)
-		if err != nil {
-			return nil, writeErr(snap.RaceID, pollID, KindBegin, !errors.Is(err, context.Canceled), err)
+		alone := func() (write.Rows, error) { return writeAlone(msg, begin, snap, pollID) }
+		var rows write.Rows
+		if groups != nil && write.Validate(snap) == nil {
+			rows, err = groups.write(msg, write.Poll{Snapshot: snap, PollID: pollID}, alone)
+		} else {
+			rows, err = alone()
 		}
-		rows, err := WritePoll(ctx, tx, snap, pollID)
 		if err != nil {
-			_ = tx.Rollback(ctx) // the write error is the one worth reporting
 			return nil, err
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return nil, writeErr(snap.RaceID, pollID, KindCommit, !errors.Is(err, context.Canceled), err)
 		}
 		out, err := NewResultMessage(msg, StatusSuccess, snap.Race.Status, RowCountsOf(rows), nil)
 		if err != nil {
@@ -150,6 +150,24 @@ func Write(begin BeginFunc, h *Handover) message.HandlerFunc {
 		MarkStage(out.Metadata, StageWrite, transformed, time.Now())
 		return []*message.Message{out}, nil
 	}
+}
+
+// writeAlone writes the poll in a transaction of its own (begin's).
+func writeAlone(msg *message.Message, begin BeginFunc, snap transform.RaceSnapshot, pollID string) (write.Rows, error) {
+	ctx := msg.Context()
+	tx, err := begin(msg)
+	if err != nil {
+		return write.Rows{}, writeErr(snap.RaceID, pollID, KindBegin, !errors.Is(err, context.Canceled), err)
+	}
+	rows, err := WritePoll(ctx, tx, snap, pollID)
+	if err != nil {
+		_ = tx.Rollback(ctx) // the write error is the one worth reporting
+		return write.Rows{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return write.Rows{}, writeErr(snap.RaceID, pollID, KindCommit, !errors.Is(err, context.Canceled), err)
+	}
+	return rows, nil
 }
 
 // WritePoll writes one poll's snapshot inside tx: the write stage's one

@@ -145,6 +145,7 @@ func flowConfig(cfg config.Config) flows.Config {
 	f.Retention = cfg.Retention
 	f.FetchConcurrency = cfg.FetchConcurrency
 	f.WriteConcurrency = cfg.WriteConcurrency
+	f.WriteGroup.MaxPolls = cfg.WriteGroup
 	f.Postgres.FallbackPoll = cfg.FallbackPoll
 	f.Postgres.ListenURL = cfg.ListenURL
 	f.NATS.URL = cfg.NATSURL
