@@ -161,6 +161,9 @@ func (g *WriteGroups) take() []*groupedPoll {
 // run writes the group in one transaction and tells each member the
 // outcome; a group of one writes alone.
 func (g *WriteGroups) run(group []*groupedPoll) {
+	for _, p := range group {
+		p.err = writerStopped(p.poll) // until the write says otherwise
+	}
 	defer func() {
 		for _, p := range group {
 			close(p.done)
@@ -224,9 +227,16 @@ func (g *WriteGroups) writeGroup(msgs []*message.Message, polls []write.Poll, gr
 		return err
 	}
 	for i, p := range group {
-		p.rows = rows.Polls[i]
+		p.rows, p.err = rows.Polls[i], nil
 	}
 	return nil
+}
+
+// writerStopped is the error of a poll whose group's writer stopped
+// (panicked) before it wrote it: retryable, so the handler writes it again.
+func writerStopped(p write.Poll) error {
+	return writeErr(p.Snapshot.RaceID, p.PollID, KindDatabase, true,
+		errors.New("handlers: the write group stopped before writing the poll"))
 }
 
 func meetingOf(p write.Poll) string {

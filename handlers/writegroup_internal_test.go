@@ -227,3 +227,44 @@ func TestAWriterAloneWaitsForNobody(t *testing.T) {
 	require.Empty(t, r.begun, "a poll with nobody to share with writes alone")
 	require.Equal(t, []int{1}, r.observed)
 }
+
+func TestAGroupWhoseWriterPanicsLeavesItsOtherPollsARetryableErrorNotASuccess(t *testing.T) {
+	polls := groupPolls(t, 3)
+	r := &groupRun{db: pgtest.New(t)}
+	g, err := NewWriteGroups(func([]*message.Message) (pgx.Tx, error) { panic("begin blew up") },
+		WriteGroupConfig{MaxPolls: 16, InFlight: 1, MaxWait: time.Hour})
+	require.NoError(t, err)
+	release, firstDone := holdTheWriter(t, r, g, polls[0])
+	type outcome struct {
+		err      error
+		panicked bool
+	}
+	out := make(chan outcome, 2)
+	for _, p := range polls[1:] {
+		go func() {
+			defer func() {
+				if recover() != nil {
+					out <- outcome{panicked: true}
+				}
+			}()
+			_, err := g.write(message.NewMessage(p.PollID, nil), p, func() (write.Rows, error) {
+				return write.Rows{}, errors.New("wrote alone")
+			})
+			out <- outcome{err: err}
+		}()
+	}
+	require.Eventually(t, func() bool { return g.waitingNow() == 2 }, time.Minute, time.Millisecond)
+	release()
+	// The waiting writers hold the slot the first one frees, so one of
+	// them leads the group.
+	require.NoError(t, <-firstDone)
+	for range 2 {
+		o := <-out
+		if o.panicked {
+			continue // the writer that led the group: its handler's Recoverer answers
+		}
+		var we *WriteError
+		require.ErrorAs(t, o.err, &we, "a poll of a group that never wrote is not a success")
+		require.True(t, we.Retryable)
+	}
+}
