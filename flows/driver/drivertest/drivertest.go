@@ -394,18 +394,26 @@ func testBeginWrite(t *testing.T, h Harness) {
 		want = []int32{1}
 	}
 	// Its redelivery reads what is stored (a query first).
-	handle(t, d, next(t, ch), func(m *message.Message) error {
-		require.Equal(t, "payload-3", string(m.Payload))
+	m := next(t, ch)
+	require.Equal(t, "payload-3", string(m.Payload))
+	requireStoredThenDrop(t, d, m, table, want, "committed writes are stored, rolled-back ones not")
+	requireBacklog(t, d, in, 0)
+}
+
+// requireStoredThenDrop handles m by reading the numbers stored in table
+// inside its write transaction, requiring want, and dropping the table.
+func requireStoredThenDrop(t *testing.T, d driver.Driver, m *message.Message, table string, want []int32, why string) {
+	t.Helper()
+	handle(t, d, m, func(m *message.Message) error {
 		tx, err := d.BeginWrite(m)
 		require.NoError(t, err)
 		var rows []int32
 		require.NoError(t, tx.QueryRow(m.Context(), `SELECT coalesce(array_agg(n ORDER BY n), '{}') FROM `+table).Scan(&rows))
-		require.Equal(t, want, rows, "committed writes are stored, rolled-back ones not")
+		require.Equal(t, want, rows, why)
 		_, err = tx.Exec(m.Context(), `DROP TABLE `+table)
 		require.NoError(t, err)
 		return tx.Commit(m.Context())
 	})
-	requireBacklog(t, d, in, 0)
 }
 
 func testResults(t *testing.T, h Harness) {

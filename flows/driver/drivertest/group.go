@@ -71,13 +71,19 @@ func testBeginWriteGroup(t *testing.T, h Harness) {
 	for i, m := range ms {
 		handle(t, d, m, publishing(10+i, nil))
 	}
-	got := map[string]bool{}
-	for range shards {
-		o := next(t, outs)
-		got[string(o.Payload)] = true
-		ack(t, d, o)
+	requireOutputs := func(first int) {
+		t.Helper()
+		want, got := map[string]bool{}, map[string]bool{}
+		for i := range shards {
+			want["payload-"+strconv.Itoa(first+i)] = true
+			o := next(t, outs)
+			require.False(t, got[string(o.Payload)], "output %s delivered twice", o.Payload)
+			got[string(o.Payload)] = true
+			ack(t, d, o)
+		}
+		require.Equal(t, want, got)
 	}
-	require.Equal(t, map[string]bool{"payload-10": true, "payload-11": true, "payload-12": true}, got)
+	requireOutputs(10)
 
 	// One member fails after the group wrote.
 	ms = nextOfEach("payload-2")
@@ -99,14 +105,7 @@ func testBeginWriteGroup(t *testing.T, h Harness) {
 		want = append(want, 4, 5, 6)
 		handle(t, d, next(t, chs[2]), publishing(22, nil))
 	}
-	got = map[string]bool{}
-	for range shards {
-		o := next(t, outs)
-		require.False(t, got[string(o.Payload)], "output %s delivered twice", o.Payload)
-		got[string(o.Payload)] = true
-		ack(t, d, o)
-	}
-	require.Equal(t, map[string]bool{"payload-20": true, "payload-21": true, "payload-22": true}, got)
+	requireOutputs(20)
 
 	// A group rolled back: each member writes alone instead.
 	ms = nextOfEach("payload-3")
@@ -126,16 +125,7 @@ func testBeginWriteGroup(t *testing.T, h Harness) {
 
 	// What is stored, read in the last messages' deliveries.
 	ms = nextOfEach("payload-4")
-	handle(t, d, ms[0], func(m *message.Message) error {
-		tx, err := d.BeginWrite(m)
-		require.NoError(t, err)
-		var rows []int32
-		require.NoError(t, tx.QueryRow(m.Context(), `SELECT coalesce(array_agg(n ORDER BY n), '{}') FROM `+table).Scan(&rows))
-		require.Equal(t, want, rows, "the groups' and the lone writes' rows, each once")
-		_, err = tx.Exec(m.Context(), `DROP TABLE `+table)
-		require.NoError(t, err)
-		return tx.Commit(m.Context())
-	})
+	requireStoredThenDrop(t, d, ms[0], table, want, "the groups' and the lone writes' rows, each once")
 	for _, m := range ms[1:] {
 		ack(t, d, m)
 	}
