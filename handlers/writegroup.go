@@ -118,10 +118,7 @@ func (g *WriteGroups) write(msg *message.Message, poll write.Poll, alone func() 
 		case g.slots <- struct{}{}:
 			// Free to write: take what waits (this poll, unless another
 			// writer took it already) and write it.
-			group := g.take()
-			g.run(group)
-			<-g.slots
-			if len(group) == 0 {
+			if group := g.writeWaiting(); len(group) == 0 {
 				<-p.done // in the group another writer took
 				return p.result()
 			}
@@ -146,6 +143,15 @@ func (g *WriteGroups) withdraw(p *groupedPoll) bool {
 	}
 	g.waiting = slices.Delete(g.waiting, i, i+1)
 	return true
+}
+
+// writeWaiting writes what waits on the slot the caller took, and gives
+// the slot back however the write ends.
+func (g *WriteGroups) writeWaiting() []*groupedPoll {
+	defer func() { <-g.slots }()
+	group := g.take()
+	g.run(group)
+	return group
 }
 
 // take removes up to max waiting polls, the oldest first.

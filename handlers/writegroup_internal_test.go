@@ -267,4 +267,5 @@ func TestAGroupWhoseWriterPanicsLeavesItsOtherPollsARetryableErrorNotASuccess(t 
 		require.ErrorAs(t, o.err, &we, "a poll of a group that never wrote is not a success")
 		require.True(t, we.Retryable)
 	}
+	require.Zero(t, len(g.slots), "the writer that panicked gave its slot back")
 }
