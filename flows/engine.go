@@ -105,7 +105,7 @@ func DefaultConfig() Config {
 		FetchConcurrency: config.DefaultFetchConcurrency,
 		WriteConcurrency: config.DefaultWriteConcurrency,
 		WriteGroup: handlers.WriteGroupConfig{MaxPolls: config.DefaultWriteGroup, InFlight: config.DefaultWriteGroupsInFlight,
-			MaxWait: config.DefaultWriteGroupWait},
+			MaxWait: config.DefaultWriteGroupWait, MaxLockWait: config.DefaultWriteGroupLockWait},
 		AckDeadline:   60 * time.Second,
 		MaxDeliveries: 5,
 		Retry:         RetryConfig{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, Multiplier: 2},

@@ -28,7 +28,10 @@ type BeginGroupFunc func(msgs []*message.Message) (pgx.Tx, error)
 // transactions write at a time: that is what lets the next group gather
 // while one writes. A poll waits for a free one at most MaxWait, then
 // writes alone: a write stuck on a lock (a replay holding the race's rows)
-// must not hold up the races behind it for longer.
+// must not hold up the races behind it for longer. For the same reason a
+// group waits on a row lock at most MaxLockWait: a poll whose race another
+// transaction holds would otherwise hold every poll grouped with it, of
+// other races and shards, until that transaction ends.
 //
 // A group that fails (its transaction, or one poll in it) is rolled back
 // and every member writes alone, as if there had been no group, so a bad
@@ -36,11 +39,12 @@ type BeginGroupFunc func(msgs []*message.Message) (pgx.Tx, error)
 // of a race is never grouped with another of the same race: the flow hands
 // out one poll of a race at a time.
 type WriteGroups struct {
-	begin   BeginGroupFunc
-	max     int
-	maxWait time.Duration
-	slots   chan struct{}
-	observe func(polls int, fellBack error)
+	begin    BeginGroupFunc
+	max      int
+	maxWait  time.Duration
+	lockWait time.Duration
+	slots    chan struct{}
+	observe  func(polls int, fellBack error)
 
 	mu      sync.Mutex
 	waiting []*groupedPoll
@@ -56,6 +60,10 @@ type WriteGroupConfig struct {
 	// MaxWait bounds how long a poll waits for one of them to finish
 	// before it writes alone.
 	MaxWait time.Duration
+	// MaxLockWait bounds how long a group's transaction waits on a row
+	// lock (PostgreSQL's lock_timeout, whole milliseconds) before it
+	// fails and its polls write alone, each waiting on its own locks.
+	MaxLockWait time.Duration
 	// Observe, if set, hears of every transaction the groups write: how
 	// many polls it held, and why it failed if it did (fellBack; its polls
 	// then write alone). A poll written alone is a transaction of one,
@@ -65,8 +73,9 @@ type WriteGroupConfig struct {
 
 // Validate reports a config WriteGroups cannot run with.
 func (c WriteGroupConfig) Validate() error {
-	if c.MaxPolls < 1 || c.InFlight < 1 || c.MaxWait <= 0 {
-		return errors.New("handlers: write groups need MaxPolls and InFlight of at least 1 and a positive MaxWait")
+	if c.MaxPolls < 1 || c.InFlight < 1 || c.MaxWait <= 0 || c.MaxLockWait < time.Millisecond {
+		return errors.New("handlers: write groups need MaxPolls and InFlight of at least 1, a positive MaxWait " +
+			"and a MaxLockWait of at least 1ms")
 	}
 	return nil
 }
@@ -76,8 +85,8 @@ func NewWriteGroups(begin BeginGroupFunc, cfg WriteGroupConfig) (*WriteGroups, e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &WriteGroups{begin: begin, max: cfg.MaxPolls, maxWait: cfg.MaxWait, slots: make(chan struct{}, cfg.InFlight),
-		observe: cfg.Observe}, nil
+	return &WriteGroups{begin: begin, max: cfg.MaxPolls, maxWait: cfg.MaxWait, lockWait: cfg.MaxLockWait,
+		slots: make(chan struct{}, cfg.InFlight), observe: cfg.Observe}, nil
 }
 
 // groupedPoll is a poll waiting for, or written in, a group.
@@ -222,7 +231,7 @@ func (g *WriteGroups) writeGroup(msgs []*message.Message, polls []write.Poll, gr
 	if err != nil {
 		return err
 	}
-	rows, err := write.WriteBatch(ctx, tx, polls)
+	rows, err := write.WriteBatch(ctx, boundLockWait(tx, g.lockWait), polls)
 	if err != nil {
 		_ = tx.Rollback(ctx) // the write error is the one worth reporting
 		return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/internal/pgtest"
@@ -59,14 +60,14 @@ type groupRun struct {
 	failed   []error // Observe's fellBack, in order
 }
 
-func newGroupRun(t *testing.T, maxWait time.Duration) (*groupRun, *WriteGroups) {
+func newGroupRun(t *testing.T, maxWait, maxLockWait time.Duration) (*groupRun, *WriteGroups) {
 	r := &groupRun{db: pgtest.New(t)}
 	g, err := NewWriteGroups(func(msgs []*message.Message) (pgx.Tx, error) {
 		r.mu.Lock()
 		r.begun = append(r.begun, len(msgs))
 		r.mu.Unlock()
 		return r.db.Pool.Begin(msgs[0].Context())
-	}, WriteGroupConfig{MaxPolls: 16, InFlight: 1, MaxWait: maxWait, Observe: func(polls int, fellBack error) {
+	}, WriteGroupConfig{MaxPolls: 16, InFlight: 1, MaxWait: maxWait, MaxLockWait: maxLockWait, Observe: func(polls int, fellBack error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.observed = append(r.observed, polls)
@@ -124,7 +125,7 @@ func (g *WriteGroups) waitingNow() int {
 
 func TestPollsWaitingForAWriterShareOneTransactionAndStoreWhatWritingAloneStores(t *testing.T) {
 	polls := groupPolls(t, 6)
-	r, g := newGroupRun(t, time.Hour)
+	r, g := newGroupRun(t, time.Hour, time.Hour)
 	release, firstDone := holdTheWriter(t, r, g, polls[0])
 	out := writeAll(g, polls[1:], func(i int) func() (write.Rows, error) {
 		return func() (write.Rows, error) { return write.Rows{}, errors.New("wrote alone") }
@@ -170,7 +171,7 @@ func TestAFailedGroupWritesEachOfItsPollsAloneSoOnlyTheBadOneFails(t *testing.T)
 	polls[4].Snapshot = bad
 	require.NoError(t, write.Validate(bad))
 
-	r, g := newGroupRun(t, time.Hour)
+	r, g := newGroupRun(t, time.Hour, time.Hour)
 	release, firstDone := holdTheWriter(t, r, g, polls[0])
 	var mu sync.Mutex
 	alone := map[int]int{}
@@ -206,7 +207,7 @@ func TestAFailedGroupWritesEachOfItsPollsAloneSoOnlyTheBadOneFails(t *testing.T)
 
 func TestAPollWaitsForABusyWriterAtMostMaxWaitThenWritesAlone(t *testing.T) {
 	polls := groupPolls(t, 2)
-	r, g := newGroupRun(t, time.Millisecond)
+	r, g := newGroupRun(t, time.Millisecond, time.Hour)
 	release, firstDone := holdTheWriter(t, r, g, polls[0])
 	defer func() {
 		release()
@@ -220,7 +221,7 @@ func TestAPollWaitsForABusyWriterAtMostMaxWaitThenWritesAlone(t *testing.T) {
 
 func TestAWriterAloneWaitsForNobody(t *testing.T) {
 	polls := groupPolls(t, 1)
-	r, g := newGroupRun(t, time.Hour)
+	r, g := newGroupRun(t, time.Hour, time.Hour)
 	rows, err := g.write(message.NewMessage("only", nil), polls[0], r.alone(polls[0]))
 	require.NoError(t, err)
 	require.Equal(t, 1, rows.Polls)
@@ -232,7 +233,7 @@ func TestAGroupWhoseWriterPanicsLeavesItsOtherPollsARetryableErrorNotASuccess(t 
 	polls := groupPolls(t, 3)
 	r := &groupRun{db: pgtest.New(t)}
 	g, err := NewWriteGroups(func([]*message.Message) (pgx.Tx, error) { panic("begin blew up") },
-		WriteGroupConfig{MaxPolls: 16, InFlight: 1, MaxWait: time.Hour})
+		WriteGroupConfig{MaxPolls: 16, InFlight: 1, MaxWait: time.Hour, MaxLockWait: time.Hour})
 	require.NoError(t, err)
 	release, firstDone := holdTheWriter(t, r, g, polls[0])
 	type outcome struct {
@@ -268,4 +269,57 @@ func TestAGroupWhoseWriterPanicsLeavesItsOtherPollsARetryableErrorNotASuccess(t 
 		require.True(t, we.Retryable)
 	}
 	require.Zero(t, len(g.slots), "the writer that panicked gave its slot back")
+}
+
+func TestAGroupHoldingALockedRaceGivesUpSoonSoItsOtherPollsWriteWhileTheLockIsHeld(t *testing.T) {
+	ctx := context.Background()
+	polls := groupPolls(t, 4)
+	const lockedPoll = 2
+	r, g := newGroupRun(t, time.Hour, 10*time.Millisecond)
+	// The locked race has a row to lock: an earlier poll of it wrote one.
+	earlier := polls[lockedPoll]
+	earlier.PollID = earlier.Snapshot.RaceID + "@0"
+	earlier.Snapshot.ObservedAt = earlier.Snapshot.ObservedAt.Add(-time.Minute)
+	_, err := write.WriteTx(ctx, r.db.Pool, earlier)
+	require.NoError(t, err)
+	lock, err := r.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = lock.Rollback(ctx) }()
+	var n int
+	require.NoError(t, lock.QueryRow(ctx, `WITH l AS (SELECT 1 FROM races WHERE race_id = $1 FOR UPDATE) SELECT count(*) FROM l`,
+		polls[lockedPoll].Snapshot.RaceID).Scan(&n))
+	require.Equal(t, 1, n)
+
+	release, firstDone := holdTheWriter(t, r, g, polls[0])
+	out := writeAll(g, polls[1:], func(i int) func() (write.Rows, error) { return r.alone(polls[i+1]) })
+	require.Eventually(t, func() bool { return g.waitingNow() == len(polls)-1 }, time.Minute, time.Millisecond)
+	release()
+	require.NoError(t, <-firstDone)
+	// Without the bound the group would wait for the lock, and so would
+	// these polls: the guard turns that into a failure, not a hang.
+	guard := time.NewTimer(time.Minute)
+	defer guard.Stop()
+	for range len(polls) - 2 {
+		select {
+		case w := <-out:
+			require.NotEqual(t, lockedPoll, w.i+1, "the locked race's poll is not written while the lock is held")
+			require.NoError(t, w.err, "poll %d", w.i+1)
+			require.Equal(t, 1, w.rows.Polls, "poll %d", w.i+1)
+		case <-guard.C:
+			t.Fatal("the polls grouped with a locked race are not written while the lock is held")
+		}
+	}
+	require.NoError(t, lock.Rollback(ctx))
+	w := <-out
+	require.Equal(t, lockedPoll, w.i+1)
+	require.NoError(t, w.err, "the locked race's poll is written once the lock is gone")
+	require.Equal(t, 1, w.rows.Polls)
+
+	require.Equal(t, []int{len(polls) - 1}, r.begun, "the waiting polls were grouped")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, r.failed[1], &pgErr, "the group's failure is observed")
+	require.Equal(t, "55P03", pgErr.Code, "the group gave up waiting on the lock (lock_not_available)")
+	var stored int
+	require.NoError(t, r.db.Pool.QueryRow(ctx, `SELECT count(*) FROM race_polls`).Scan(&stored))
+	require.Equal(t, len(polls)+1, stored, "every poll is stored once, and the earlier one")
 }
