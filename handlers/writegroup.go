@@ -60,9 +60,11 @@ type WriteGroupConfig struct {
 	// MaxWait bounds how long a poll waits for one of them to finish
 	// before it writes alone.
 	MaxWait time.Duration
-	// MaxLockWait bounds how long a group's transaction waits on a row
-	// lock (PostgreSQL's lock_timeout, whole milliseconds) before it
-	// fails and its polls write alone, each waiting on its own locks.
+	// MaxLockWait bounds how long a group's write waits on a row lock
+	// (write.LockWait) before it fails and its polls write alone, each
+	// waiting on its own locks. The hand-offs that commit with the group
+	// are not bounded: a COMMIT that notifies queues for PostgreSQL's
+	// notification lock, and failing it would redo the whole group.
 	MaxLockWait time.Duration
 	// Observe, if set, hears of every transaction the groups write: how
 	// many polls it held, and why it failed if it did (fellBack; its polls
@@ -231,7 +233,7 @@ func (g *WriteGroups) writeGroup(msgs []*message.Message, polls []write.Poll, gr
 	if err != nil {
 		return err
 	}
-	rows, err := write.WriteBatch(ctx, boundLockWait(tx, g.lockWait), polls)
+	rows, err := write.WriteBatch(ctx, tx, polls, write.LockWait(g.lockWait))
 	if err != nil {
 		_ = tx.Rollback(ctx) // the write error is the one worth reporting
 		return err

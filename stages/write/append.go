@@ -117,7 +117,7 @@ type oddsKey struct{ entrant, typ string }
 // added to the polls' Rows. It reads the stored series ends in one round
 // trip of its own, which switches the planner settings for the rest of the
 // write (switched true; see sqlPlannerOn).
-func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) (stmts []stmt, switched bool, err error) {
+func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) (stmts []stmt, switched bool, err error) {
 	mTime := func(a, b transform.MoneyFlow) int {
 		return cmp.Or(a.PollingTimestamp.Compare(b.PollingTimestamp), a.EventTimestamp.Compare(b.EventTimestamp))
 	}
@@ -150,7 +150,7 @@ func appendHistory(ctx context.Context, tx pgx.Tx, ps []*pending) (stmts []stmt,
 		return nil, false, nil
 	}
 
-	latestMoney, latestOdds, cents, err := lookupEnds(ctx, tx, mKeys, mSeries, oKeys, oSeries)
+	latestMoney, latestOdds, cents, err := lookupEnds(ctx, tx, sess, mKeys, mSeries, oKeys, oSeries)
 	if err != nil {
 		return nil, false, err
 	}
@@ -232,10 +232,10 @@ type storedOdds struct {
 // pipelined round trip, and works out the candidate odds as they would be
 // stored (oddsCents). It switches the planner settings and leaves them
 // switched for the write's statements (execute restores them).
-func lookupEnds(ctx context.Context, tx pgx.Tx, mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
+func lookupEnds(ctx context.Context, tx pgx.Tx, sess session, mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
 	oKeys []oddsKey, oSeries map[oddsKey][]entry[transform.Odds]) ([]storedMoney, []storedOdds, []int64, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(sqlPlannerOn)
+	sess.queueOn(batch)
 	var races, entrants []string
 	var lo, hi []time.Time
 	for _, k := range mKeys {

@@ -3,6 +3,7 @@ package write
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,7 +78,11 @@ func Validate(snap transform.RaceSnapshot) error { return validate(snap) }
 // the transaction is unusable and the caller must roll it back; which poll
 // caused it is not known (a statement may serve several), so a caller that
 // must isolate a bad poll writes the batch's polls one by one.
-func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error) {
+func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll, opts ...BatchOption) (BatchRows, error) {
+	var sess session
+	for _, o := range opts {
+		o(&sess)
+	}
 	out := BatchRows{Polls: make([]Rows, len(polls)), Durations: make(map[string]time.Duration, 10)}
 	ps := make([]*pending, len(polls))
 	for i, p := range polls {
@@ -90,7 +95,7 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 		return out, nil
 	}
 	start := time.Now()
-	rounds, appended, err := writePending(ctx, tx, ps, out.Durations)
+	rounds, appended, err := writePending(ctx, tx, sess, ps, out.Durations)
 	if err != nil {
 		return BatchRows{Durations: out.Durations}, err
 	}
@@ -103,8 +108,8 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll) (BatchRows, error)
 // the appendable history series first looked up and derived (appendHistory),
 // then every statement in one pipelined batch. It returns the number of
 // rounds and of appended history rows.
-func writePending(ctx context.Context, tx pgx.Tx, ps []*pending, durations map[string]time.Duration) (int, int, error) {
-	appended, switched, err := appendHistory(ctx, tx, ps)
+func writePending(ctx context.Context, tx pgx.Tx, sess session, ps []*pending, durations map[string]time.Duration) (int, int, error) {
+	appended, switched, err := appendHistory(ctx, tx, sess, ps)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -121,10 +126,26 @@ func writePending(ctx context.Context, tx pgx.Tx, ps []*pending, durations map[s
 	for _, a := range appended {
 		n += a.expect
 	}
-	if err := execute(ctx, tx, append(rounds, appended), switched, durations); err != nil {
+	if err := execute(ctx, tx, sess, append(rounds, appended), switched, durations); err != nil {
 		return 0, 0, err
 	}
 	return len(plan), n, nil
+}
+
+// BatchOption changes how WriteBatch runs its statements.
+type BatchOption func(*session)
+
+// LockWait bounds how long each of the write's statements waits on a lock,
+// in whole milliseconds (at least one): one that would wait longer fails,
+// and the batch with it, with SQLSTATE 55P03 (lock_not_available). A
+// caller writing the polls of several races together uses it so that one
+// race whose rows another transaction holds fails the batch soon instead of
+// holding up the other races until that transaction ends. It covers the
+// write's statements only; the transaction's own setting is restored after
+// them, for whatever the caller runs next.
+func LockWait(d time.Duration) BatchOption {
+	ms := strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+	return func(s *session) { s.lockWait = &ms }
 }
 
 // WriteBatchTx writes the polls with WriteBatch in their own transaction and

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/internal/pgtest"
+	"github.com/raceflow/raceflow/stages/transform"
 	"github.com/raceflow/raceflow/stages/write"
 )
 
@@ -191,4 +193,61 @@ func TestBatchComparesInstantsAsTheyAreStored(t *testing.T) {
 			requireSameState(t, capture(t, oneByOne.Pool), capture(t, batched.Pool))
 		})
 	}
+}
+
+func TestBatchWithALockWaitFailsSoonOnALockedRaceAndLeavesTheTransactionsSettingAsItWas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	ts := pollTimes()
+	locked, free := newRaceGen("R-locked", ts[2].Add(time.Hour)), newRaceGen("R-free", ts[2].Add(time.Hour))
+	writeTx(t, db.Pool, locked.poll(1, ts[0]))
+	lock, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = lock.Rollback(ctx) }()
+	_, err = lock.Exec(ctx, `SELECT 1 FROM races WHERE race_id = $1 FOR UPDATE`, "R-locked")
+	require.NoError(t, err)
+
+	// writeIn writes poll in a transaction whose own lock_timeout is
+	// setting, and returns that setting as it is after the write. It runs
+	// on a goroutine of its own too, so it reports rather than fails.
+	writeIn := func(setting string, poll transform.RaceSnapshot) (string, error) {
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			return "", err
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, setting); err != nil {
+			return "", err
+		}
+		if _, err := write.WriteBatch(ctx, tx, []write.Poll{{Snapshot: poll}}, write.LockWait(10*time.Millisecond)); err != nil {
+			return "", err
+		}
+		var after string
+		err = tx.QueryRow(ctx, `SHOW lock_timeout`).Scan(&after)
+		return after, err
+	}
+
+	// Unbounded, the transaction would wait for the lock as long as it is
+	// held: the guard turns that into a failure, not a hang.
+	done := make(chan error, 1)
+	go func() {
+		_, err := writeIn("0", locked.poll(2, ts[1]))
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("a batch with a lock wait still waits on a locked race")
+	}
+	var pg *pgconn.PgError
+	require.ErrorAs(t, err, &pg)
+	require.Equal(t, "55P03", pg.Code, "lock_not_available")
+	var we *write.DBError
+	require.ErrorAs(t, err, &we)
+	require.True(t, we.Retryable, "the race may be free when tried again")
+
+	after, err := writeIn("7s", free.poll(1, ts[0]))
+	require.NoError(t, err)
+	require.Equal(t, "7s", after, "the transaction's own setting holds again after the write")
 }

@@ -142,7 +142,7 @@ func Write(ctx context.Context, tx pgx.Tx, poll Poll) (Rows, error) {
 		return rows, &DBError{Table: "snapshot", Err: err}
 	}
 	start := time.Now()
-	if _, _, err := writePending(ctx, tx, []*pending{newPending(poll, &rows)}, rows.Durations); err != nil {
+	if _, _, err := writePending(ctx, tx, session{}, []*pending{newPending(poll, &rows)}, rows.Durations); err != nil {
 		return failed(rows, err)
 	}
 	rows.Durations[DurationTotal] = time.Since(start)
@@ -211,23 +211,36 @@ func failed(rows Rows, err error) (Rows, error) {
 // They are switched once for a write's two round trips (the lookup of the
 // series' ends, then every statement) and restored at its end: between the
 // two nothing else runs in the transaction, and each switch is a statement.
+// The same statements bound the write's lock waits when the caller asks
+// (LockWait; $1 is lock_timeout's value, NULL to leave it as it is).
 const (
 	sqlPlannerOn = `SELECT set_config('raceflow.enable_sort', current_setting('enable_sort'), true),
        set_config('raceflow.plan_cache_mode', current_setting('plan_cache_mode'), true),
-       set_config('enable_sort', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`
+       set_config('raceflow.lock_timeout', current_setting('lock_timeout'), true),
+       set_config('enable_sort', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('lock_timeout', coalesce($1::text, current_setting('lock_timeout')), true)`
 	sqlPlannerRestore = `SELECT set_config('enable_sort', current_setting('raceflow.enable_sort'), true),
-       set_config('plan_cache_mode', current_setting('raceflow.plan_cache_mode'), true)`
+       set_config('plan_cache_mode', current_setting('raceflow.plan_cache_mode'), true),
+       set_config('lock_timeout', current_setting('raceflow.lock_timeout'), true)`
 )
+
+// session is how the write's statements run beyond the planner settings.
+type session struct {
+	lockWait *string // lock_timeout for the write's statements; nil: the transaction's
+}
+
+// queueOn queues the statement that switches the settings.
+func (s session) queueOn(b *pgx.Batch) { b.Queue(sqlPlannerOn, s.lockWait) }
 
 // execute sends every statement of every round in one pipelined batch and
 // adds each statement's counters to the Rows of the poll its key belongs to.
 // Statements run in order, each seeing the effects of those before it, as if
 // sent one by one. The batch switches the planner settings unless the lookup
 // before it did (switched), and restores them.
-func execute(ctx context.Context, tx pgx.Tx, rounds [][]stmt, switched bool, durations map[string]time.Duration) error {
+func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, switched bool, durations map[string]time.Duration) error {
 	batch := &pgx.Batch{}
 	if !switched {
-		batch.Queue(sqlPlannerOn)
+		sess.queueOn(batch)
 	}
 	for _, r := range rounds {
 		for _, s := range r {
