@@ -64,8 +64,8 @@ const (
 	// transaction in flight before it writes alone: far above a group's
 	// write (milliseconds), far below a write stuck on a lock.
 	DefaultWriteGroupWait = 100 * time.Millisecond
-	// DefaultWriteGroupLockWait bounds how long a group's transaction
-	// waits on a row lock before its polls write alone: far above the
+	// DefaultWriteGroupLockWait bounds how long a group's write waits on
+	// a row lock before its polls write alone: far above the
 	// waits of concurrent writes (milliseconds), far below a transaction
 	// holding a race's rows (a replay, an operator's session).
 	DefaultWriteGroupLockWait = 100 * time.Millisecond

@@ -232,7 +232,8 @@ type storedOdds struct {
 // pipelined round trip, and works out the candidate odds as they would be
 // stored (oddsCents). It switches the planner settings and leaves them
 // switched for the write's statements (execute restores them).
-func lookupEnds(ctx context.Context, tx pgx.Tx, sess session, mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
+func lookupEnds(ctx context.Context, tx pgx.Tx, sess session,
+	mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
 	oKeys []oddsKey, oSeries map[oddsKey][]entry[transform.Odds]) ([]storedMoney, []storedOdds, []int64, error) {
 	batch := &pgx.Batch{}
 	sess.queueOn(batch)
