@@ -106,8 +106,8 @@ type Server struct {
 	done chan struct{}
 }
 
-// Private starts a server for t alone, stopped when t ends. It needs the
-// nats-server binary.
+// Private starts a server for t alone, stopped and its storage removed
+// when t ends. It needs the nats-server binary.
 func Private(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
@@ -123,7 +123,14 @@ func Private(t testing.TB) *Server {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Stop() })
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Log(err)
+		}
+		if err := os.RemoveAll(srv.dir); err != nil {
+			t.Logf("natstest: removing the server's storage: %v", err)
+		}
+	})
 	return srv
 }
 
