@@ -151,13 +151,14 @@ func TestDecodeEventWrapsJSONErrorsInDecodeError(t *testing.T) {
 		wantField  string
 	}{
 		{"empty body", ``, 0, ""},
-		{"truncated", `{"data":{"race":`, 16, ""},
-		{"trailing garbage", `{} x`, 4, ""},
-		{"NaN literal", `{"data":{"tote_pools":[{"total":NaN}]}}`, 33, ""},
-		{"top level array", `[]`, 1, ""},
-		{"string where int", `{"data":{"race":{"advertised_start":"soon"}}}`, 42, "data.race.advertised_start"},
-		{"number overflows float64", `{"data":{"tote_pools":[{"total":1e400}]}}`, 37, "data.tote_pools.total"},
-		{"runner_number overflows int", `{"data":{"runners":[{"runner_number":99999999999999999999}]}}`, 57, "data.runners.runner_number"},
+		{"truncated", `{"data":{"race":`, 16, "data.race"},
+		{"trailing garbage", `{} x`, 3, ""},
+		{"NaN literal", `{"data":{"tote_pools":[{"total":NaN}]}}`, 32, "data.tote_pools[0].total"},
+		{"top level array", `[]`, 0, ""},
+		{"string where int", `{"data":{"race":{"advertised_start":"soon"}}}`, 36, "data.race.advertised_start"},
+		{"number overflows float64", `{"data":{"tote_pools":[{"total":1e400}]}}`, 32, "data.tote_pools[0].total"},
+		{"runner_number overflows int", `{"data":{"runners":[{"runner_number":99999999999999999999}]}}`, 37, "data.runners[0].runner_number"},
+		{"wrong type deep in a runner", `{"data":{"runners":[{},{"odds":{"fixed_win":"2.5"}}]}}`, 44, "data.runners[1].odds.fixed_win"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

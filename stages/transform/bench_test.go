@@ -1,7 +1,6 @@
 package transform
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/raceflow/raceflow/stages/nztab"
@@ -19,17 +18,18 @@ func BenchmarkTransform(b *testing.B) {
 }
 
 // BenchmarkDecodeAndTransform is the transform stage's whole CPU cost per
-// poll: decoding the raw body with encoding/json plus the transform.
+// poll: decoding and validating the raw body (nztab.DecodeEvent) plus the
+// transform.
 func BenchmarkDecodeAndTransform(b *testing.B) {
 	raw := fixtureBytes(b, fullEventFixture)
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var ev nztab.EventResponse
-		if err := json.Unmarshal(raw, &ev); err != nil {
+		ev, err := nztab.DecodeEvent(raw)
+		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := Transform(&ev, goldenObservedAt); err != nil {
+		if _, err := Transform(ev, goldenObservedAt); err != nil {
 			b.Fatal(err)
 		}
 	}
