@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,9 @@ func (a *app) transformCommand() *cobra.Command {
 		Use:   "transform [--at RFC3339] < event.json",
 		Short: "print the snapshot the transform makes of one event payload (stdin)",
 		Long: `Reads one /racing/events/{id} response on stdin and prints its snapshot as JSON,
-so a payload can be debugged without a database or a pipeline.`,
+so a payload can be debugged without a database or a pipeline. The payload is
+decoded and checked as the flow does it: one the flow would refuse is refused
+here, with the same error.`,
 		Args: noArgs,
 	}
 	cmd.Flags().StringVar(&at, "at", "", "observation time, RFC3339 (default: now); drives time_to_start and history timestamps")
@@ -37,11 +40,18 @@ so a payload can be debugged without a database or a pipeline.`,
 
 // transform prints the snapshot of the event payload on stdin.
 func (a *app) transform(observedAt time.Time) error {
-	var ev nztab.EventResponse
-	if err := json.NewDecoder(a.stdin).Decode(&ev); err != nil {
-		return fmt.Errorf("decode event from stdin: %w", err)
+	body, err := io.ReadAll(io.LimitReader(a.stdin, nztab.DefaultMaxBodyBytes+1))
+	if err != nil {
+		return fmt.Errorf("read event from stdin: %w", err)
 	}
-	snap, err := transform.Transform(&ev, observedAt)
+	if len(body) > nztab.DefaultMaxBodyBytes {
+		return fmt.Errorf("read event from stdin: larger than the flow accepts (%d bytes)", nztab.DefaultMaxBodyBytes)
+	}
+	ev, err := nztab.DecodeEvent(body)
+	if err != nil {
+		return err
+	}
+	snap, err := transform.Transform(ev, observedAt)
 	if err != nil {
 		return err
 	}
