@@ -13,8 +13,8 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// Plausibility bounds. encoding/json already refuses NaN and ±Inf, but it
-// happily decodes 1e300; values beyond these bounds are corrupt data that
+// Plausibility bounds. JSON has no NaN or ±Inf, but the decoder happily
+// decodes 1e300; values beyond these bounds are corrupt data that
 // would overflow cents columns or poison percentages downstream.
 const (
 	maxOdds       = 1e6  // decimal odds
@@ -52,12 +52,11 @@ func DecodeEvent(body []byte) (*EventResponse, error) {
 
 // eventJSON are DecodeEvent's decoding options. An event body is a few
 // hundred kilobytes, mostly form the pipeline skips, and it is decoded on
-// every poll: encoding/json/v2 (the module that mirrors it until the Go
-// release in go.mod ships it) reads it several times faster than
-// encoding/json. Like encoding/json, it keeps the last of repeated member
-// names and turns an escaped lone surrogate into U+FFFD; checking either
-// would cost most of the gain and protect nothing (sanitizeJSON has already
-// replaced what PostgreSQL cannot store).
+// every poll: encoding/json/v2 (from the module that mirrors it until the Go
+// version in go.mod has it) reads it several times faster than encoding/json.
+// Like encoding/json, it keeps the last of repeated member names (checking
+// for repeats would cost most of the speed) and turns an escaped lone
+// surrogate into U+FFFD, so stored bodies replay as they were first read.
 var eventJSON = jsonv2.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 
 // Validate applies DecodeEvent's rules to an already decoded payload, for

@@ -79,12 +79,15 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 type DecodeError struct {
 	// Payload names what was being decoded: "event", "meetings" or "meeting".
 	Payload string
-	// Offset is the byte offset encoding/json reported (-1 when it gave none);
-	// for a single meeting it is relative to that meeting's JSON.
+	// Offset is the byte offset the JSON decoder reported (-1 when it gave
+	// none): for an event, where the offending value starts; for a single
+	// meeting, relative to that meeting's JSON.
 	Offset int64
-	// Field is the Go-side field path of a type mismatch, when known.
+	// Field is the path of the offending value, when known: for an event
+	// its JSON path (data.runners[2].barrier), for meetings the Go-side
+	// field path of a type mismatch.
 	Field string
-	// Err is the encoding/json error.
+	// Err is the JSON decoder's error.
 	Err error
 }
 
@@ -102,7 +105,7 @@ func (e *DecodeError) Error() string {
 	return b.String()
 }
 
-// Unwrap exposes the encoding/json error.
+// Unwrap exposes the JSON decoder's error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // FieldError is a meeting field that breaks a rule. Meetings have no race id,
