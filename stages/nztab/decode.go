@@ -38,8 +38,8 @@ const (
 func DecodeEvent(body []byte) (*EventResponse, error) {
 	body, replaced := sanitizeJSON(body)
 	var ev EventResponse
-	if err := jsonv2.Unmarshal(body, &ev, eventJSON); err != nil {
-		return nil, newEventDecodeError(err)
+	if err := jsonv2.Unmarshal(body, &ev, apiJSON); err != nil {
+		return nil, newDecodeError("event", err)
 	}
 	st, err := ev.validate()
 	if err != nil {
@@ -50,14 +50,14 @@ func DecodeEvent(body []byte) (*EventResponse, error) {
 	return &ev, nil
 }
 
-// eventJSON are DecodeEvent's decoding options. An event body is a few
-// hundred kilobytes, mostly form the pipeline skips, and it is decoded on
+// apiJSON are the decoding options of the API's bodies. An event body is a
+// few hundred kilobytes, mostly form the pipeline skips, and it is decoded on
 // every poll: encoding/json/v2 (from the module that mirrors it until the Go
 // version in go.mod has it) reads it several times faster than encoding/json.
 // Like encoding/json, it keeps the last of repeated member names (checking
 // for repeats would cost most of the speed) and turns an escaped lone
 // surrogate into U+FFFD, so stored bodies replay as they were first read.
-var eventJSON = jsonv2.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+var apiJSON = jsonv2.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 
 // Validate applies DecodeEvent's rules to an already decoded payload, for
 // callers that build or re-read one themselves (replay, tests). It returns
@@ -220,7 +220,7 @@ func DecodeMeetings(body []byte) (MeetingsList, error) {
 func decodeMeetingsPage(body []byte, base int) (MeetingsList, error) {
 	body, replaced := sanitizeJSON(body)
 	var resp MeetingsResponse
-	if err := json.Unmarshal(body, &resp); err != nil {
+	if err := jsonv2.Unmarshal(body, &resp, apiJSON); err != nil {
 		return MeetingsList{}, newDecodeError("meetings", err)
 	}
 	out := MeetingsList{Header: resp.Header, Meetings: make([]Meeting, 0, len(resp.Data.Meetings)), ReplacedChars: replaced}
@@ -242,14 +242,14 @@ func decodeMeeting(raw json.RawMessage) (Meeting, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return m, &FieldError{Field: ".", Reason: "meeting is null"}
 	}
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := jsonv2.Unmarshal(raw, &m, apiJSON); err != nil {
 		// A type error still fills the fields that fit; recover the id for
 		// the report on a best-effort basis.
 		if m.Meeting == "" {
 			var id struct {
 				Meeting string `json:"meeting"`
 			}
-			_ = json.Unmarshal(raw, &id)
+			_ = jsonv2.Unmarshal(raw, &id, apiJSON)
 			m.Meeting = id.Meeting
 		}
 		return m, newDecodeError("meeting", err)
@@ -279,10 +279,10 @@ func decodeMeeting(raw json.RawMessage) (Meeting, error) {
 	return m, nil
 }
 
-// newEventDecodeError wraps an encoding/json/v2 error with the offset of the
-// value it failed on and that value's path (e.g. data.runners[2].barrier).
-func newEventDecodeError(err error) *DecodeError {
-	de := &DecodeError{Payload: "event", Offset: -1, Err: err}
+// newDecodeError wraps a decoding error with the offset of the value it
+// failed on and that value's path (e.g. data.runners[2].barrier).
+func newDecodeError(payload string, err error) *DecodeError {
+	de := &DecodeError{Payload: payload, Offset: -1, Err: err}
 	var se *jsontext.SyntacticError
 	var me *jsonv2.SemanticError
 	switch {
@@ -309,20 +309,4 @@ func pointerPath(p jsontext.Pointer) string {
 		b.WriteString(tok)
 	}
 	return b.String()
-}
-
-// newDecodeError wraps an encoding/json error with the offset and field it
-// carries, if any.
-func newDecodeError(payload string, err error) *DecodeError {
-	de := &DecodeError{Payload: payload, Offset: -1, Err: err}
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		de.Offset = se.Offset
-	case errors.As(err, &te):
-		de.Offset = te.Offset
-		de.Field = te.Field
-	}
-	return de
 }

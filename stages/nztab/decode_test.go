@@ -278,7 +278,7 @@ func TestDecodeMeetingsReportsEachBadMeetingAndKeepsTheRest(t *testing.T) {
 		{7, "m7", "category", ""},
 		{8, "m8", "races[1].id", ""},
 		{9, "", "", ""},
-		{10, "m10", "", "races.distance"},
+		{10, "m10", "", "races[0].distance"},
 	}
 	require.Len(t, list.Skipped, len(wants))
 	for i, w := range wants {

@@ -12,18 +12,18 @@ import (
 	"github.com/raceflow/raceflow/internal/nztabsim"
 )
 
-// DecodeEvent reads bodies with encoding/json/v2 for speed. Stored bodies
+// The API's bodies are read with encoding/json/v2 for speed. Stored bodies
 // were decoded with encoding/json before, and replay decodes them again, so
-// a body must mean the same to both: this compares DecodeEvent with
+// a body must mean the same to both: these compare DecodeEvent with
 // encoding/json followed by Validate on the real API's responses and on the
-// simulator's races through a whole day (before the jump, interim, final,
-// abandoned), field by field.
+// simulator's races through a whole day, and DecodeMeetings with
+// encoding/json on the real meetings list, field by field.
 
 // decodeEventV1 is what DecodeEvent did with encoding/json.
 func decodeEventV1(body []byte) (*EventResponse, error) {
 	var ev EventResponse
 	if err := json.Unmarshal(body, &ev); err != nil {
-		return nil, newDecodeError("event", err)
+		return nil, &DecodeError{Payload: "event", Offset: -1, Err: err}
 	}
 	st, err := ev.validate()
 	if err != nil {
@@ -78,6 +78,23 @@ func TestDecodeEventReadsTheSimulatorsRacesAsEncodingJSONDid(t *testing.T) {
 		}
 	}
 	require.Greater(t, checked, 50)
+}
+
+func TestDecodeMeetingsReadsTheRealAPIsListAsEncodingJSONDid(t *testing.T) {
+	t.Parallel()
+	body := readFixture(t, "meetings-list-response.json")
+	var resp MeetingsResponse
+	require.NoError(t, json.Unmarshal(body, &resp))
+	got, err := DecodeMeetings(body)
+	require.NoError(t, err)
+	require.Empty(t, got.Skipped)
+	require.Equal(t, resp.Header, got.Header)
+	require.Len(t, got.Meetings, len(resp.Data.Meetings))
+	for i, raw := range resp.Data.Meetings {
+		var want Meeting
+		require.NoError(t, json.Unmarshal(raw, &want))
+		require.Equal(t, want, got.Meetings[i], "meeting %d", i)
+	}
 }
 
 func TestDecodeEventMatchesNamesExactlyAndKeepsEncodingJSONsLeniency(t *testing.T) {

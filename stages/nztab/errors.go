@@ -79,13 +79,11 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 type DecodeError struct {
 	// Payload names what was being decoded: "event", "meetings" or "meeting".
 	Payload string
-	// Offset is the byte offset the JSON decoder reported (-1 when it gave
-	// none): for an event, where the offending value starts; for a single
-	// meeting, relative to that meeting's JSON.
+	// Offset is where the offending value starts (-1 when the decoder gave
+	// none); for a single meeting it is relative to that meeting's JSON.
 	Offset int64
-	// Field is the path of the offending value, when known: for an event
-	// its JSON path (data.runners[2].barrier), for meetings the Go-side
-	// field path of a type mismatch.
+	// Field is the JSON path of the offending value, when known, e.g.
+	// data.runners[2].barrier (for a single meeting, inside it).
 	Field string
 	// Err is the JSON decoder's error.
 	Err error

@@ -86,7 +86,7 @@ var replacement = []byte(`\ufffd`)
 // every invalid UTF-8 sequence with U+FFFD, and returns how many it
 // replaced. PostgreSQL text and jsonb refuse both, so one such character in
 // a cosmetic field would otherwise fail every write of the race; and
-// encoding/json would keep them verbatim in json.RawMessage fields. A body
+// the JSON decoder keeps them verbatim in json.RawMessage fields. A body
 // with neither is returned as is, without copying.
 func sanitizeJSON(body []byte) ([]byte, int) {
 	hasNUL := bytes.Contains(body, []byte(`\u0000`))
