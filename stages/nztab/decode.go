@@ -243,8 +243,9 @@ func decodeMeeting(raw json.RawMessage) (Meeting, error) {
 		return m, &FieldError{Field: ".", Reason: "meeting is null"}
 	}
 	if err := jsonv2.Unmarshal(raw, &m, apiJSON); err != nil {
-		// A type error still fills the fields that fit; recover the id for
-		// the report on a best-effort basis.
+		// Decoding stops at the first bad value, so the id may be unset
+		// even when present; recover it for the report on a best-effort
+		// basis.
 		if m.Meeting == "" {
 			var id struct {
 				Meeting string `json:"meeting"`
