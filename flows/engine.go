@@ -29,6 +29,7 @@ import (
 	"github.com/raceflow/raceflow/flows/notify"
 	"github.com/raceflow/raceflow/handlers"
 	"github.com/raceflow/raceflow/stages/alerts"
+	"github.com/raceflow/raceflow/stages/write"
 )
 
 // Config shapes the flow. Start from DefaultConfig.
@@ -292,7 +293,11 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 	subs[driver.Processed] = e.results
 	// The fetch hands the event it decoded to the write of the same poll.
 	handover := handlers.NewHandover(4*cfg.FetchConcurrency + 64)
+	// One memory of the races' series ends for every write of the engine,
+	// grouped or alone: a race's polls may take either.
+	ends := write.NewEnds(write.DefaultEndsRaces)
 	groupCfg := cfg.WriteGroup
+	groupCfg.Ends = ends
 	groupCfg.Observe = func(polls int, fellBack error) {
 		if fellBack != nil {
 			e.log.WithError(fellBack).WithField("polls", polls).Debug("a write group failed; its polls write alone")
@@ -309,7 +314,7 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(fetcher, handover))
 		// The write handler runs the transform first (handlers.Write).
 		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
-			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover, groups))
+			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover, groups, ends))
 		router.AddHandler(handlerName(handlers.StageDetect, shard), e.topic(driver.Written, shard), subs[driver.Written],
 			e.topic(driver.Processed, shard), drv.HandlerPublisher(),
 			handlers.Detect(drv.BeginWrite, cfg.Alerts, driver.AlertsTopic(cfg.Namespace).String(), drv.HandlerPublisher()))

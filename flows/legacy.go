@@ -48,7 +48,7 @@ func (e *Engine) addLegacyHandlers(ctx context.Context) error {
 // router's handlers do (publishOutputs). A failed publish is redelivered,
 // not poisoned (outcome).
 func (e *Engine) legacyWrite() message.NoPublishHandlerFunc {
-	write := handlers.Write(e.drv.BeginWrite, nil, nil)
+	write := handlers.Write(e.drv.BeginWrite, nil, nil, nil)
 	return func(msg *message.Message) error {
 		out, err := write(msg)
 		if err != nil {

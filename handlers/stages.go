@@ -122,8 +122,10 @@ type BeginFunc func(msg *message.Message) (pgx.Tx, error)
 // output carries both stages' times (MarkStage). With groups, the write
 // shares a transaction with the writes of other messages handled at the
 // same time (WriteGroups); without, or when the group fails, it writes
-// alone.
-func Write(begin BeginFunc, h *Handover, groups *WriteGroups) message.HandlerFunc {
+// alone. ends, if not nil, remembers where the races' history series end
+// from one write of this process to the next (write.Ends); the groups take
+// theirs from their config.
+func Write(begin BeginFunc, h *Handover, groups *WriteGroups, ends *write.Ends) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		start := time.Now()
 		snap, err := snapshotFromFetched(msg, h)
@@ -132,7 +134,7 @@ func Write(begin BeginFunc, h *Handover, groups *WriteGroups) message.HandlerFun
 		}
 		transformed := time.Now()
 		pollID := msg.Metadata.Get(KeyPollID)
-		alone := func() (write.Rows, error) { return writeAlone(msg, begin, snap, pollID) }
+		alone := func() (write.Rows, error) { return writeAlone(msg, begin, snap, pollID, ends) }
 		var rows write.Rows
 		if groups != nil && write.Validate(snap) == nil {
 			rows, err = groups.write(msg, write.Poll{Snapshot: snap, PollID: pollID}, alone)
@@ -153,13 +155,17 @@ func Write(begin BeginFunc, h *Handover, groups *WriteGroups) message.HandlerFun
 }
 
 // writeAlone writes the poll in a transaction of its own (begin's).
-func writeAlone(msg *message.Message, begin BeginFunc, snap transform.RaceSnapshot, pollID string) (write.Rows, error) {
+func writeAlone(msg *message.Message, begin BeginFunc, snap transform.RaceSnapshot, pollID string, ends *write.Ends) (write.Rows, error) {
 	ctx := msg.Context()
 	tx, err := begin(msg)
 	if err != nil {
 		return write.Rows{}, writeErr(snap.RaceID, pollID, KindBegin, !errors.Is(err, context.Canceled), err)
 	}
-	rows, err := WritePoll(ctx, tx, snap, pollID)
+	var opts []write.Option
+	if ends != nil {
+		opts = append(opts, write.WithEnds(ends))
+	}
+	rows, err := WritePoll(ctx, tx, snap, pollID, opts...)
 	if err != nil {
 		_ = tx.Rollback(ctx) // the write error is the one worth reporting
 		return write.Rows{}, err
@@ -174,8 +180,8 @@ func writeAlone(msg *message.Message, begin BeginFunc, snap transform.RaceSnapsh
 // path to the database, which replay takes too. A failure is a *WriteError
 // whose kind and Retryable say what a caller can do (a cancelled context is
 // returned as it is).
-func WritePoll(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, pollID string) (write.Rows, error) {
-	rows, err := write.Write(ctx, tx, write.Poll{Snapshot: snap, PollID: pollID})
+func WritePoll(ctx context.Context, tx pgx.Tx, snap transform.RaceSnapshot, pollID string, opts ...write.Option) (write.Rows, error) {
+	rows, err := write.Write(ctx, tx, write.Poll{Snapshot: snap, PollID: pollID}, opts...)
 	if err != nil {
 		return rows, WriteFailure(snap.RaceID, pollID, err)
 	}

@@ -39,12 +39,12 @@ type BeginGroupFunc func(msgs []*message.Message) (pgx.Tx, error)
 // of a race is never grouped with another of the same race: the flow hands
 // out one poll of a race at a time.
 type WriteGroups struct {
-	begin    BeginGroupFunc
-	max      int
-	maxWait  time.Duration
-	lockWait time.Duration
-	slots    chan struct{}
-	observe  func(polls int, fellBack error)
+	begin   BeginGroupFunc
+	max     int
+	maxWait time.Duration
+	slots   chan struct{}
+	observe func(polls int, fellBack error)
+	opts    []write.Option
 
 	mu      sync.Mutex
 	waiting []*groupedPoll
@@ -66,6 +66,9 @@ type WriteGroupConfig struct {
 	// are not bounded: a COMMIT that notifies queues for PostgreSQL's
 	// notification lock, and failing it would redo the whole group.
 	MaxLockWait time.Duration
+	// Ends, if set, remembers where the races' history series end from
+	// one group's write to the next (write.Ends).
+	Ends *write.Ends
 	// Observe, if set, hears of every transaction the groups write: how
 	// many polls it held, and why it failed if it did (fellBack; its polls
 	// then write alone). A poll written alone is a transaction of one,
@@ -87,8 +90,12 @@ func NewWriteGroups(begin BeginGroupFunc, cfg WriteGroupConfig) (*WriteGroups, e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &WriteGroups{begin: begin, max: cfg.MaxPolls, maxWait: cfg.MaxWait, lockWait: cfg.MaxLockWait,
-		slots: make(chan struct{}, cfg.InFlight), observe: cfg.Observe}, nil
+	opts := []write.Option{write.LockWait(cfg.MaxLockWait)}
+	if cfg.Ends != nil {
+		opts = append(opts, write.WithEnds(cfg.Ends))
+	}
+	return &WriteGroups{begin: begin, max: cfg.MaxPolls, maxWait: cfg.MaxWait,
+		slots: make(chan struct{}, cfg.InFlight), observe: cfg.Observe, opts: opts}, nil
 }
 
 // groupedPoll is a poll waiting for, or written in, a group.
@@ -233,7 +240,7 @@ func (g *WriteGroups) writeGroup(msgs []*message.Message, polls []write.Poll, gr
 	if err != nil {
 		return err
 	}
-	rows, err := write.WriteBatch(ctx, tx, polls, write.LockWait(g.lockWait))
+	rows, err := write.WriteBatch(ctx, tx, polls, g.opts...)
 	if err != nil {
 		_ = tx.Rollback(ctx) // the write error is the one worth reporting
 		return err

@@ -18,41 +18,13 @@ import (
 // them, so most history rows of a batch just extend their series: no stored
 // row is at or after them, so no successor needs correcting, and the
 // predecessor of each is the previous row of the batch or, for the first,
-// the latest stored one. appendHistory finds such series with one lookup per
-// series for the whole batch, derives their rows in Go (money-flow
+// the latest stored one. A live poll's rows do the same. appendHistory finds
+// such series with one lookup per series for the whole batch (or none, for
+// the series Ends remembers), derives their rows in Go (money-flow
 // increments, odds change detection) and inserts them with plain INSERTs:
 // no per-row neighbour probes, no speculative ON CONFLICT insertion. Every
 // other series goes through the general statements (sqlMoneyFlow, sqlOdds).
 // The result is the one those statements would give, row for row.
-
-// sqlLatestMoney returns, per series i, the latest stored row (by polling
-// then event time) among those whose event time is within historySpan of
-// the series' batch rows.
-var sqlLatestMoney = `
-SELECT u.i, p.polling_timestamp, p.event_timestamp, p.win_pool_amount, p.place_pool_amount
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS u(race_id, entrant_id, lo, hi, i)
-CROSS JOIN LATERAL (
-    SELECT h.polling_timestamp, h.event_timestamp, h.win_pool_amount, h.place_pool_amount
-    FROM money_flow_history h
-    WHERE h.race_id = u.race_id AND h.entrant_id = u.entrant_id
-      AND h.event_timestamp >= u.lo - ` + historyWindow + ` AND h.event_timestamp <= u.hi + ` + historyWindow + `
-    ORDER BY h.polling_timestamp DESC, h.event_timestamp DESC
-    LIMIT 1
-) p`
-
-// sqlLatestOdds is sqlLatestMoney for odds series (runner and type); the
-// odds are returned as stored, numeric(10,2) text.
-var sqlLatestOdds = `
-SELECT u.i, p.event_timestamp, p.odds::text
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS u(entrant_id, type, lo, hi, i)
-CROSS JOIN LATERAL (
-    SELECT h.event_timestamp, h.odds
-    FROM odds_history h
-    WHERE h.entrant_id = u.entrant_id AND h.type = u.type
-      AND h.event_timestamp >= u.lo - ` + historyWindow + ` AND h.event_timestamp <= u.hi + ` + historyWindow + `
-    ORDER BY h.event_timestamp DESC
-    LIMIT 1
-) p`
 
 // sqlAppendMoney inserts money-flow rows whose increments are known.
 var sqlAppendMoney = `
@@ -112,23 +84,39 @@ func bySeries[T any, K comparable](ps []*pending, rows func(*pending) []T, key f
 type moneyKey struct{ race, entrant string }
 type oddsKey struct{ entrant, typ string }
 
+// appended is what appendHistory prepared.
+type appended struct {
+	// stmts insert the appended series' rows, their counts already added
+	// to the polls' Rows.
+	stmts []stmt
+	// switched: the lookup switched the planner settings for the rest of
+	// the write (see sqlPlannerOn).
+	switched bool
+	// remembered counts the appended series whose end came from Ends.
+	remembered int
+	// update is what to remember once the statements succeeded (nil
+	// without Ends).
+	update *endsUpdate
+}
+
+// remember remembers what the write left at its series' ends (WithEnds).
+func (a appended) remember(ps []*pending) { a.update.apply(ps) }
+
 // appendHistory takes the appendable series out of the polls' money and odds
-// rows and returns the statements that insert them, their counts already
-// added to the polls' Rows. It reads the stored series ends in one round
-// trip of its own, which switches the planner settings for the rest of the
-// write (switched true; see sqlPlannerOn).
-func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) (stmts []stmt, switched bool, err error) {
+// rows and returns the statements that insert them. It finds the stored
+// series ends (findEnds) in a round trip of its own.
+func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) (appended, error) {
 	mTime := func(a, b transform.MoneyFlow) int {
 		return cmp.Or(a.PollingTimestamp.Compare(b.PollingTimestamp), a.EventTimestamp.Compare(b.EventTimestamp))
 	}
-	mKeys, mSeries := bySeries(ps, func(p *pending) []transform.MoneyFlow { return p.money },
+	mAll, mSeries := bySeries(ps, func(p *pending) []transform.MoneyFlow { return p.money },
 		func(m transform.MoneyFlow) moneyKey { return moneyKey{m.RaceID, m.EntrantID} }, mTime)
 	oTime := func(a, b transform.Odds) int { return a.EventTimestamp.Compare(b.EventTimestamp) }
-	oKeys, oSeries := bySeries(ps, func(p *pending) []transform.Odds { return p.odds },
+	oAll, oSeries := bySeries(ps, func(p *pending) []transform.Odds { return p.odds },
 		func(o transform.Odds) oddsKey { return oddsKey{o.EntrantID, o.Type} }, oTime)
 
 	// Only series whose batch rows strictly increase can be appended.
-	mKeys = slices.DeleteFunc(mKeys, func(k moneyKey) bool {
+	mKeys := slices.DeleteFunc(slices.Clone(mAll), func(k moneyKey) bool {
 		s := mSeries[k]
 		for i := 1; i < len(s); i++ {
 			if !s[i-1].row.PollingTimestamp.Before(s[i].row.PollingTimestamp) {
@@ -137,7 +125,7 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 		}
 		return false
 	})
-	oKeys = slices.DeleteFunc(oKeys, func(k oddsKey) bool {
+	oKeys := slices.DeleteFunc(slices.Clone(oAll), func(k oddsKey) bool {
 		s := oSeries[k]
 		for i := 1; i < len(s); i++ {
 			if !s[i-1].row.EventTimestamp.Before(s[i].row.EventTimestamp) {
@@ -147,24 +135,42 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 		return false
 	})
 	if len(mKeys) == 0 && len(oKeys) == 0 {
-		return nil, false, nil
+		if sess.ends != nil {
+			sess.ends.forget(racesOf(ps))
+		}
+		return appended{}, nil
 	}
 
-	latestMoney, latestOdds, cents, err := lookupEnds(ctx, tx, sess, mKeys, mSeries, oKeys, oSeries)
+	cents := make([][]int64, len(oKeys))
+	for i, k := range oKeys {
+		for _, e := range oSeries[k] {
+			c, err := oddsCents(e.row.Odds)
+			if err != nil {
+				return appended{}, newDBError(TableOdds, err)
+			}
+			cents[i] = append(cents[i], c)
+		}
+	}
+	ends, err := findEnds(ctx, tx, sess, ps, mKeys, mSeries, oKeys, oSeries)
 	if err != nil {
-		return nil, false, err
+		return appended{}, err
 	}
 
-	var out []stmt
 	var money []moneyRow
 	appendedMoney := make(map[*pending]map[moneyKey]bool)
+	doneMoney := make(map[moneyKey]bool, len(mKeys))
 	for i, k := range mKeys {
-		rows, ok := appendMoney(mSeries[k], latestMoney[i])
+		s := mSeries[k]
+		rows, ok := appendMoney(s, ends.money[i])
 		if !ok {
 			continue
 		}
+		doneMoney[k] = true
+		last := s[len(s)-1].row
+		ends.update.money(k, endMoney{storedMoney{ok: true, polling: last.PollingTimestamp, event: last.EventTimestamp,
+			win: last.WinPoolAmount, place: last.PlacePoolAmount}, ends.moneyWin[i]}, true)
 		money = append(money, rows...)
-		for _, e := range mSeries[k] {
+		for _, e := range s {
 			if appendedMoney[e.p] == nil {
 				appendedMoney[e.p] = make(map[moneyKey]bool)
 			}
@@ -174,14 +180,15 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 	}
 	var odds []transform.Odds
 	appendedOdds := make(map[*pending]map[oddsKey]bool)
-	next := 0 // index into cents, in oKeys order
+	doneOdds := make(map[oddsKey]bool, len(oKeys))
 	for i, k := range oKeys {
 		s := oSeries[k]
-		kept, ok := appendOdds(s, latestOdds[i], cents[next:next+len(s)])
-		next += len(s)
+		kept, ok := appendOdds(s, ends.odds[i], cents[i])
 		if !ok {
 			continue
 		}
+		doneOdds[k] = true
+		end := ends.odds[i]
 		for j, e := range s {
 			if appendedOdds[e.p] == nil {
 				appendedOdds[e.p] = make(map[oddsKey]bool)
@@ -190,7 +197,20 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 			if kept[j] {
 				odds = append(odds, e.row)
 				e.p.rows.Odds++
+				end = storedOdds{ok: true, at: e.row.EventTimestamp, cents: cents[i][j]}
 			}
+		}
+		ends.update.odds(s[0].row.RaceID, k, endOdds{end, ends.oddsWin[i]}, end.ok)
+	}
+	// The series left to the general statements: their ends are not known.
+	for _, k := range mAll {
+		if !doneMoney[k] {
+			ends.update.money(k, endMoney{}, false)
+		}
+	}
+	for _, k := range oAll {
+		if !doneOdds[k] {
+			ends.update.odds(oSeries[k][0].row.RaceID, k, endOdds{}, false)
 		}
 	}
 	for _, p := range ps {
@@ -205,13 +225,14 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 			})
 		}
 	}
+	out := appended{switched: true, remembered: ends.remembered, update: ends.update}
 	if len(money) > 0 {
-		out = append(out, stmt{table: TableMoneyFlow, sql: sqlAppendMoney, args: appendMoneyArgs(money), expect: len(money)})
+		out.stmts = append(out.stmts, stmt{table: TableMoneyFlow, sql: sqlAppendMoney, args: appendMoneyArgs(money), expect: len(money)})
 	}
 	if len(odds) > 0 {
-		out = append(out, stmt{table: TableOdds, sql: sqlAppendOdds, args: oddsArgs(odds), expect: len(odds)})
+		out.stmts = append(out.stmts, stmt{table: TableOdds, sql: sqlAppendOdds, args: oddsArgs(odds), expect: len(odds)})
 	}
-	return out, true, nil
+	return out, nil
 }
 
 // storedMoney is the latest stored row of a money series (ok false: none).
@@ -226,98 +247,6 @@ type storedOdds struct {
 	ok    bool
 	at    time.Time
 	cents int64
-}
-
-// lookupEnds reads the latest stored row of every candidate series in one
-// pipelined round trip, and works out the candidate odds as they would be
-// stored (oddsCents). It switches the planner settings and leaves them
-// switched for the write's statements (execute restores them).
-func lookupEnds(ctx context.Context, tx pgx.Tx, sess session,
-	mKeys []moneyKey, mSeries map[moneyKey][]entry[transform.MoneyFlow],
-	oKeys []oddsKey, oSeries map[oddsKey][]entry[transform.Odds]) ([]storedMoney, []storedOdds, []int64, error) {
-	batch := &pgx.Batch{}
-	sess.queueOn(batch)
-	var races, entrants []string
-	var lo, hi []time.Time
-	for _, k := range mKeys {
-		s := mSeries[k]
-		races, entrants = append(races, k.race), append(entrants, k.entrant)
-		first, last := s[0].row.EventTimestamp, s[0].row.EventTimestamp
-		for _, e := range s {
-			first, last = minTime(first, e.row.EventTimestamp), maxTime(last, e.row.EventTimestamp)
-		}
-		lo, hi = append(lo, first), append(hi, last)
-	}
-	batch.Queue(sqlLatestMoney, races, entrants, lo, hi)
-	var oEntrants, types []string
-	var oLo, oHi []time.Time
-	var cents []int64
-	for _, k := range oKeys {
-		s := oSeries[k]
-		oEntrants, types = append(oEntrants, k.entrant), append(types, k.typ)
-		oLo, oHi = append(oLo, s[0].row.EventTimestamp), append(oHi, s[len(s)-1].row.EventTimestamp)
-		for _, e := range s {
-			c, err := oddsCents(e.row.Odds)
-			if err != nil {
-				return nil, nil, nil, newDBError(TableOdds, err)
-			}
-			cents = append(cents, c)
-		}
-	}
-	batch.Queue(sqlLatestOdds, oEntrants, types, oLo, oHi)
-
-	br := tx.SendBatch(ctx, batch)
-	fail := func(table string, err error) ([]storedMoney, []storedOdds, []int64, error) {
-		_ = br.Close()
-		return nil, nil, nil, newDBError(table, err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return fail("batch", err)
-	}
-	money := make([]storedMoney, len(mKeys))
-	rows, err := br.Query()
-	if err != nil {
-		return fail(TableMoneyFlow, err)
-	}
-	for rows.Next() {
-		var i int
-		var m storedMoney
-		if err := rows.Scan(&i, &m.polling, &m.event, &m.win, &m.place); err != nil {
-			rows.Close()
-			return fail(TableMoneyFlow, err)
-		}
-		m.ok = true
-		money[i-1] = m
-	}
-	if err := rows.Err(); err != nil {
-		return fail(TableMoneyFlow, err)
-	}
-	odds := make([]storedOdds, len(oKeys))
-	if rows, err = br.Query(); err != nil {
-		return fail(TableOdds, err)
-	}
-	for rows.Next() {
-		var i int
-		var at time.Time
-		var text string
-		if err := rows.Scan(&i, &at, &text); err != nil {
-			rows.Close()
-			return fail(TableOdds, err)
-		}
-		c, err := parseCents(text)
-		if err != nil {
-			rows.Close()
-			return fail(TableOdds, err)
-		}
-		odds[i-1] = storedOdds{ok: true, at: at, cents: c}
-	}
-	if err := rows.Err(); err != nil {
-		return fail(TableOdds, err)
-	}
-	if err := br.Close(); err != nil {
-		return nil, nil, nil, newDBError("batch", err)
-	}
-	return money, odds, cents, nil
 }
 
 // moneyRow is a money-flow row with its increments.

@@ -23,6 +23,9 @@ type BatchRows struct {
 	// Appended counts the history rows inserted by the append path, which
 	// needs no per-row neighbour lookups (see WriteBatch).
 	Appended int
+	// Remembered counts the history series whose stored end came from
+	// Ends (WithEnds) instead of a lookup.
+	Remembered int
 }
 
 // Total sums the per-poll counts.
@@ -78,11 +81,8 @@ func Validate(snap transform.RaceSnapshot) error { return validate(snap) }
 // the transaction is unusable and the caller must roll it back; which poll
 // caused it is not known (a statement may serve several), so a caller that
 // must isolate a bad poll writes the batch's polls one by one.
-func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll, opts ...BatchOption) (BatchRows, error) {
-	var sess session
-	for _, o := range opts {
-		o(&sess)
-	}
+func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll, opts ...Option) (BatchRows, error) {
+	sess := newSession(opts)
 	out := BatchRows{Polls: make([]Rows, len(polls)), Durations: make(map[string]time.Duration, 10)}
 	ps := make([]*pending, len(polls))
 	for i, p := range polls {
@@ -95,45 +95,54 @@ func WriteBatch(ctx context.Context, tx pgx.Tx, polls []Poll, opts ...BatchOptio
 		return out, nil
 	}
 	start := time.Now()
-	rounds, appended, err := writePending(ctx, tx, sess, ps, out.Durations)
+	res, err := writePending(ctx, tx, sess, ps, out.Durations)
 	if err != nil {
 		return BatchRows{Durations: out.Durations}, err
 	}
-	out.Rounds, out.Appended = rounds, appended
+	out.Rounds, out.Appended, out.Remembered = res.rounds, res.appended, res.remembered
 	out.Durations[DurationTotal] = time.Since(start)
 	return out, nil
 }
 
+// written is what writePending did.
+type written struct {
+	rounds     int // rounds of statements
+	appended   int // history rows the append path inserted
+	remembered int // series whose end came from Ends, not a lookup
+}
+
 // writePending writes ps, valid and in order, as Write would one by one:
 // the appendable history series first looked up and derived (appendHistory),
-// then every statement in one pipelined batch. It returns the number of
-// rounds and of appended history rows.
-func writePending(ctx context.Context, tx pgx.Tx, sess session, ps []*pending, durations map[string]time.Duration) (int, int, error) {
-	appended, switched, err := appendHistory(ctx, tx, sess, ps)
+// then every statement in one pipelined batch. With Ends, what the write
+// leaves at the end of its appended series is remembered once every
+// statement succeeded.
+func writePending(ctx context.Context, tx pgx.Tx, sess session, ps []*pending, durations map[string]time.Duration) (written, error) {
+	app, err := appendHistory(ctx, tx, sess, ps)
 	if err != nil {
-		return 0, 0, err
+		return written{}, err
 	}
 	plan := planRounds(ps)
 	rounds := make([][]stmt, len(plan), len(plan)+1)
 	for i, r := range plan {
 		stmts, err := roundStatements(r)
 		if err != nil {
-			return 0, 0, &DBError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
+			return written{}, &DBError{Table: "snapshot", Err: fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)}
 		}
 		rounds[i] = stmts
 	}
 	n := 0
-	for _, a := range appended {
+	for _, a := range app.stmts {
 		n += a.expect
 	}
-	if err := execute(ctx, tx, sess, append(rounds, appended), switched, durations); err != nil {
-		return 0, 0, err
+	if err := execute(ctx, tx, sess, append(rounds, app.stmts), app.switched, durations); err != nil {
+		return written{}, err
 	}
-	return len(plan), n, nil
+	app.remember(ps)
+	return written{rounds: len(plan), appended: n, remembered: app.remembered}, nil
 }
 
-// BatchOption changes how WriteBatch runs its statements.
-type BatchOption func(*session)
+// Option changes how Write and WriteBatch run their statements.
+type Option func(*session)
 
 // LockWait bounds how long each of the write's statements waits on a lock,
 // in whole milliseconds (at least one): one that would wait longer fails,
@@ -143,7 +152,7 @@ type BatchOption func(*session)
 // holding up the other races until that transaction ends. It covers the
 // write's statements only; the transaction's own setting is restored after
 // them, for whatever the caller runs next.
-func LockWait(d time.Duration) BatchOption {
+func LockWait(d time.Duration) Option {
 	ms := strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 	return func(s *session) { s.lockWait = &ms }
 }

@@ -136,13 +136,13 @@ func PollID(raceID string, t time.Time) string {
 // A poll's history series that only extend the stored ones are appended as
 // WriteBatch does; the rest take the general statements. Several polls go
 // into one transaction with WriteBatch, with the same result.
-func Write(ctx context.Context, tx pgx.Tx, poll Poll) (Rows, error) {
+func Write(ctx context.Context, tx pgx.Tx, poll Poll, opts ...Option) (Rows, error) {
 	rows := Rows{Durations: make(map[string]time.Duration, 10)}
 	if err := validate(poll.Snapshot); err != nil {
 		return rows, &DBError{Table: "snapshot", Err: err}
 	}
 	start := time.Now()
-	if _, _, err := writePending(ctx, tx, session{}, []*pending{newPending(poll, &rows)}, rows.Durations); err != nil {
+	if _, err := writePending(ctx, tx, newSession(opts), []*pending{newPending(poll, &rows)}, rows.Durations); err != nil {
 		return failed(rows, err)
 	}
 	rows.Durations[DurationTotal] = time.Since(start)
@@ -227,6 +227,15 @@ const (
 // session is how the write's statements run beyond the planner settings.
 type session struct {
 	lockWait *string // lock_timeout for the write's statements; nil: the transaction's
+	ends     *Ends   // remembers series' ends across writes (WithEnds); nil: none
+}
+
+func newSession(opts []Option) session {
+	var s session
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
 }
 
 // queueOn queues the statement that switches the settings.
