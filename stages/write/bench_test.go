@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raceflow/raceflow/internal/pgtest"
+	"github.com/raceflow/raceflow/stages/transform"
 	"github.com/raceflow/raceflow/stages/write"
 )
 
@@ -27,38 +28,62 @@ func reportLatency(b *testing.B, d []time.Duration) {
 // BenchmarkWritePoll16Runners writes one new poll of a 16-runner race per
 // iteration, each in its own transaction: the steady state of a polled race
 // (4 upserts, a ledger row, 16 money-flow rows with increments, 64 odds
-// candidates and change detection).
+// candidates and change detection), its series' ends looked up or, as the
+// engine writes, remembered from the previous poll (write.Ends).
 func BenchmarkWritePoll16Runners(b *testing.B) {
-	db := pgtest.New(b)
-	ctx := context.Background()
-	base := time.Now().Add(-6 * time.Hour).Truncate(time.Second)
-	g := newRaceGen("bench", base.Add(24*time.Hour))
-	// Warm the connections' statement caches so iterations measure the
-	// steady state.
-	if _, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: g.poll(1, base)}); err != nil {
-		b.Fatal(err)
-	}
-	var lat []time.Duration
-	perStep := map[string]time.Duration{}
-	i := 1
-	for b.Loop() {
-		i++
-		snap := g.poll(i, base.Add(time.Duration(i)*time.Second))
-		start := time.Now()
-		rows, err := write.WriteTx(ctx, db.Pool, write.Poll{Snapshot: snap})
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
-		for k, d := range rows.Durations {
-			perStep[k] += d
-		}
-	}
-	reportLatency(b, lat)
-	// Mean server time per statement (client wall time for total/commit),
-	// to see where a poll's time goes.
-	for k, d := range perStep {
-		b.ReportMetric(float64(d)/float64(len(lat))/float64(time.Microsecond), k+"-us")
+	for _, tc := range []struct {
+		name string
+		opts func() []write.Option
+	}{
+		{"ends=looked-up", func() []write.Option { return nil }},
+		{"ends=remembered", func() []write.Option { return []write.Option{write.WithEnds(write.NewEnds(write.DefaultEndsRaces))} }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			db := pgtest.New(b)
+			ctx := context.Background()
+			opts := tc.opts()
+			base := time.Now().Add(-6 * time.Hour).Truncate(time.Second)
+			g := newRaceGen("bench", base.Add(24*time.Hour))
+			writePoll := func(snap transform.RaceSnapshot) (write.Rows, error) {
+				tx, err := db.Pool.Begin(ctx)
+				if err != nil {
+					return write.Rows{}, err
+				}
+				defer func() { _ = tx.Rollback(ctx) }()
+				rows, err := write.Write(ctx, tx, write.Poll{Snapshot: snap}, opts...)
+				if err != nil {
+					return rows, err
+				}
+				return rows, tx.Commit(ctx)
+			}
+			// Warm the connections' statement caches so iterations measure
+			// the steady state.
+			if _, err := writePoll(g.poll(1, base)); err != nil {
+				b.Fatal(err)
+			}
+			var lat []time.Duration
+			perStep := map[string]time.Duration{}
+			i := 1
+			for b.Loop() {
+				i++
+				snap := g.poll(i, base.Add(time.Duration(i)*time.Second))
+				start := time.Now()
+				rows, err := writePoll(snap)
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+				for k, d := range rows.Durations {
+					perStep[k] += d
+				}
+			}
+			reportLatency(b, lat)
+			// Mean server time per statement (client wall time for total),
+			// to see where a poll's time goes.
+			for k, d := range perStep {
+				b.ReportMetric(float64(d)/float64(len(lat))/float64(time.Microsecond), k+"-us")
+			}
+		})
 	}
 }
 

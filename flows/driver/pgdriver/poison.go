@@ -2,7 +2,6 @@ package pgdriver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -48,9 +47,11 @@ func scanPoison(row pgx.Row) (driver.PoisonMessage, error) {
 	}
 	var meta map[string]string
 	if len(md) > 0 {
-		if err := json.Unmarshal(md, &meta); err != nil {
-			return driver.PoisonMessage{}, fmt.Errorf("pgdriver: poison message %d: metadata: %w", id, err)
+		decoded, err := decodeMetadata(md)
+		if err != nil {
+			return driver.PoisonMessage{}, fmt.Errorf("pgdriver: poison message %d: %w", id, err)
 		}
+		meta = decoded
 	}
 	return driver.NewPoisonMessage(id, uuid, createdAt, payload, meta), nil
 }

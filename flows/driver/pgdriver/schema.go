@@ -2,7 +2,6 @@ package pgdriver
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -146,7 +145,7 @@ type row struct {
 // rowOf encodes msg for its table; it is done at publishing, so a caller
 // may reuse the message afterwards.
 func rowOf(msg *message.Message) (row, error) {
-	md, err := json.Marshal(msg.Metadata)
+	md, err := encodeMetadata(msg.Metadata)
 	if err != nil {
 		return row{}, fmt.Errorf("pgdriver: encode metadata of %s: %w", msg.UUID, err)
 	}
@@ -173,8 +172,12 @@ func insertSQL(topic string, rows []row) (string, []any) {
 func decode(uuid string, payload, metadata []byte) (*message.Message, error) {
 	msg := message.NewMessage(uuid, payload)
 	if len(metadata) > 0 {
-		if err := json.Unmarshal(metadata, &msg.Metadata); err != nil {
-			return nil, fmt.Errorf("pgdriver: message %s: metadata: %w", uuid, err)
+		md, err := decodeMetadata(metadata)
+		if err != nil {
+			return nil, fmt.Errorf("pgdriver: message %s: %w", uuid, err)
+		}
+		if md != nil {
+			msg.Metadata = md
 		}
 	}
 	return msg, nil

@@ -3,7 +3,6 @@ package pgdriver
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -91,9 +90,13 @@ func (s stored) Load(ctx context.Context, topic driver.Topic, offsets []int64, f
 	)
 	_, err = pgx.ForEachRow(rows, []any{&offset, &uuid, &payload, &md}, func() error {
 		msg := message.NewMessage(uuid, slices.Clone(payload))
-		if err := json.Unmarshal([]byte(md), &msg.Metadata); err != nil {
-			fn(offset, nil, fmt.Errorf("stored metadata: %w", err))
+		meta, err := decodeMetadata([]byte(md))
+		if err != nil {
+			fn(offset, nil, fmt.Errorf("stored %w", err))
 			return nil
+		}
+		if meta != nil {
+			msg.Metadata = meta
 		}
 		fn(offset, msg, nil)
 		return nil
