@@ -68,8 +68,11 @@ func bySeries[T any, K comparable](ps []*pending, rows func(*pending) []T, key f
 	var order []K
 	out := make(map[K][]entry[T])
 	for _, p := range ps {
-		mine := slices.Clone(rows(p))
-		slices.SortStableFunc(mine, byTime)
+		mine := rows(p)
+		if !slices.IsSortedFunc(mine, byTime) { // a poll's rows usually share one instant
+			mine = slices.Clone(mine)
+			slices.SortStableFunc(mine, byTime)
+		}
 		for _, r := range mine {
 			k := key(r)
 			if _, ok := out[k]; !ok {
@@ -156,8 +159,9 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 		return appended{}, err
 	}
 
+	// A series is appended whole, so the keys of the appended ones say
+	// which rows the general statements are left with.
 	var money []moneyRow
-	appendedMoney := make(map[*pending]map[moneyKey]bool)
 	doneMoney := make(map[moneyKey]bool, len(mKeys))
 	for i, k := range mKeys {
 		s := mSeries[k]
@@ -167,19 +171,14 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 		}
 		doneMoney[k] = true
 		last := s[len(s)-1].row
-		ends.update.money(k, endMoney{storedMoney{ok: true, polling: last.PollingTimestamp, event: last.EventTimestamp,
+		ends.update.setMoney(k, endMoney{storedMoney{ok: true, polling: last.PollingTimestamp, event: last.EventTimestamp,
 			win: last.WinPoolAmount, place: last.PlacePoolAmount}, ends.moneyWin[i]}, true)
 		money = append(money, rows...)
 		for _, e := range s {
-			if appendedMoney[e.p] == nil {
-				appendedMoney[e.p] = make(map[moneyKey]bool)
-			}
-			appendedMoney[e.p][k] = true
 			e.p.rows.MoneyFlow++
 		}
 	}
 	var odds []transform.Odds
-	appendedOdds := make(map[*pending]map[oddsKey]bool)
 	doneOdds := make(map[oddsKey]bool, len(oKeys))
 	for i, k := range oKeys {
 		s := oSeries[k]
@@ -190,40 +189,28 @@ func appendHistory(ctx context.Context, tx pgx.Tx, sess session, ps []*pending) 
 		doneOdds[k] = true
 		end := ends.odds[i]
 		for j, e := range s {
-			if appendedOdds[e.p] == nil {
-				appendedOdds[e.p] = make(map[oddsKey]bool)
-			}
-			appendedOdds[e.p][k] = true
 			if kept[j] {
 				odds = append(odds, e.row)
 				e.p.rows.Odds++
 				end = storedOdds{ok: true, at: e.row.EventTimestamp, cents: cents[i][j]}
 			}
 		}
-		ends.update.odds(s[0].row.RaceID, k, endOdds{end, ends.oddsWin[i]}, end.ok)
+		ends.update.setOdds(s[0].row.RaceID, k, endOdds{end, ends.oddsWin[i]}, end.ok)
 	}
 	// The series left to the general statements: their ends are not known.
 	for _, k := range mAll {
 		if !doneMoney[k] {
-			ends.update.money(k, endMoney{}, false)
+			ends.update.setMoney(k, endMoney{}, false)
 		}
 	}
 	for _, k := range oAll {
 		if !doneOdds[k] {
-			ends.update.odds(oSeries[k][0].row.RaceID, k, endOdds{}, false)
+			ends.update.setOdds(oSeries[k][0].row.RaceID, k, endOdds{}, false)
 		}
 	}
 	for _, p := range ps {
-		if m := appendedMoney[p]; m != nil {
-			p.money = slices.DeleteFunc(p.money, func(r transform.MoneyFlow) bool {
-				return m[moneyKey{r.RaceID, r.EntrantID}]
-			})
-		}
-		if o := appendedOdds[p]; o != nil {
-			p.odds = slices.DeleteFunc(p.odds, func(r transform.Odds) bool {
-				return o[oddsKey{r.EntrantID, r.Type}]
-			})
-		}
+		p.money = slices.DeleteFunc(p.money, func(r transform.MoneyFlow) bool { return doneMoney[moneyKey{r.RaceID, r.EntrantID}] })
+		p.odds = slices.DeleteFunc(p.odds, func(r transform.Odds) bool { return doneOdds[oddsKey{r.EntrantID, r.Type}] })
 	}
 	out := appended{switched: true, remembered: ends.remembered, update: ends.update}
 	if len(money) > 0 {

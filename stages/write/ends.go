@@ -55,7 +55,7 @@ type ledgerMark struct {
 func (m ledgerMark) equal(o ledgerMark) bool { return m.polls == o.polls && m.last.Equal(o.last) }
 
 // raceEnds is what Ends knows of one race's series, valid while the ledger
-// shows mark. It is never changed once stored: a write replaces it.
+// shows mark. It is read and changed under Ends' lock only.
 type raceEnds struct {
 	mark  ledgerMark
 	money map[string]endMoney // by entrant
@@ -78,30 +78,44 @@ type endOdds struct {
 	win window
 }
 
-// known returns what e remembers of races, by race; a race it does not
-// remember is absent.
-func (e *Ends) known(races []string) map[string]*raceEnds {
+// recall copies what e remembers of the series at mKeys and oKeys (of race
+// oddsRace(i)) into money and odds, setting okM and okO where it remembers
+// one, and returns the ledger mark of each race it remembers.
+func (e *Ends) recall(races []string, mKeys []moneyKey, money []endMoney, okM []bool,
+	oKeys []oddsKey, oddsRace func(int) string, odds []endOdds, okO []bool) map[string]ledgerMark {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make(map[string]*raceEnds, len(races))
+	marks := make(map[string]ledgerMark, len(races))
 	for _, r := range races {
-		if re, ok := e.races[r]; ok {
-			out[r] = re
+		if re := e.races[r]; re != nil {
+			marks[r] = re.mark
 		}
 	}
-	return out
+	for i, k := range mKeys {
+		if re := e.races[k.race]; re != nil {
+			money[i], okM[i] = re.money[k.entrant]
+		}
+	}
+	for i, k := range oKeys {
+		if re := e.races[oddsRace(i)]; re != nil {
+			odds[i], okO[i] = re.odds[k]
+		}
+	}
+	return marks
 }
 
-// store replaces what e remembers of the races in ends, forgetting the
-// least recently written races beyond its bound.
-func (e *Ends) store(ends map[string]*raceEnds) {
+// forget drops what e remembers of races.
+func (e *Ends) forget(races []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for r, re := range ends {
-		e.clock++
-		re.used = e.clock
-		e.races[r] = re
+	for _, r := range races {
+		delete(e.races, r)
 	}
+}
+
+// evict forgets the least recently written races beyond e's bound. The
+// caller holds the lock.
+func (e *Ends) evict() {
 	for len(e.races) > e.max {
 		var oldest string
 		var at uint64
@@ -111,15 +125,6 @@ func (e *Ends) store(ends map[string]*raceEnds) {
 			}
 		}
 		delete(e.races, oldest)
-	}
-}
-
-// forget drops what e remembers of races.
-func (e *Ends) forget(races []string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, r := range races {
-		delete(e.races, r)
 	}
 }
 
@@ -164,55 +169,92 @@ type endsUpdate struct {
 	ends  *Ends
 	marks map[string]ledgerMark // each race's ledger before the write
 	now   time.Time             // the transaction's start: written_at of the ledger rows it adds
-	races map[string]*raceEnds  // by race; marks are set by apply
+	known map[string]ledgerMark // the mark of each race e remembered when the write began
+	stale map[string]bool       // races whose ledger changed since e remembered them
+	money []moneyEnd
+	odds  []oddsEnd
 }
 
-// money records where a money series of the write ends; ok false: the write
+// moneyEnd is where a money series of the write ends; ok false: the write
 // took the general statements for it, so its end is not known.
-func (u *endsUpdate) money(k moneyKey, end endMoney, ok bool) {
-	if u == nil {
-		return
-	}
-	re := u.races[k.race]
-	if ok {
-		re.money[k.entrant] = end
-	} else {
-		delete(re.money, k.entrant)
+type moneyEnd struct {
+	key moneyKey
+	end endMoney
+	ok  bool
+}
+
+// oddsEnd is moneyEnd for an odds series of race.
+type oddsEnd struct {
+	race string
+	key  oddsKey
+	end  endOdds
+	ok   bool
+}
+
+// setMoney records where a money series of the write ends (see moneyEnd).
+func (u *endsUpdate) setMoney(k moneyKey, end endMoney, ok bool) {
+	if u != nil {
+		u.money = append(u.money, moneyEnd{k, end, ok})
 	}
 }
 
-// odds is money for an odds series of race.
-func (u *endsUpdate) odds(race string, k oddsKey, end endOdds, ok bool) {
-	if u == nil {
-		return
-	}
-	re := u.races[race]
-	if ok {
-		re.odds[k] = end
-	} else {
-		delete(re.odds, k)
+// setOdds records where an odds series of race ends (see oddsEnd).
+func (u *endsUpdate) setOdds(race string, k oddsKey, end endOdds, ok bool) {
+	if u != nil {
+		u.odds = append(u.odds, oddsEnd{race, k, end, ok})
 	}
 }
 
 // apply remembers the update, each race under the ledger mark the write
 // leaves once it commits: its polls that were new to the ledger added, the
 // latest written now. Should the transaction not commit, the ledger does
-// not show that mark and nothing of the update is used.
+// not show that mark and nothing of the update is used. What was
+// remembered of a stale race goes; the rest of a race's series, which the
+// write did not touch, stay as they were.
 func (u *endsUpdate) apply(ps []*pending) {
 	if u == nil {
 		return
 	}
-	added := make(map[string]int64, len(u.races))
+	added := make(map[string]int64, len(u.marks))
 	for _, p := range ps {
 		added[p.snap.RaceID] += int64(p.rows.Polls)
 	}
-	for r, re := range u.races {
-		m := u.marks[r]
+	e := u.ends
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for r, m := range u.marks {
 		if n := added[r]; n > 0 {
 			m.polls += n
 			m.last = maxTime(m.last, u.now)
 		}
+		re := e.races[r]
+		if was, ok := u.known[r]; re == nil || u.stale[r] || !ok || !re.mark.equal(was) {
+			// Start afresh from this write's series: what was remembered
+			// is stale, or another write of the race changed it meanwhile.
+			re = &raceEnds{money: make(map[string]endMoney), odds: make(map[oddsKey]endOdds)}
+			e.races[r] = re
+		}
 		re.mark = m
+		e.clock++
+		re.used = e.clock
 	}
-	u.ends.store(u.races)
+	for _, c := range u.money {
+		if re := e.races[c.key.race]; re != nil {
+			if c.ok {
+				re.money[c.key.entrant] = c.end
+			} else {
+				delete(re.money, c.key.entrant)
+			}
+		}
+	}
+	for _, c := range u.odds {
+		if re := e.races[c.race]; re != nil {
+			if c.ok {
+				re.odds[c.key] = c.end
+			} else {
+				delete(re.odds, c.key)
+			}
+		}
+	}
+	e.evict()
 }

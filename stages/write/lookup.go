@@ -2,7 +2,6 @@ package write
 
 import (
 	"context"
-	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -103,24 +102,17 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 
 	// The series Ends answers for, provided their race's ledger holds.
 	var races []string
-	var known map[string]*raceEnds
-	hitM, hitO := make([]*endMoney, len(mKeys)), make([]*endOdds, len(oKeys))
+	var known map[string]ledgerMark
+	hitM, hitO := make([]endMoney, len(mKeys)), make([]endOdds, len(oKeys))
+	okM, okO := make([]bool, len(mKeys)), make([]bool, len(oKeys))
 	if sess.ends != nil {
 		races = racesOf(ps)
-		known = sess.ends.known(races)
-		for i, k := range mKeys {
-			if re := known[k.race]; re != nil {
-				if end, ok := re.money[k.entrant]; ok && end.win.covers(needM[i]) && needM[i].has(end.event) {
-					hitM[i] = &end
-				}
-			}
+		known = sess.ends.recall(races, mKeys, hitM, okM, oKeys, oddsRace, hitO, okO)
+		for i := range mKeys {
+			okM[i] = okM[i] && hitM[i].win.covers(needM[i]) && needM[i].has(hitM[i].event)
 		}
-		for i, k := range oKeys {
-			if re := known[oddsRace(i)]; re != nil {
-				if end, ok := re.odds[k]; ok && end.win.covers(needO[i]) && needO[i].has(end.at) {
-					hitO[i] = &end
-				}
-			}
+		for i := range oKeys {
+			okO[i] = okO[i] && hitO[i].win.covers(needO[i]) && needO[i].has(hitO[i].at)
 		}
 	}
 
@@ -129,8 +121,7 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 	if races != nil {
 		batch.Queue(sqlLedgerMarks, races)
 	}
-	look := newLookups(&out, mKeys, oKeys, oddsRace,
-		func(i int) bool { return hitM[i] == nil }, func(i int) bool { return hitO[i] == nil })
+	look := newLookups(&out, mKeys, oKeys, oddsRace, func(i int) bool { return !okM[i] }, func(i int) bool { return !okO[i] })
 	look.queue(batch)
 	br := tx.SendBatch(ctx, batch)
 	if _, err := br.Exec(); err != nil {
@@ -160,14 +151,13 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 	// Another write of a race since this process's: its series are looked
 	// up after all, and what was remembered of it is dropped.
 	stale := make(map[string]bool)
-	for r, re := range known {
-		if !re.mark.equal(marks[r]) {
+	for r, mark := range known {
+		if !mark.equal(marks[r]) {
 			stale[r] = true
 		}
 	}
 	again := newLookups(&out, mKeys, oKeys, oddsRace,
-		func(i int) bool { return hitM[i] != nil && stale[mKeys[i].race] },
-		func(i int) bool { return hitO[i] != nil && stale[oddsRace(i)] })
+		func(i int) bool { return okM[i] && stale[mKeys[i].race] }, func(i int) bool { return okO[i] && stale[oddsRace(i)] })
 	if again.any() {
 		batch := &pgx.Batch{}
 		again.queue(batch)
@@ -181,25 +171,19 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 		}
 	}
 	for i, end := range hitM {
-		if end != nil && !stale[mKeys[i].race] {
+		if okM[i] && !stale[mKeys[i].race] {
 			out.money[i], out.moneyWin[i] = end.storedMoney, end.win
 			out.remembered++
 		}
 	}
 	for i, end := range hitO {
-		if end != nil && !stale[oddsRace(i)] {
+		if okO[i] && !stale[oddsRace(i)] {
 			out.odds[i], out.oddsWin[i] = end.storedOdds, end.win
 			out.remembered++
 		}
 	}
-	out.update = &endsUpdate{ends: sess.ends, marks: marks, now: now, races: make(map[string]*raceEnds, len(races))}
-	for _, r := range races {
-		next := &raceEnds{money: make(map[string]endMoney), odds: make(map[oddsKey]endOdds)}
-		if re := known[r]; re != nil && !stale[r] {
-			next.money, next.odds = maps.Clone(re.money), maps.Clone(re.odds)
-		}
-		out.update.races[r] = next
-	}
+	out.update = &endsUpdate{ends: sess.ends, marks: marks, now: now, known: known, stale: stale,
+		money: make([]moneyEnd, 0, len(mKeys)), odds: make([]oddsEnd, 0, len(oKeys))}
 	return out, nil
 }
 
