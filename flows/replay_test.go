@@ -260,7 +260,7 @@ func testReplayAfterTruncate(t *testing.T, backend string) {
 	stop()
 	require.Positive(t, h.count(t, `SELECT count(*) FROM money_flow_history WHERE incremental_win_amount <> 0`),
 		"the day has increments to reproduce")
-	exclude := []string{"created_at", "updated_at", "written_at"}
+	exclude := pgtest.Bookkeeping()
 	live := pgtest.Checksums(t, h.db.Pool, exclude...)
 	h.truncate(t)
 
@@ -435,7 +435,7 @@ func TestReplayOfOneRaceAlongsideTheLiveFlowDisturbsNeither(t *testing.T) {
 
 	// Consistent: the state is exactly what the stored polls make of an
 	// empty database.
-	exclude := []string{"created_at", "updated_at", "written_at"}
+	exclude := pgtest.Bookkeeping()
 	final := pgtest.Checksums(t, h.db.Pool, exclude...)
 	h.truncate(t)
 	_, err = h.replay(ctx, replay.DefaultConfig(), nil)
@@ -448,7 +448,7 @@ func TestInterruptedReplayResumesWithoutDoubleWork(t *testing.T) {
 	h := newReplayHarness(t)
 	_, stop, _ := h.liveDay(t)
 	stop()
-	exclude := []string{"created_at", "updated_at", "written_at"}
+	exclude := pgtest.Bookkeeping()
 	live := pgtest.Checksums(t, h.db.Pool, exclude...)
 	h.truncate(t)
 

@@ -22,7 +22,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // volatile are the columns that record when a row was written.
-var volatile = []string{"created_at", "updated_at", "written_at"}
+var volatile = pgtest.Bookkeeping()
 
 // groupPolls are the first polls of n races of a simulated day (today), of
 // two meetings, so that groups write rows of several races and meetings.

@@ -142,7 +142,7 @@ const dataTables = `meetings, races, entrants, race_pools, race_results, money_f
 
 // bookkeeping are the columns that say when a row was written, not what it
 // holds.
-var bookkeeping = []string{"created_at", "updated_at", "written_at"}
+var bookkeeping = pgtest.Bookkeeping()
 
 func domainRows(tb testing.TB, pool *pgxpool.Pool) map[string][]string {
 	tb.Helper()

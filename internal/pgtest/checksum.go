@@ -17,6 +17,11 @@ type Queryer interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// Bookkeeping are the columns of the domain tables that say when and in
+// which order a row was written, not what it holds: databases written at
+// other times, or in another order, differ there and nowhere else.
+func Bookkeeping() []string { return []string{"created_at", "updated_at", "written_at", "written_seq"} }
+
 // DomainTables are the tables the pipeline writes, parents first.
 func DomainTables() []string {
 	return []string{"meetings", "races", "entrants", "race_pools", "race_results", "race_polls",

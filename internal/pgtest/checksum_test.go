@@ -46,7 +46,7 @@ func TestChecksumSeesDataNotInsertionOrderOrExcludedColumns(t *testing.T) {
 func TestChecksumsCoverEveryDomainTable(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	sums := pgtest.Checksums(t, db.Pool, "created_at", "updated_at", "written_at")
+	sums := pgtest.Checksums(t, db.Pool, pgtest.Bookkeeping()...)
 	require.Len(t, sums, len(pgtest.DomainTables()))
 	for _, table := range pgtest.DomainTables() {
 		require.NotEmpty(t, sums[table], table)

@@ -46,7 +46,7 @@ func dayEvents(t *testing.T) []event {
 	return out
 }
 
-var volatile = []string{"created_at", "updated_at", "written_at"}
+var volatile = pgtest.Bookkeeping()
 
 func captureDomain(t *testing.T, pool *pgxpool.Pool) map[string][]string {
 	t.Helper()

@@ -102,8 +102,18 @@ type appended struct {
 	update *endsUpdate
 }
 
-// remember remembers what the write left at its series' ends (WithEnds).
-func (a appended) remember(ps []*pending) { a.update.apply(ps) }
+// marksAfter are the races whose ledger marks the write reads after its
+// statements, for remember (nil without Ends).
+func (a appended) marksAfter() []string {
+	if a.update == nil {
+		return nil
+	}
+	return a.update.races
+}
+
+// remember remembers what the write left at its series' ends (WithEnds),
+// under the ledger marks read after its statements.
+func (a appended) remember(marks map[string]ledgerMark) { a.update.apply(marks) }
 
 // appendHistory takes the appendable series out of the polls' money and odds
 // rows and returns the statements that insert them. It finds the stored

@@ -134,10 +134,11 @@ func writePending(ctx context.Context, tx pgx.Tx, sess session, ps []*pending, d
 	for _, a := range app.stmts {
 		n += a.expect
 	}
-	if err := execute(ctx, tx, sess, append(rounds, app.stmts), app.switched, durations); err != nil {
+	marks, err := execute(ctx, tx, sess, append(rounds, app.stmts), app.switched, durations, app.marksAfter())
+	if err != nil {
 		return written{}, err
 	}
-	app.remember(ps)
+	app.remember(marks)
 	return written{rounds: len(plan), appended: n, remembered: app.remembered}, nil
 }
 

@@ -2,7 +2,6 @@ package write
 
 import (
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -14,14 +13,16 @@ import (
 // and it was the largest single cost of a live poll's write in PostgreSQL.
 //
 // What Ends remembers of a race is only used while the race's race_polls
-// ledger is as this process left it: the same number of polls, the newest
-// written_at the same. Every writer of a poll adds a ledger row
-// in the transaction that writes the poll's history, whatever its version or
+// ledger is as this process left it: its latest row, by written_seq (the
+// order rows were inserted in), is the one this process's last write of the
+// race left there. Every writer of a poll adds a ledger row in the
+// transaction that writes the poll's history, whatever its version or
 // process, and a rebuild deletes and rewrites them, so a write of the race
-// anywhere else (another instance, a replay, a rebuild), or a transaction of
-// this process that did not commit, makes the ledger differ and the series
-// are looked up again. Changing a race's history by hand, leaving its ledger
-// as it is, is not seen: clear the process's memory by restarting it.
+// anywhere else (another instance, a replay, a rebuild), or a transaction
+// of this process that did not commit, leaves another latest row and the
+// series are looked up again. Changing a race's history by hand, leaving
+// its ledger as it is, is not seen: clear the process's memory by
+// restarting it.
 //
 // An Ends is safe for concurrent use. It holds at most the races it was
 // made for, forgetting the least recently written first.
@@ -45,14 +46,8 @@ func NewEnds(maxRaces int) *Ends {
 // it remembers instead of looking them up.
 func WithEnds(e *Ends) Option { return func(s *session) { s.ends = e } }
 
-// ledgerMark is what a race's race_polls ledger looked like: how many polls
-// it held and when the transaction that wrote the latest began (written_at).
-type ledgerMark struct {
-	polls int64
-	last  time.Time // zero: no polls
-}
-
-func (m ledgerMark) equal(o ledgerMark) bool { return m.polls == o.polls && m.last.Equal(o.last) }
+// ledgerMark is the written_seq of a race's latest ledger row (0: none).
+type ledgerMark int64
 
 // raceEnds is what Ends knows of one race's series, valid while the ledger
 // shows mark. It is read and changed under Ends' lock only.
@@ -128,47 +123,37 @@ func (e *Ends) evict() {
 	}
 }
 
-// sqlLedgerMarks reads each race's ledger mark, and the transaction's start,
-// which becomes written_at of the ledger rows it inserts. The lateral count
-// walks the race's primary key entries, so it stays a per-race probe.
+// sqlLedgerMarks reads each race's ledger mark: one probe of the
+// (race_id, written_seq) index per race.
 const sqlLedgerMarks = `
-SELECT u.race_id, l.n, l.last, now()
-FROM unnest($1::text[]) AS u(race_id)
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n, max(p.written_at) AS last FROM race_polls p WHERE p.race_id = u.race_id
-) l`
+SELECT u.race_id, coalesce((SELECT p.written_seq FROM race_polls p WHERE p.race_id = u.race_id
+    ORDER BY p.written_seq DESC LIMIT 1), 0)
+FROM unnest($1::text[]) AS u(race_id)`
 
-// readLedgerMarks reads the result of sqlLedgerMarks: each race's mark and
-// the transaction's start.
-func readLedgerMarks(br pgx.BatchResults) (map[string]ledgerMark, time.Time, error) {
+// readLedgerMarks reads the result of sqlLedgerMarks.
+func readLedgerMarks(br pgx.BatchResults) (map[string]ledgerMark, error) {
 	rows, err := br.Query()
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, err
 	}
 	defer rows.Close()
 	marks := make(map[string]ledgerMark)
-	var now time.Time
 	for rows.Next() {
 		var race string
 		var m ledgerMark
-		var last *time.Time
-		if err := rows.Scan(&race, &m.polls, &last, &now); err != nil {
-			return nil, time.Time{}, err
-		}
-		if last != nil {
-			m.last = *last
+		if err := rows.Scan(&race, &m); err != nil {
+			return nil, err
 		}
 		marks[race] = m
 	}
-	return marks, now, rows.Err()
+	return marks, rows.Err()
 }
 
 // endsUpdate is what a write leaves at the end of its races' series, to be
 // remembered once its statements succeeded (apply).
 type endsUpdate struct {
 	ends  *Ends
-	marks map[string]ledgerMark // each race's ledger before the write
-	now   time.Time             // the transaction's start: written_at of the ledger rows it adds
+	races []string              // the write's races
 	known map[string]ledgerMark // the mark of each race e remembered when the write began
 	stale map[string]bool       // races whose ledger changed since e remembered them
 	money []moneyEnd
@@ -205,36 +190,28 @@ func (u *endsUpdate) setOdds(race string, k oddsKey, end endOdds, ok bool) {
 	}
 }
 
-// apply remembers the update, each race under the ledger mark the write
-// leaves once it commits: its polls that were new to the ledger added, the
-// latest written now. Should the transaction not commit, the ledger does
-// not show that mark and nothing of the update is used. What was
+// apply remembers the update, each race under the mark its ledger shows
+// after the write's statements (marks, read in its transaction): what the
+// ledger shows once the transaction commits. Should it not commit, the
+// ledger shows another mark and nothing of the update is used. What was
 // remembered of a stale race goes; the rest of a race's series, which the
 // write did not touch, stay as they were.
-func (u *endsUpdate) apply(ps []*pending) {
+func (u *endsUpdate) apply(marks map[string]ledgerMark) {
 	if u == nil {
 		return
-	}
-	added := make(map[string]int64, len(u.marks))
-	for _, p := range ps {
-		added[p.snap.RaceID] += int64(p.rows.Polls)
 	}
 	e := u.ends
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for r, m := range u.marks {
-		if n := added[r]; n > 0 {
-			m.polls += n
-			m.last = maxTime(m.last, u.now)
-		}
+	for _, r := range u.races {
 		re := e.races[r]
-		if was, ok := u.known[r]; re == nil || u.stale[r] || !ok || !re.mark.equal(was) {
+		if was, ok := u.known[r]; re == nil || u.stale[r] || !ok || re.mark != was {
 			// Start afresh from this write's series: what was remembered
 			// is stale, or another write of the race changed it meanwhile.
 			re = &raceEnds{money: make(map[string]endMoney), odds: make(map[oddsKey]endOdds)}
 			e.races[r] = re
 		}
-		re.mark = m
+		re.mark = marks[r]
 		e.clock++
 		re.used = e.clock
 	}

@@ -182,3 +182,43 @@ func TestRememberedEndsAnswerForTheDayAfterTheirLookup(t *testing.T) {
 	}
 	requireSameState(t, capture(t, reference.Pool), capture(t, db.Pool))
 }
+
+func TestARaceRebuiltElsewhereIsLookedUpAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Microsecond)
+	g := newRaceGen("R-rebuilt", t0.Add(time.Hour))
+	// fixed is the race as a corrected transform reads it: runner 1's win
+	// pool is 10.00 larger at every poll.
+	poll := func(k int, fixed bool) transform.RaceSnapshot {
+		s := g.poll(k, t0.Add(time.Duration(k)*time.Minute))
+		if fixed {
+			s.MoneyFlow[0].WinPoolAmount += 1000
+			s.MoneyFlow[0].TotalPoolAmount += 1000
+			*s.Entrants[0].WinPoolAmount += 1000
+		}
+		return s
+	}
+
+	reference, db := pgtest.New(t), pgtest.New(t)
+	mine := write.WithEnds(write.NewEnds(write.DefaultEndsRaces))
+	for k := 1; k <= 3; k++ {
+		writeTx(t, reference.Pool, poll(k, true))
+		writeWith(t, db.Pool, []transform.RaceSnapshot{poll(k, false)}, true, mine)
+	}
+	// A rebuild elsewhere: the race's history and ledger go, and its polls
+	// are written again, corrected, in one transaction.
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	for _, table := range []string{"odds_history", "money_flow_history", "race_polls"} {
+		_, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE race_id = $1`, g.raceID)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tx.Commit(ctx))
+	writeWith(t, db.Pool, []transform.RaceSnapshot{poll(1, true), poll(2, true), poll(3, true)}, true)
+
+	res := writeWith(t, db.Pool, []transform.RaceSnapshot{poll(4, true)}, true, mine)
+	require.Zero(t, res.Remembered, "the ledger the rebuild left is not the one this process left")
+	require.Equal(t, counts(writeTx(t, reference.Pool, poll(4, true))), counts(res.Polls[0]))
+	requireSameState(t, capture(t, reference.Pool), capture(t, db.Pool))
+}

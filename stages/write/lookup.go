@@ -129,10 +129,9 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 		return seriesEnds{}, newDBError("batch", err)
 	}
 	var marks map[string]ledgerMark
-	var now time.Time
 	if races != nil {
 		var err error
-		if marks, now, err = readLedgerMarks(br); err != nil {
+		if marks, err = readLedgerMarks(br); err != nil {
 			_ = br.Close()
 			return seriesEnds{}, newDBError(TableRacePolls, err)
 		}
@@ -152,7 +151,7 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 	// up after all, and what was remembered of it is dropped.
 	stale := make(map[string]bool)
 	for r, mark := range known {
-		if !mark.equal(marks[r]) {
+		if mark != marks[r] {
 			stale[r] = true
 		}
 	}
@@ -182,7 +181,7 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 			out.remembered++
 		}
 	}
-	out.update = &endsUpdate{ends: sess.ends, marks: marks, now: now, known: known, stale: stale,
+	out.update = &endsUpdate{ends: sess.ends, races: races, known: known, stale: stale,
 		money: make([]moneyEnd, 0, len(mKeys)), odds: make([]oddsEnd, 0, len(oKeys))}
 	return out, nil
 }

@@ -13,7 +13,9 @@
 // round trips: one pipelined lookup of where its history series end, so
 // that series it only extends (a live poll's usual case) are appended
 // without per-row neighbour probes, then every statement in one pipelined
-// batch. The stage never runs DDL: partitions must exist beforehand.
+// batch. A writer that keeps an Ends (WithEnds) remembers those ends from
+// one write of a race to the next and looks up only what it cannot vouch
+// for. The stage never runs DDL: partitions must exist beforehand.
 package write
 
 import (
@@ -245,8 +247,10 @@ func (s session) queueOn(b *pgx.Batch) { b.Queue(sqlPlannerOn, s.lockWait) }
 // adds each statement's counters to the Rows of the poll its key belongs to.
 // Statements run in order, each seeing the effects of those before it, as if
 // sent one by one. The batch switches the planner settings unless the lookup
-// before it did (switched), and restores them.
-func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, switched bool, durations map[string]time.Duration) error {
+// before it did (switched), and restores them. After the statements it
+// reads the ledger marks of marksOf, if any (for Ends).
+func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, switched bool,
+	durations map[string]time.Duration, marksOf []string) (map[string]ledgerMark, error) {
 	batch := &pgx.Batch{}
 	if !switched {
 		sess.queueOn(batch)
@@ -256,12 +260,15 @@ func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, swit
 			batch.Queue(s.sql, s.args...)
 		}
 	}
+	if marksOf != nil {
+		batch.Queue(sqlLedgerMarks, marksOf)
+	}
 	batch.Queue(sqlPlannerRestore)
 	br := tx.SendBatch(ctx, batch)
 	if !switched {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			return newDBError("batch", err)
+			return nil, newDBError("batch", err)
 		}
 	}
 	var (
@@ -275,9 +282,9 @@ func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, swit
 				_ = br.Close()
 				var pg *pgconn.PgError
 				if s.owner == nil && errors.As(err, &pg) && pg.Code == "23505" {
-					return &DBError{Table: s.table, Retryable: true, Err: fmt.Errorf("%w: %w", ErrAppendRace, err)}
+					return nil, &DBError{Table: s.table, Retryable: true, Err: fmt.Errorf("%w: %w", ErrAppendRace, err)}
 				}
-				return newDBError(s.table, err)
+				return nil, newDBError(s.table, err)
 			}
 			if s.owner == nil {
 				var n int64
@@ -286,7 +293,7 @@ func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, swit
 				}
 				if n != int64(s.expect) {
 					_ = br.Close()
-					return newDBError(s.table, fmt.Errorf("inserted %d rows, expected %d", n, s.expect))
+					return nil, newDBError(s.table, fmt.Errorf("inserted %d rows, expected %d", n, s.expect))
 				}
 				durations[s.table] += time.Duration(elapsed) * time.Microsecond
 				continue
@@ -295,7 +302,7 @@ func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, swit
 				rows := s.owner[k]
 				if rows == nil {
 					_ = br.Close()
-					return newDBError(s.table, fmt.Errorf("statement counted key %q of no poll", k))
+					return nil, newDBError(s.table, fmt.Errorf("statement counted key %q of no poll", k))
 				}
 				*s.a(rows) += int(a[i])
 				if s.b != nil {
@@ -306,12 +313,20 @@ func execute(ctx context.Context, tx pgx.Tx, sess session, rounds [][]stmt, swit
 			durations[s.table] += time.Duration(elapsed) * time.Microsecond
 		}
 	}
+	var marks map[string]ledgerMark
+	if marksOf != nil {
+		var err error
+		if marks, err = readLedgerMarks(br); err != nil {
+			_ = br.Close()
+			return nil, newDBError(TableRacePolls, err)
+		}
+	}
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
-		return newDBError("batch", err)
+		return nil, newDBError("batch", err)
 	}
 	if err := br.Close(); err != nil {
-		return newDBError("batch", err)
+		return nil, newDBError("batch", err)
 	}
-	return nil
+	return marks, nil
 }

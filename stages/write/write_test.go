@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // volatile are the columns that record when a row was written rather than
 // what it says.
-var volatile = []string{"created_at", "updated_at", "written_at"}
+var volatile = pgtest.Bookkeeping()
 
 func writeTx(t *testing.T, pool *pgxpool.Pool, snap transform.RaceSnapshot) write.Rows {
 	t.Helper()
