@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/stages/write"
 )
 
 // The collectors here read state at scrape time (queues, the pool, the
@@ -190,4 +191,30 @@ func (c *SchedulerCollector) Collect(ch chan<- prometheus.Metric) {
 	tracked, inFlight := c.stats()
 	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(tracked))
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(inFlight))
+}
+
+// SeriesEndsCollector exports where the write stage found the ends of the
+// history series it appended to (Engine.SeriesEnds): from memory, or
+// looked up. Lookups beyond each race's first poll mean its polls are
+// written by several processes in turn.
+type SeriesEndsCollector struct {
+	stats func() write.EndsStats
+	desc  *prometheus.Desc
+}
+
+// NewSeriesEndsCollector collects stats, e.g. engine.SeriesEnds.
+func NewSeriesEndsCollector(stats func() write.EndsStats) *SeriesEndsCollector {
+	return &SeriesEndsCollector{stats: stats, desc: prometheus.NewDesc("raceflow_write_series_ends_total",
+		"History series the write stage appended to, by where their stored end came from: memory or lookup.",
+		[]string{"source"}, nil)}
+}
+
+// Describe sends the collector's descriptor.
+func (c *SeriesEndsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect reads the counts.
+func (c *SeriesEndsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(st.Remembered), "memory")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(st.LookedUp), "lookup")
 }

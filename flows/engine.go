@@ -192,6 +192,7 @@ type Engine struct {
 	outputPub message.Publisher // publishes stage outputs inside the tracked region
 	notifier  *notify.Notifier  // delivers the alerts (alerts.go)
 	results   *earlySubscriber  // the results topics' subscriber (results.go)
+	ends      *write.Ends       // where the races' history series end, for every write
 
 	flight   sync.Mutex // guards the fields below (see drain.go)
 	inFlight int
@@ -295,9 +296,9 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 	handover := handlers.NewHandover(4*cfg.FetchConcurrency + 64)
 	// One memory of the races' series ends for every write of the engine,
 	// grouped or alone: a race's polls may take either.
-	ends := write.NewEnds(write.DefaultEndsRaces)
+	e.ends = write.NewEnds(write.DefaultEndsRaces)
 	groupCfg := cfg.WriteGroup
-	groupCfg.Ends = ends
+	groupCfg.Ends = e.ends
 	groupCfg.Observe = func(polls int, fellBack error) {
 		if fellBack != nil {
 			e.log.WithError(fellBack).WithField("polls", polls).Debug("a write group failed; its polls write alone")
@@ -314,7 +315,7 @@ func newEngine(cfg Config, deps Deps, drv driver.Driver) (*Engine, error) {
 			e.topic(driver.Fetched, shard), drv.HandlerPublisher(), handlers.Fetch(fetcher, handover))
 		// The write handler runs the transform first (handlers.Write).
 		router.AddHandler(handlerName(handlers.StageWrite, shard), e.topic(driver.Fetched, shard), subs[driver.Fetched],
-			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover, groups, ends))
+			e.topic(driver.Written, shard), drv.HandlerPublisher(), handlers.Write(drv.BeginWrite, handover, groups, e.ends))
 		router.AddHandler(handlerName(handlers.StageDetect, shard), e.topic(driver.Written, shard), subs[driver.Written],
 			e.topic(driver.Processed, shard), drv.HandlerPublisher(),
 			handlers.Detect(drv.BeginWrite, cfg.Alerts, driver.AlertsTopic(cfg.Namespace).String(), drv.HandlerPublisher()))
@@ -347,6 +348,11 @@ func (e *Engine) Topics() []driver.Topic { return driver.Topics(e.cfg.Namespace,
 // Driver is the engine's message backend: its stored topic, poison queue,
 // retention and queue statistics.
 func (e *Engine) Driver() driver.Driver { return e.drv }
+
+// SeriesEnds counts where the engine's writes found the ends of the
+// history series they appended to: remembered from the race's previous
+// write in this process, or looked up (write.Ends).
+func (e *Engine) SeriesEnds() write.EndsStats { return e.ends.Stats() }
 
 // Run initialises the topics and runs the routers until ctx ends or Close.
 // When ctx ends the engine closes gracefully: running handlers finish,

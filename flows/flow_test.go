@@ -28,6 +28,7 @@ import (
 	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/write"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -285,6 +286,33 @@ func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 			require.Equal(t, []string{handlers.StageFetch, handlers.StageTransform, handlers.StageWrite, handlers.StageDetect}, stages,
 				"stages run in sequence")
 			require.True(t, ended)
+		})
+	}
+}
+
+func TestARacesLaterPollsTakeTheirSeriesEndsFromMemory(t *testing.T) {
+	t.Parallel()
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			e, _ := h.start(t, cfgFor(t, backend))
+			raceID := h.horseRaces(t, 1)[0]
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+
+			first, err := e.ProcessRace(ctx, raceID)
+			require.NoError(t, err)
+			require.Equal(t, handlers.StatusSuccess, first.Status)
+			// A first poll keeps every odds row: each is a series of its own.
+			series := uint64(first.Rows.MoneyFlow + first.Rows.Odds)
+			require.Equal(t, write.EndsStats{LookedUp: series}, e.SeriesEnds(), "the race's first poll looks its series up")
+
+			second, err := e.ProcessRace(ctx, raceID)
+			require.NoError(t, err)
+			require.Equal(t, handlers.StatusSuccess, second.Status)
+			require.Equal(t, write.EndsStats{Remembered: series, LookedUp: series}, e.SeriesEnds(),
+				"the next poll takes them from memory")
 		})
 	}
 }

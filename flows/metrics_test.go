@@ -179,7 +179,8 @@ func newRig(tb testing.TB, opt rigOptions) *rig {
 	require.NoError(tb, err)
 	if opt.metrics {
 		r.engine.OnResult(r.metrics.Observe)
-		r.reg.MustRegister(flows.NewQueueCollector(r.engine.Driver()), flows.NewPoolCollector(db.Pool))
+		r.reg.MustRegister(flows.NewQueueCollector(r.engine.Driver()), flows.NewPoolCollector(db.Pool),
+			flows.NewSeriesEndsCollector(r.engine.SeriesEnds))
 	}
 	r.engine.OnResult(func(res handlers.ProcessResult) { r.results <- res })
 
@@ -366,6 +367,11 @@ func TestMetricsEndpointReportsExactlyWhatTheFlowDid(t *testing.T) {
 		{"races tracked", "raceflow_scheduler_races_tracked", nil, 5},
 		{"polls in flight", "raceflow_scheduler_polls_in_flight", nil, 2},
 		{"pool size", "raceflow_db_pool_max_connections", nil, float64(r.db.Pool.Config().MaxConns)},
+		// Each race's one poll is its first: every series it appends to (a
+		// money row and a kept odds row each) is looked up.
+		{"series ends looked up", "raceflow_write_series_ends_total", lbl{"source": "lookup"},
+			float64(rows["money_flow_history"] + rows["odds_history"])},
+		{"no series end from memory", "raceflow_write_series_ends_total", lbl{"source": "memory"}, 0},
 	}
 	for table, want := range rows {
 		checks = append(checks, struct {

@@ -134,6 +134,7 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 	cols := []prometheus.Collector{
 		NewPoolCollector(deps.Pool),
 		NewSchedulerCollector(func() (int, int) { st := s.scheduler.Stats(); return st.Tracked, st.InFlight }),
+		NewSeriesEndsCollector(s.engine.SeriesEnds),
 		s.queues,
 	}
 	cols = append(cols, s.engine.Driver().Collectors()...)

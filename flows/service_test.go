@@ -231,4 +231,18 @@ func TestTwoServicesOnNATSShareTheWorkUnderOneLeader(t *testing.T) {
 	stop(follower)
 	require.Positive(t, polled(leader), "the leader worked polls")
 	require.Positive(t, polled(follower), "the follower worked polls")
+
+	// The instances wrote polls of the same races in turn, each remembering
+	// where the series it appended to ended: every stored increment is
+	// still the change since the runner's previous poll.
+	var wrong, checked int
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `
+		SELECT count(*) FILTER (WHERE incremental_win_amount <> win_pool_amount - prev_win
+		                           OR incremental_place_amount <> place_pool_amount - prev_place), count(*)
+		FROM (SELECT incremental_win_amount, incremental_place_amount, win_pool_amount, place_pool_amount,
+		             coalesce(lag(win_pool_amount) OVER w, 0) AS prev_win, coalesce(lag(place_pool_amount) OVER w, 0) AS prev_place
+		      FROM money_flow_history
+		      WINDOW w AS (PARTITION BY race_id, entrant_id ORDER BY polling_timestamp, event_timestamp)) h`).Scan(&wrong, &checked))
+	require.Positive(t, checked)
+	require.Zero(t, wrong, "money-flow increments that are not the change since the previous poll, of %d", checked)
 }

@@ -95,7 +95,7 @@ type appended struct {
 	// switched: the lookup switched the planner settings for the rest of
 	// the write (see sqlPlannerOn).
 	switched bool
-	// remembered counts the appended series whose end came from Ends.
+	// remembered counts the series whose end came from Ends.
 	remembered int
 	// update is what to remember once the statements succeeded (nil
 	// without Ends).

@@ -2,6 +2,7 @@ package write
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -31,6 +32,24 @@ type Ends struct {
 	races map[string]*raceEnds
 	max   int
 	clock uint64
+
+	remembered, lookedUp atomic.Uint64
+}
+
+// EndsStats counts where the ends of the series an Ends' writes appended to
+// came from.
+type EndsStats struct {
+	// Remembered counts series whose end the Ends answered for.
+	Remembered uint64
+	// LookedUp counts series looked up instead: the race's first poll in
+	// this process, a race written elsewhere since, or a write more than a
+	// day after the lookup that found the end.
+	LookedUp uint64
+}
+
+// Stats reports the counts since e was made.
+func (e *Ends) Stats() EndsStats {
+	return EndsStats{Remembered: e.remembered.Load(), LookedUp: e.lookedUp.Load()}
 }
 
 // DefaultEndsRaces is how many races an Ends remembers by default: more

@@ -68,6 +68,8 @@ func TestRememberedEndsAreUsedOnlyWhileTheRacesLedgerIsAsThisProcessLeftIt(t *te
 		}
 	}
 	requireSameState(t, capture(t, reference.Pool), capture(t, db.Pool))
+	require.Equal(t, write.EndsStats{Remembered: 3 * series, LookedUp: 3 * series}, ends.Stats(),
+		"three writes took every series from memory; three looked them all up")
 }
 
 func TestWritesRememberingEndsStoreWhatWritesLookingThemUpStore(t *testing.T) {

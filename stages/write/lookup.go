@@ -181,6 +181,8 @@ func findEnds(ctx context.Context, tx pgx.Tx, sess session, ps []*pending,
 			out.remembered++
 		}
 	}
+	sess.ends.remembered.Add(uint64(out.remembered))
+	sess.ends.lookedUp.Add(uint64(len(look.m) + len(look.o) + len(again.m) + len(again.o)))
 	out.update = &endsUpdate{ends: sess.ends, races: races, known: known, stale: stale,
 		money: make([]moneyEnd, 0, len(mKeys)), odds: make([]oddsEnd, 0, len(oKeys))}
 	return out, nil
