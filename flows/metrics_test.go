@@ -39,6 +39,7 @@ import (
 	"github.com/raceflow/raceflow/internal/pgtest"
 	"github.com/raceflow/raceflow/stages/nzday"
 	"github.com/raceflow/raceflow/stages/nztab"
+	"github.com/raceflow/raceflow/stages/write"
 )
 
 // ---- scraping ----
@@ -762,6 +763,7 @@ func TestGrafanaDashboardQueriesOnlyMetricsTheFlowExports(t *testing.T) {
 		flows.NewQueueCollector(nil),
 		flows.NewPoolCollector(nil),
 		flows.NewSchedulerCollector(func() (int, int) { return 0, 0 }),
+		flows.NewSeriesEndsCollector(func() write.EndsStats { return write.EndsStats{} }),
 	)
 	// Watermill's own metrics, as the engine adds them.
 	b := metrics.NewPrometheusMetricsBuilder(rec, "raceflow", "watermill")
