@@ -231,16 +231,23 @@ func waitPoisoned(t *testing.T, cfg flows.Config, pool *pgxpool.Pool, f driver.P
 	return msgs, ok
 }
 
+// oneRace starts a flow on backend and gives a horse race to poll, with a
+// minute to do it in.
+func oneRace(t *testing.T, backend string) (*harness, *flows.Engine, string, context.Context) {
+	t.Helper()
+	h := newHarness(t)
+	e, _ := h.start(t, cfgFor(t, backend))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return h, e, h.horseRaces(t, 1)[0], ctx
+}
+
 func TestProcessRaceWritesEveryTableAndReportsTimings(t *testing.T) {
 	t.Parallel()
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t)
-			e, _ := h.start(t, cfgFor(t, backend))
-			raceID := h.horseRaces(t, 1)[0]
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+			h, e, raceID, ctx := oneRace(t, backend)
 
 			res, err := e.ProcessRace(ctx, raceID)
 			require.NoError(t, err)
@@ -295,11 +302,7 @@ func TestARacesLaterPollsTakeTheirSeriesEndsFromMemory(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t)
-			e, _ := h.start(t, cfgFor(t, backend))
-			raceID := h.horseRaces(t, 1)[0]
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+			_, e, raceID, ctx := oneRace(t, backend)
 
 			first, err := e.ProcessRace(ctx, raceID)
 			require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/internal/pgtest"
@@ -17,20 +18,9 @@ import (
 func TestBatchWritesAndCountsEachPollAsWritingThemOneByOne(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	day := simulatedDay(t)
-	// Polls of many races, then the awkward cases: a race's polls late and
-	// out of order, a redelivery inside one batch.
-	polls := slices.Clone(day[:300])
-	ts := pollTimes()
-	g := newRaceGen("R-late", ts[2].Add(time.Hour))
-	polls = append(polls, g.poll(3, ts[2]), g.poll(1, ts[0]), g.poll(1, ts[0]), g.poll(2, ts[1]))
-	polls = append(polls, day[300:400]...)
-
+	polls := awkwardDay(t)
 	oneByOne := pgtest.New(t)
-	want := make([]write.Rows, len(polls))
-	for i, s := range polls {
-		want[i] = counts(writeTx(t, oneByOne.Pool, s))
-	}
+	want := countsOneByOne(t, oneByOne.Pool, polls)
 
 	batched := pgtest.New(t)
 	var got []write.Rows
@@ -52,6 +42,30 @@ func TestBatchWritesAndCountsEachPollAsWritingThemOneByOne(t *testing.T) {
 		require.Equal(t, want[i], got[i], "poll %d (%s)", i, write.PollID(polls[i].RaceID, polls[i].ObservedAt))
 	}
 	requireSameState(t, capture(t, oneByOne.Pool), capture(t, batched.Pool))
+}
+
+// awkwardDay is polls of many races of the simulated day, with the awkward
+// cases among them: a race's polls late and out of order, and a redelivery
+// inside one batch.
+func awkwardDay(t *testing.T) []transform.RaceSnapshot {
+	t.Helper()
+	day := simulatedDay(t)
+	polls := slices.Clone(day[:300])
+	ts := pollTimes()
+	g := newRaceGen("R-late", ts[2].Add(time.Hour))
+	polls = append(polls, g.poll(3, ts[2]), g.poll(1, ts[0]), g.poll(1, ts[0]), g.poll(2, ts[1]))
+	return append(polls, day[300:400]...)
+}
+
+// countsOneByOne writes polls one by one, each in its transaction, and
+// returns what each changed.
+func countsOneByOne(t *testing.T, pool *pgxpool.Pool, polls []transform.RaceSnapshot) []write.Rows {
+	t.Helper()
+	out := make([]write.Rows, len(polls))
+	for i, s := range polls {
+		out[i] = counts(writeTx(t, pool, s))
+	}
+	return out
 }
 
 func TestBatchRoundsFollowWhatItsPollsShare(t *testing.T) {

@@ -74,20 +74,9 @@ func TestRememberedEndsAreUsedOnlyWhileTheRacesLedgerIsAsThisProcessLeftIt(t *te
 
 func TestWritesRememberingEndsStoreWhatWritesLookingThemUpStore(t *testing.T) {
 	t.Parallel()
-	day := simulatedDay(t)
-	// In-order polls of many races, then a race's polls late, out of order
-	// and redelivered.
-	polls := slices.Clone(day[:400])
-	ts := pollTimes()
-	late := newRaceGen("R-late", ts[2].Add(time.Hour))
-	polls = append(polls, late.poll(1, ts[0]), late.poll(3, ts[2]), late.poll(2, ts[1]), late.poll(2, ts[1]))
-	polls = append(polls, day[400:500]...)
-
+	polls := awkwardDay(t)
 	reference := pgtest.New(t)
-	want := make([]write.Rows, len(polls))
-	for i, s := range polls {
-		want[i] = counts(writeTx(t, reference.Pool, s))
-	}
+	want := countsOneByOne(t, reference.Pool, polls)
 	for _, tc := range []struct {
 		name  string
 		races int // how many races the Ends remembers
