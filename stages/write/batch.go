@@ -68,7 +68,8 @@ func Validate(snap transform.RaceSnapshot) error { return validate(snap) }
 // share no race, meeting or runner, in which each table gets one statement
 // carrying the rows of every poll of the round; all statements go to the
 // server in one pipelined batch after the lookup: two round trips and one
-// commit for the lot. A poll goes into the round after the last one holding
+// commit for the lot (with Ends, a third when a race it remembers was
+// written elsewhere since, and its series are looked up). A poll goes into the round after the last one holding
 // a poll it shares something with, so a batch of polls of different meetings
 // is one round and one of a single race is one round per poll. Appending
 // assumes no other transaction writes the same series meanwhile (a replay
