@@ -155,17 +155,14 @@ func readLedgerMarks(br pgx.BatchResults) (map[string]ledgerMark, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	marks := make(map[string]ledgerMark)
-	for rows.Next() {
-		var race string
-		var m ledgerMark
-		if err := rows.Scan(&race, &m); err != nil {
-			return nil, err
-		}
+	var race string
+	var m ledgerMark
+	_, err = pgx.ForEachRow(rows, []any{&race, &m}, func() error {
 		marks[race] = m
-	}
-	return marks, rows.Err()
+		return nil
+	})
+	return marks, err
 }
 
 // endsUpdate is what a write leaves at the end of its races' series, to be

@@ -244,7 +244,7 @@ func (l *lookups) queue(b *pgx.Batch) {
 }
 
 // read reads what queue queued; a series with no stored row in its window
-// is left as it was (not ok: none).
+// is left not ok (none).
 func (l *lookups) read(br pgx.BatchResults) error {
 	if len(l.m) > 0 {
 		for _, i := range l.m {
@@ -254,17 +254,13 @@ func (l *lookups) read(br pgx.BatchResults) error {
 		if err != nil {
 			return newDBError(TableMoneyFlow, err)
 		}
-		for rows.Next() {
-			var i int
-			var m storedMoney
-			if err := rows.Scan(&i, &m.polling, &m.event, &m.win, &m.place); err != nil {
-				rows.Close()
-				return newDBError(TableMoneyFlow, err)
-			}
+		var i int
+		var m storedMoney
+		if _, err := pgx.ForEachRow(rows, []any{&i, &m.polling, &m.event, &m.win, &m.place}, func() error {
 			m.ok = true
 			l.out.money[l.m[i-1]] = m
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		}); err != nil {
 			return newDBError(TableMoneyFlow, err)
 		}
 	}
@@ -276,22 +272,17 @@ func (l *lookups) read(br pgx.BatchResults) error {
 		if err != nil {
 			return newDBError(TableOdds, err)
 		}
-		for rows.Next() {
-			var i int
-			var at time.Time
-			var text string
-			if err := rows.Scan(&i, &at, &text); err != nil {
-				rows.Close()
-				return newDBError(TableOdds, err)
-			}
+		var i int
+		var at time.Time
+		var text string
+		if _, err := pgx.ForEachRow(rows, []any{&i, &at, &text}, func() error {
 			c, err := parseCents(text)
 			if err != nil {
-				rows.Close()
-				return newDBError(TableOdds, err)
+				return err
 			}
 			l.out.odds[l.o[i-1]] = storedOdds{ok: true, at: at, cents: c}
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		}); err != nil {
 			return newDBError(TableOdds, err)
 		}
 	}
