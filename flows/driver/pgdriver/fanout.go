@@ -135,10 +135,16 @@ func (r *tailReader) run(ctx context.Context, sig *signal, out chan<- *message.M
 // readSQL reads what follows offset $1 and the gaps $2, in order. Each
 // part is an index range of its own: as one condition (a > $1 OR a = ANY)
 // the planner walks the whole primary key and filters, and the table keeps
-// every result until it is pruned.
+// every result until it is pruned. The upper bound, the table's last
+// offset, changes nothing read (it is read in the statement's snapshot)
+// but keeps the range an index range: with "offset" > $1 alone, a plan
+// made while the table was young and never analysed (a new namespace's
+// first minutes) scans and sorts the whole table on every read, and a
+// connection keeps that plan as the table grows.
 func readSQL(topic string) string {
 	t, limit := tableOf(topic), strconv.Itoa(readBatch)
-	return `(SELECT "offset", uuid, payload, metadata FROM ` + t + ` WHERE "offset" > $1 ORDER BY "offset" LIMIT ` + limit + `)
+	return `(SELECT "offset", uuid, payload, metadata FROM ` + t + ` WHERE "offset" > $1
+			AND "offset" <= (SELECT max("offset") FROM ` + t + `) ORDER BY "offset" LIMIT ` + limit + `)
 		UNION ALL
 		(SELECT "offset", uuid, payload, metadata FROM ` + t + ` WHERE "offset" = ANY($2) AND "offset" <= $1)
 		ORDER BY 1 LIMIT ` + limit
