@@ -248,7 +248,7 @@ func (r *tailReader) hand(ctx context.Context, msg *message.Message, out chan<- 
 // markHandled sets the handled flag, without waiting for the disk.
 func markHandled(ctx context.Context, d *Driver, topic string, offsets []int64) error {
 	batch := &pgx.Batch{}
-	batch.Queue(sqlAsyncCommit)
+	batch.Queue(sqlNoDiskWait)
 	batch.Queue(`UPDATE `+tableOf(topic)+` SET acked = TRUE WHERE "offset" = ANY($1) AND NOT acked`, offsets)
 	return sendOwnTx(ctx, d.pool, batch)
 }

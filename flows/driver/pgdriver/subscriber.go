@@ -279,7 +279,7 @@ func leaseSQL(table, next string) string {
 
 func (sub *subscription) claimOne(ctx context.Context) (*claimed, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(sqlAsyncCommit)
+	batch.Queue(sqlOwnTx)
 	cl := sub.queueClaim(batch)
 	if err := sendOwnTx(ctx, sub.s.d.pool, batch); err != nil {
 		return nil, err
