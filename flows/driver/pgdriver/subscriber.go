@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -59,6 +60,10 @@ type subscription struct {
 	mu         sync.Mutex
 	stopped    bool
 	deliveries sync.WaitGroup
+	// waiting: run waits for a slot, as there may be more to claim, so a
+	// settling delivery of a keyed topic claims the oldest free head of
+	// any race for its slot, not only its race's next (queueNext).
+	waiting atomic.Bool
 }
 
 // Subscribe hands out topic's messages until ctx ends or Close.
@@ -139,9 +144,7 @@ func (sub *subscription) run(ctx context.Context) {
 			case <-wait:
 			}
 		}
-		select {
-		case sub.slots <- struct{}{}:
-		case <-ctx.Done():
+		if !sub.takeSlot(ctx) {
 			return
 		}
 		wait = sub.signal.wait() // taken before the claim: a wake during it is not lost
@@ -162,6 +165,26 @@ func (sub *subscription) run(ctx context.Context) {
 			d.logger.Error("pgdriver: claim a message", err, watermill.LogFields{"topic": sub.topic})
 		}
 		due = false
+	}
+}
+
+// takeSlot waits for a free slot; false when ctx ends first.
+func (sub *subscription) takeSlot(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case sub.slots <- struct{}{}:
+		return true
+	default:
+	}
+	sub.waiting.Store(true)
+	defer sub.waiting.Store(false)
+	select {
+	case sub.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -258,7 +281,8 @@ func claimSQL(topic string, keyed bool) string {
 // a strictly ordered topic the topic's next message (claimSQL); on a keyed
 // one only the next message of the race just handled ($3), found with one
 // index probe: that one waited for this delivery, while the heads of other
-// races are the run loop's to claim.
+// races are the run loop's to claim, unless it waits for a slot
+// (queueNext).
 func nextSQL(topic string, keyed bool) string {
 	if !keyed {
 		return claimSQL(topic, false)
@@ -300,8 +324,16 @@ func (sub *subscription) queueClaim(batch *pgx.Batch) *claim {
 	return sub.queue(batch, sub.claim, sub.owner, sub.s.d.cfg.Lease.Seconds())
 }
 
-// queueNext adds to batch the claim of what comes after c (nextSQL).
+// queueNext adds to batch the claim of what comes after c (nextSQL). On a
+// keyed topic whose run loop waits for a slot, other races' heads are
+// waiting: the topic-wide claim takes the oldest (c's next among them,
+// c being acknowledged before it), and the slot goes on to it at once,
+// where freeing it would have the run loop claim it in a transaction of
+// its own.
 func (sub *subscription) queueNext(batch *pgx.Batch, c *claimed) *claim {
+	if sub.keyed && sub.waiting.Load() {
+		return sub.queueClaim(batch)
+	}
 	if sub.keyed {
 		return sub.queue(batch, sub.next, sub.owner, sub.s.d.cfg.Lease.Seconds(), c.raceID)
 	}
