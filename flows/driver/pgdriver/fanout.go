@@ -108,11 +108,12 @@ type tailReader struct {
 	topic    string
 	next     int64               // every offset up to here was read or is a gap
 	gaps     map[int64]time.Time // skipped offsets, since when
-	unmarked []int64             // delivered, not yet marked read (a marking failed)
+	unmarked []int64             // delivered, not yet marked read (queueMarks)
 }
 
 func (r *tailReader) run(ctx context.Context, sig *signal, out chan<- *message.Message) {
 	d := r.f.d
+	defer r.markLeft()
 	for ctx.Err() == nil {
 		wait := sig.wait()
 		n, err := r.read(ctx, out)
@@ -162,10 +163,6 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		}
 		gaps = append(gaps, off)
 	}
-	rows, err := r.f.d.pool.Query(ctx, readSQL(r.topic), r.next, gaps)
-	if err != nil {
-		return 0, err
-	}
 	type got struct {
 		offset int64
 		msg    *message.Message
@@ -176,17 +173,24 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		uuid        string
 		payload, md []byte
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&offset, &uuid, &payload, &md}, func() error {
-		msg, err := decode(uuid, slices.Clone(payload), slices.Clone(md))
-		if err != nil {
-			r.f.d.logger.Error("pgdriver: unreadable result skipped", err, watermill.LogFields{"topic": r.topic})
-			msg = nil
-		}
-		batch = append(batch, got{offset, msg})
-		return nil
-	}); err != nil {
+	q := &pgx.Batch{}
+	marking := r.queueMarks(q)
+	q.Queue(readSQL(r.topic), r.next, gaps).Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&offset, &uuid, &payload, &md}, func() error {
+			msg, err := decode(uuid, slices.Clone(payload), slices.Clone(md))
+			if err != nil {
+				r.f.d.logger.Error("pgdriver: unreadable result skipped", err, watermill.LogFields{"topic": r.topic})
+				msg = nil
+			}
+			batch = append(batch, got{offset, msg})
+			return nil
+		})
+		return err
+	})
+	if err := sendOwnTx(ctx, r.f.d.pool, q); err != nil {
 		return 0, err
 	}
+	r.unmarked = r.unmarked[marking:]
 	var delivered []int64
 	for _, g := range batch {
 		delete(r.gaps, g.offset)
@@ -205,18 +209,41 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		delivered = append(delivered, g.offset)
 	}
 	r.unmarked = append(r.unmarked, delivered...)
-	if len(r.unmarked) > 0 {
-		// Marking is bookkeeping (the backlog shows results nobody read):
-		// what fails is marked at a later read.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := markHandled(mctx, r.f.d, r.topic, r.unmarked); err != nil {
-			r.f.d.logger.Debug("pgdriver: mark results read", watermill.LogFields{"topic": r.topic, "error": err.Error()})
-		} else {
-			r.unmarked = r.unmarked[:0]
-		}
-	}
 	return len(batch), nil
+}
+
+// queueMarks queues the marking of every delivered result not yet marked
+// and returns how many it marks (0: nothing queued). Marking is
+// bookkeeping: the backlog shows results no instance has read, and a new
+// subscription starts from the oldest of them. So what a read delivered is
+// marked in the round trip and transaction of the next read (which then
+// does not wait for the disk), not in a transaction of its own per read;
+// an idle reader reads, and so marks, at every poll interval, and one that
+// ends marks what is left (markLeft). Unlike the claims, the marking and
+// the read are planned for their values (no genericPlans): a generic plan
+// made while the table is young scans it whole, and the table keeps every
+// result until it is pruned.
+func (r *tailReader) queueMarks(q *pgx.Batch) int {
+	if len(r.unmarked) == 0 {
+		return 0
+	}
+	q.Queue(sqlNoDiskWait)
+	q.Queue(markSQL(r.topic), r.unmarked)
+	return len(r.unmarked)
+}
+
+// markLeft marks what the reader delivered since its last read, as it ends.
+func (r *tailReader) markLeft() {
+	if len(r.unmarked) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q := &pgx.Batch{}
+	r.queueMarks(q)
+	if err := sendOwnTx(ctx, r.f.d.pool, q); err != nil {
+		r.f.d.logger.Debug("pgdriver: mark results read", watermill.LogFields{"topic": r.topic, "error": err.Error()})
+	}
 }
 
 // hand gives msg to the reader and waits until it is settled; a nacked
@@ -245,10 +272,7 @@ func (r *tailReader) hand(ctx context.Context, msg *message.Message, out chan<- 
 	}
 }
 
-// markHandled sets the handled flag, without waiting for the disk.
-func markHandled(ctx context.Context, d *Driver, topic string, offsets []int64) error {
-	batch := &pgx.Batch{}
-	batch.Queue(sqlNoDiskWait)
-	batch.Queue(`UPDATE `+tableOf(topic)+` SET acked = TRUE WHERE "offset" = ANY($1) AND NOT acked`, offsets)
-	return sendOwnTx(ctx, d.pool, batch)
+// markSQL marks the results at the offsets $1 read.
+func markSQL(topic string) string {
+	return `UPDATE ` + tableOf(topic) + ` SET acked = TRUE WHERE "offset" = ANY($1) AND NOT acked`
 }

@@ -1,0 +1,103 @@
+package pgdriver_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/raceflow/raceflow/flows/driver"
+	"github.com/raceflow/raceflow/flows/driver/pgdriver"
+	"github.com/raceflow/raceflow/internal/pgtest"
+)
+
+// A results reader marks what it delivered as read (in the round trip of
+// its next read) and marks what is left when it ends: a reader started
+// later does not read those results again.
+func TestResultsDeliveredAreMarkedReadByTheNextReadAndWhenTheReaderEnds(t *testing.T) {
+	t.Parallel()
+	const topic = "results-marked"
+	cfg := pgdriver.DefaultConfig()
+	cfg.FallbackPoll = time.Hour // only publishing wakes the reader
+	db := pgtest.New(t)
+	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	unread := func() int {
+		t.Helper()
+		var n int
+		require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM "watermill_`+topic+`" WHERE NOT acked`).Scan(&n))
+		return n
+	}
+	publish := func(uuid string) {
+		t.Helper()
+		require.NoError(t, d.Publisher().Publish(topic, message.NewMessage(uuid, []byte(uuid))))
+	}
+
+	sub, msgs := resultsReader(t, d, topic)
+	publish("r1")
+	receive(t, msgs, "r1").Ack()
+	publish("r2")
+	r2 := receive(t, msgs, "r2")
+	require.Equal(t, 1, unread(), "r1 is marked once r2 is read")
+	r2.Ack()
+	require.NoError(t, sub.Close())
+	require.Zero(t, unread(), "r2 is marked when the reader ends")
+
+	_, msgs = resultsReader(t, d, topic)
+	publish("r3")
+	receive(t, msgs, "r3").Ack()
+}
+
+// An idle results reader marks what it delivered at its next poll.
+func TestIdleResultsReaderMarksWhatItDeliveredAtItsNextPoll(t *testing.T) {
+	t.Parallel()
+	const topic = "results-marked-idle"
+	cfg := pgdriver.DefaultConfig()
+	cfg.FallbackPoll = 20 * time.Millisecond
+	db := pgtest.New(t)
+	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+
+	_, msgs := resultsReader(t, d, topic)
+	require.NoError(t, d.Publisher().Publish(topic, message.NewMessage("r1", []byte("r1"))))
+	receive(t, msgs, "r1").Ack()
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM "watermill_`+topic+`" WHERE NOT acked`).Scan(&n))
+		return n == 0
+	}, time.Minute, 10*time.Millisecond, "r1 still unread")
+}
+
+// resultsReader subscribes to a results topic as the flow does; the
+// subscriber closes at the end of the test unless closed before.
+func resultsReader(t *testing.T, d *pgdriver.Driver, topic string) (message.Subscriber, <-chan *message.Message) {
+	t.Helper()
+	sub, err := d.Subscriber(driver.Processed, 1)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	msgs, err := sub.Subscribe(ctx, topic)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, sub.Close())
+	})
+	return sub, msgs
+}
+
+// receive returns the next message handed out, which must be uuid.
+func receive(t *testing.T, msgs <-chan *message.Message, uuid string) *message.Message {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		require.Equal(t, uuid, m.UUID)
+		return m
+	case <-time.After(time.Minute):
+		t.Fatalf("%s was not handed out within a minute", uuid)
+		return nil
+	}
+}
