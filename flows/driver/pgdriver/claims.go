@@ -99,11 +99,16 @@ type outputs struct {
 
 // queueOutputs adds to batch the inserts of what a commit publishes and,
 // after them, a claim per topic whose subscription here has a free slot.
-// Exactly one of committed and failed must follow.
-func (d *Driver) queueOutputs(batch *pgx.Batch, pending []published) *outputs {
+// The first insert also applies settings, the transaction's (sqlOwnTx,
+// genericPlans) for the statements after it, one statement fewer. Exactly
+// one of committed and failed must follow.
+func (d *Driver) queueOutputs(batch *pgx.Batch, pending []published, settings string) *outputs {
 	o := &outputs{d: d}
-	for _, p := range pending {
+	for i, p := range pending {
 		q, args := insertSQL(p.topic, p.rows)
+		if i == 0 && settings != "" {
+			q = `WITH i AS (` + q + `) ` + settings
+		}
 		batch.Queue(q, args...)
 		o.topics = append(o.topics, p.topic)
 		o.rows = append(o.rows, p.rows)

@@ -49,9 +49,10 @@ func deliveryOf(ctx context.Context) (*delivery, bool) {
 	return d, ok
 }
 
-// sqlOwnTx opens a batch that is a transaction of its own: it commits
-// without waiting for the disk (see delivery) and plans the statements
-// after it generically (genericPlans). The driver's batches rely on how
+// sqlOwnTx opens a batch that is a transaction of its own, as a statement
+// or in the batch's first (queueOutputs): the transaction commits without
+// waiting for the disk (see delivery) and plans the statements after it
+// generically (genericPlans). The driver's batches rely on how
 // PostgreSQL runs a pipeline: the statements of a batch sent without BEGIN
 // form one transaction, committed once the last has run (pgx ends a batch
 // with one Sync), and an error skips the rest and rolls them all back. So
@@ -166,7 +167,7 @@ func (d *delivery) commit(ctx context.Context, sub *subscription, c *claimed) (*
 		next *claim
 	)
 	queue := func(batch *pgx.Batch) {
-		out = sub.s.d.queueOutputs(batch, pending)
+		out = sub.s.d.queueOutputs(batch, pending, `SELECT `+genericPlans)
 		ack := sub.ackAsync
 		if g != nil {
 			ack = sub.ack

@@ -227,7 +227,6 @@ func (r *tailReader) queueMarks(q *pgx.Batch) int {
 	if len(r.unmarked) == 0 {
 		return 0
 	}
-	q.Queue(sqlNoDiskWait)
 	q.Queue(markSQL(r.topic), r.unmarked)
 	return len(r.unmarked)
 }
@@ -272,7 +271,8 @@ func (r *tailReader) hand(ctx context.Context, msg *message.Message, out chan<- 
 	}
 }
 
-// markSQL marks the results at the offsets $1 read.
+// markSQL marks the results at the offsets $1 read, and lets its
+// transaction commit without waiting for the disk.
 func markSQL(topic string) string {
-	return `UPDATE ` + tableOf(topic) + ` SET acked = TRUE WHERE "offset" = ANY($1) AND NOT acked`
+	return `WITH m AS (UPDATE ` + tableOf(topic) + ` SET acked = TRUE WHERE "offset" = ANY($1) AND NOT acked) ` + sqlNoDiskWait
 }

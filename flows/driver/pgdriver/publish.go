@@ -37,8 +37,7 @@ func (p publisher) Publish(topic string, msgs ...*message.Message) error {
 		return dl.publish(topic, rows)
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(sqlOwnTx)
-	out := p.d.queueOutputs(batch, []published{{topic: topic, rows: rows}})
+	out := p.d.queueOutputs(batch, []published{{topic: topic, rows: rows}}, sqlOwnTx)
 	if err := sendOwnTx(ctx, p.d.pool, batch); err != nil {
 		out.failed()
 		return errors.Join(errPublish, err)
