@@ -38,6 +38,11 @@ type fanOut struct {
 // gapWait is how long a skipped offset is looked for.
 func (f *fanOut) gapWait() time.Duration { return f.d.cfg.AckDeadline + time.Minute }
 
+// markEvery is how long delivered results may wait to be marked read by
+// a reader that keeps reading (queueMarks): a busy reader marks a batch of
+// them at a time, instead of planning and running a marking per read.
+const markEvery = 100 * time.Millisecond
+
 // readBatch bounds one read.
 const readBatch = 500
 
@@ -109,6 +114,7 @@ type tailReader struct {
 	next     int64               // every offset up to here was read or is a gap
 	gaps     map[int64]time.Time // skipped offsets, since when
 	unmarked []int64             // delivered, not yet marked read (queueMarks)
+	since    time.Time           // when the oldest of unmarked was delivered
 }
 
 func (r *tailReader) run(ctx context.Context, sig *signal, out chan<- *message.Message) {
@@ -174,7 +180,10 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		payload, md []byte
 	)
 	q := &pgx.Batch{}
-	marking := r.queueMarks(q)
+	marking := 0
+	if time.Since(r.since) >= markEvery {
+		marking = r.queueMarks(q)
+	}
 	q.Queue(readSQL(r.topic), r.next, gaps).Query(func(rows pgx.Rows) error {
 		_, err := pgx.ForEachRow(rows, []any{&offset, &uuid, &payload, &md}, func() error {
 			msg, err := decode(uuid, slices.Clone(payload), slices.Clone(md))
@@ -208,6 +217,9 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		}
 		delivered = append(delivered, g.offset)
 	}
+	if len(r.unmarked) == 0 && len(delivered) > 0 {
+		r.since = time.Now()
+	}
 	r.unmarked = append(r.unmarked, delivered...)
 	return len(batch), nil
 }
@@ -215,14 +227,14 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 // queueMarks queues the marking of every delivered result not yet marked
 // and returns how many it marks (0: nothing queued). Marking is
 // bookkeeping: the backlog shows results no instance has read, and a new
-// subscription starts from the oldest of them. So what a read delivered is
-// marked in the round trip and transaction of the next read (which then
-// does not wait for the disk), not in a transaction of its own per read;
-// an idle reader reads, and so marks, at every poll interval, and one that
-// ends marks what is left (markLeft). Unlike the claims, the marking and
-// the read are planned for their values (no genericPlans): a generic plan
-// made while the table is young scans it whole, and the table keeps every
-// result until it is pruned.
+// subscription starts from the oldest of them. So it is done in bulk, not
+// per read: a read marks what was delivered before it once the oldest of
+// that is markEvery old, in the same round trip and transaction (which
+// then does not wait for the disk); an idle reader reads, and so marks, at
+// every poll interval, and one that ends marks what is left (markLeft).
+// Unlike the claims, the marking and the read are planned for their values
+// (no genericPlans): a generic plan made while the table is young scans it
+// whole, and the table keeps every result until it is pruned.
 func (r *tailReader) queueMarks(q *pgx.Batch) int {
 	if len(r.unmarked) == 0 {
 		return 0
