@@ -161,6 +161,19 @@ func subscriberOn(t *testing.T, cfg pgdriver.Config, topic string) (*pgtest.DB, 
 	return db, sub
 }
 
+// openDriver opens a driver on a database of its own whose idle
+// subscriptions look for work every fallbackPoll; it closes with the test.
+func openDriver(t *testing.T, fallbackPoll time.Duration) (*pgtest.DB, *pgdriver.Driver) {
+	t.Helper()
+	cfg := pgdriver.DefaultConfig()
+	cfg.FallbackPoll = fallbackPoll
+	db := pgtest.New(t)
+	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	return db, d
+}
+
 // handedOut subscribes to topic and returns the first message handed out,
 // failing the test when none comes within a minute.
 func handedOut(t *testing.T, sub message.Subscriber, topic string) *message.Message {

@@ -5,13 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/flows/driver/pgdriver"
-	"github.com/raceflow/raceflow/internal/pgtest"
 )
 
 // A results reader marks what it delivered as read, in bulk, and marks
@@ -20,12 +18,7 @@ import (
 func TestResultsDeliveredAreMarkedReadByTheNextReadAndWhenTheReaderEnds(t *testing.T) {
 	t.Parallel()
 	const topic = "results-marked"
-	cfg := pgdriver.DefaultConfig()
-	cfg.FallbackPoll = time.Hour // only publishing wakes the reader
-	db := pgtest.New(t)
-	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	db, d := openDriver(t, time.Hour) // only publishing wakes the reader
 	unread := func() int {
 		t.Helper()
 		var n int
@@ -54,12 +47,7 @@ func TestResultsDeliveredAreMarkedReadByTheNextReadAndWhenTheReaderEnds(t *testi
 func TestIdleResultsReaderMarksWhatItDeliveredAtItsNextPoll(t *testing.T) {
 	t.Parallel()
 	const topic = "results-marked-idle"
-	cfg := pgdriver.DefaultConfig()
-	cfg.FallbackPoll = 20 * time.Millisecond
-	db := pgtest.New(t)
-	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	db, d := openDriver(t, 20*time.Millisecond)
 
 	_, msgs := resultsReader(t, d, topic)
 	require.NoError(t, d.Publisher().Publish(topic, message.NewMessage("r1", []byte("r1"))))
@@ -77,6 +65,13 @@ func resultsReader(t *testing.T, d *pgdriver.Driver, topic string) (message.Subs
 	t.Helper()
 	sub, err := d.Subscriber(driver.Processed, 1)
 	require.NoError(t, err)
+	return sub, subscribed(t, sub, topic)
+}
+
+// subscribed subscribes sub to topic; sub closes at the end of the test
+// unless closed before.
+func subscribed(t *testing.T, sub message.Subscriber, topic string) <-chan *message.Message {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	msgs, err := sub.Subscribe(ctx, topic)
 	require.NoError(t, err)
@@ -84,18 +79,26 @@ func resultsReader(t *testing.T, d *pgdriver.Driver, topic string) (message.Subs
 		cancel()
 		require.NoError(t, sub.Close())
 	})
-	return sub, msgs
+	return msgs
+}
+
+// nextMsg returns the next message handed out, failing the test when none
+// comes within a minute.
+func nextMsg(t *testing.T, msgs <-chan *message.Message) *message.Message {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		return m
+	case <-time.After(time.Minute):
+		t.Fatal("no message was handed out within a minute")
+		return nil
+	}
 }
 
 // receive returns the next message handed out, which must be uuid.
 func receive(t *testing.T, msgs <-chan *message.Message, uuid string) *message.Message {
 	t.Helper()
-	select {
-	case m := <-msgs:
-		require.Equal(t, uuid, m.UUID)
-		return m
-	case <-time.After(time.Minute):
-		t.Fatalf("%s was not handed out within a minute", uuid)
-		return nil
-	}
+	m := nextMsg(t, msgs)
+	require.Equal(t, uuid, m.UUID)
+	return m
 }
