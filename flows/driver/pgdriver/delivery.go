@@ -64,10 +64,11 @@ func deliveryOf(ctx context.Context) (*delivery, bool) {
 // on their values (offsets, owners, race ids), but PostgreSQL's default
 // (plan_cache_mode auto) keeps planning most of them again at every
 // execution, since a plan made for the values looks cheaper than the
-// generic one; for the keyed claim's walk that took half as long as
-// running it. A generic plan is made once per connection and statement,
-// and made again when the table's statistics change; every plan of these
-// statements probes the topic's indexes, young table or not.
+// generic one (the keyed claim's walk took half as long to plan as to
+// run). A generic plan is made once per connection and statement, and
+// made again when the table's statistics change; every plan of these
+// statements reads the topic through its indexes, young table or not (at
+// worst a scan of the index of unhandled rows).
 const (
 	sqlOwnTx      = sqlNoDiskWait + `, ` + genericPlans
 	sqlNoDiskWait = `SELECT set_config('synchronous_commit', 'off', true)`

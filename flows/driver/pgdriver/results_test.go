@@ -15,7 +15,7 @@ import (
 // A results reader marks what it delivered as read, in bulk, and marks
 // what is left when it ends: a reader started later does not read those
 // results again.
-func TestResultsDeliveredAreMarkedReadByTheNextReadAndWhenTheReaderEnds(t *testing.T) {
+func TestResultsReaderMarksWhatItDeliveredWhenItEnds(t *testing.T) {
 	t.Parallel()
 	const topic = "results-marked"
 	db, d := openDriver(t, time.Hour) // only publishing wakes the reader
