@@ -212,10 +212,13 @@ func (r *tailReader) read(ctx context.Context, out chan<- *message.Message) (int
 		if g.msg == nil {
 			continue
 		}
-		if !r.hand(ctx, g.msg, out) {
+		acked := r.hand(ctx, g.msg, out)
+		if acked {
+			delivered = append(delivered, g.offset)
+		}
+		if !acked || ctx.Err() != nil {
 			break
 		}
-		delivered = append(delivered, g.offset)
 	}
 	if len(r.unmarked) == 0 && len(delivered) > 0 {
 		r.since = time.Now()
@@ -278,7 +281,14 @@ func (r *tailReader) hand(ctx context.Context, msg *message.Message, out chan<- 
 			cancel()
 		case <-ctx.Done():
 			cancel()
-			return false
+			// Acknowledged as the subscription ended, it was read: marked
+			// as it ends (markLeft), not handed out again by the next.
+			select {
+			case <-m.Acked():
+				return true
+			default:
+				return false
+			}
 		}
 	}
 }
