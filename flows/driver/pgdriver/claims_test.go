@@ -19,7 +19,9 @@ import (
 func TestSettlingClaimsTheOldestWaitingRaceWhenEverySlotIsBusy(t *testing.T) {
 	t.Parallel()
 	const topic = "settle-claims-oldest"
-	_, d := openDriver(t, time.Hour) // only commits wake the subscription
+	cfg := pgdriver.DefaultConfig()
+	cfg.FallbackPoll = time.Hour // only commits wake the subscription
+	_, d := openDriver(t, cfg)
 	sub := d.NewSubscriber(false, 2)
 	msgs := subscribed(t, sub, topic)
 	publish := func(race, uuid string) {

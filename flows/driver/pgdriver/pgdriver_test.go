@@ -151,22 +151,17 @@ func TestMessageWhoseLeaseRunsOutIsFoundByTheFallbackLook(t *testing.T) {
 // rows into the table themselves.
 func subscriberOn(t *testing.T, cfg pgdriver.Config, topic string) (*pgtest.DB, message.Subscriber) {
 	t.Helper()
-	db := pgtest.New(t)
-	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	db, d := openDriver(t, cfg)
 	sub := d.NewSubscriber(false, 1)
 	t.Cleanup(func() { require.NoError(t, sub.Close()) })
 	require.NoError(t, sub.(message.SubscribeInitializer).SubscribeInitialize(topic))
 	return db, sub
 }
 
-// openDriver opens a driver on a database of its own whose idle
-// subscriptions look for work every fallbackPoll; it closes with the test.
-func openDriver(t *testing.T, fallbackPoll time.Duration) (*pgtest.DB, *pgdriver.Driver) {
+// openDriver opens a driver with cfg on a database of its own; it closes
+// with the test.
+func openDriver(t *testing.T, cfg pgdriver.Config) (*pgtest.DB, *pgdriver.Driver) {
 	t.Helper()
-	cfg := pgdriver.DefaultConfig()
-	cfg.FallbackPoll = fallbackPoll
 	db := pgtest.New(t)
 	d, err := pgdriver.Open(cfg, db.Pool, watermill.NopLogger{})
 	require.NoError(t, err)

@@ -18,7 +18,9 @@ import (
 func TestResultsReaderMarksWhatItDeliveredWhenItEnds(t *testing.T) {
 	t.Parallel()
 	const topic = "results-marked"
-	db, d := openDriver(t, time.Hour) // only publishing wakes the reader
+	cfg := pgdriver.DefaultConfig()
+	cfg.FallbackPoll = time.Hour // only publishing wakes the reader
+	db, d := openDriver(t, cfg)
 	unread := func() int {
 		t.Helper()
 		var n int
@@ -47,7 +49,9 @@ func TestResultsReaderMarksWhatItDeliveredWhenItEnds(t *testing.T) {
 func TestIdleResultsReaderMarksWhatItDeliveredAtItsNextPoll(t *testing.T) {
 	t.Parallel()
 	const topic = "results-marked-idle"
-	db, d := openDriver(t, 20*time.Millisecond)
+	cfg := pgdriver.DefaultConfig()
+	cfg.FallbackPoll = 20 * time.Millisecond
+	db, d := openDriver(t, cfg)
 
 	_, msgs := resultsReader(t, d, topic)
 	require.NoError(t, d.Publisher().Publish(topic, message.NewMessage("r1", []byte("r1"))))
