@@ -71,7 +71,8 @@ func deliveryOf(ctx context.Context) (*delivery, bool) {
 // worst a scan of the index of unhandled rows).
 const (
 	sqlOwnTx      = sqlNoDiskWait + `, ` + genericPlans
-	sqlNoDiskWait = `SELECT set_config('synchronous_commit', 'off', true)`
+	sqlNoDiskWait = `SELECT ` + noDiskWait
+	noDiskWait    = `set_config('synchronous_commit', 'off', true)`
 	genericPlans  = `set_config('plan_cache_mode', 'force_generic_plan', true)`
 )
 
@@ -268,7 +269,7 @@ func ackSQL(topic string, keep, async bool) string {
 	}
 	result := `1 / count(*), ` + genericPlans
 	if async {
-		result += `, set_config('synchronous_commit', 'off', true)`
+		result += `, ` + noDiskWait
 	}
 	return `WITH a AS (` + change + ` WHERE "offset" = $1 AND lease_owner = $2 RETURNING 1) SELECT ` + result + ` FROM a`
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/raceflow/raceflow/flows/driver"
 	"github.com/raceflow/raceflow/flows/driver/pgdriver"
+	"github.com/raceflow/raceflow/internal/pgtest"
 )
 
 // A results reader marks what it delivered as read, in bulk, and marks
@@ -21,12 +22,6 @@ func TestResultsReaderMarksWhatItDeliveredWhenItEnds(t *testing.T) {
 	cfg := pgdriver.DefaultConfig()
 	cfg.FallbackPoll = time.Hour // only publishing wakes the reader
 	db, d := openDriver(t, cfg)
-	unread := func() int {
-		t.Helper()
-		var n int
-		require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM "watermill_`+topic+`" WHERE NOT acked`).Scan(&n))
-		return n
-	}
 	publish := func(uuid string) {
 		t.Helper()
 		require.NoError(t, d.Publisher().Publish(topic, message.NewMessage(uuid, []byte(uuid))))
@@ -38,7 +33,7 @@ func TestResultsReaderMarksWhatItDeliveredWhenItEnds(t *testing.T) {
 	publish("r2")
 	receive(t, msgs, "r2").Ack()
 	require.NoError(t, sub.Close())
-	require.Zero(t, unread(), "the reader marks what is left when it ends")
+	require.Zero(t, unread(t, db, topic), "the reader marks what is left when it ends")
 
 	_, msgs = resultsReader(t, d, topic)
 	publish("r3")
@@ -56,11 +51,16 @@ func TestIdleResultsReaderMarksWhatItDeliveredAtItsNextPoll(t *testing.T) {
 	_, msgs := resultsReader(t, d, topic)
 	require.NoError(t, d.Publisher().Publish(topic, message.NewMessage("r1", []byte("r1"))))
 	receive(t, msgs, "r1").Ack()
-	require.Eventually(t, func() bool {
-		var n int
-		require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM "watermill_`+topic+`" WHERE NOT acked`).Scan(&n))
-		return n == 0
-	}, time.Minute, 10*time.Millisecond, "r1 still unread")
+	require.Eventually(t, func() bool { return unread(t, db, topic) == 0 },
+		time.Minute, 10*time.Millisecond, "r1 still unread")
+}
+
+// unread counts topic's results that no reader has marked read.
+func unread(t *testing.T, db *pgtest.DB, topic string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM "watermill_`+topic+`" WHERE NOT acked`).Scan(&n))
+	return n
 }
 
 // resultsReader subscribes to a results topic as the flow does; the
